@@ -1,0 +1,79 @@
+// vmlease configuration: the parsed, validated form of /etc/vmlease/vmlease.yaml
+// plus /etc/vmlease/vmlease.d/*.yaml drop-ins.
+//
+// This header is deliberately free of yaml-cpp types so that the core can use
+// Config without depending on the parser.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace vmlease {
+
+enum class LeaseMode { Exclusive, Shared, None };
+enum class ConflictAction { Terminate, Warn };
+enum class LockFailureAction { Poweroff, Terminate, Pause, Ignore, Restart };
+
+const char *to_string(LeaseMode m);
+const char *to_string(ConflictAction a);
+const char *to_string(LockFailureAction a);
+// Parse the YAML/D-Bus spelling; std::nullopt for anything else.
+std::optional<LeaseMode> lease_mode_from_string(const std::string &s);
+std::optional<ConflictAction> conflict_action_from_string(const std::string &s);
+std::optional<LockFailureAction> lock_failure_action_from_string(const std::string &s);
+
+struct DiskRule {
+    std::string path;   // as written in the file (absolute); canonicalised by the caller
+    LeaseMode mode = LeaseMode::Exclusive;
+};
+
+struct MachineRule {
+    std::string match;  // fnmatch(3) glob on the machine name
+    std::vector<DiskRule> disks;
+    std::optional<LockFailureAction> on_lockfailure;
+    std::optional<ConflictAction> on_conflict;
+};
+
+struct Discovery {
+    bool open_files = true;
+    std::vector<std::string> include = {"/var/lib/libvirt/images/*", "/dev/disk/by-path/*"};
+    std::vector<std::string> exclude;
+};
+
+struct Config {
+    uint32_t host_id = 0;  // required: 1..2000
+    std::string lease_dir = "/var/lib/vmlease/leases";
+    std::string lockspace = "__LIBVIRT__DISKS__";
+    uint32_t io_timeout = 10;  // seconds, 1..300
+    bool auto_disk_leases = true;
+    ConflictAction on_conflict = ConflictAction::Terminate;
+    LockFailureAction on_lockfailure = LockFailureAction::Poweroff;
+    std::string lease_file_user = "root";
+    std::string lease_file_group = "root";
+    Discovery discovery;
+    std::vector<MachineRule> machines;
+    std::string lockfailure_helper;  // empty: the installed vmlease-lockfailure
+
+    // Files that contributed, in the order they were applied (for logging).
+    std::vector<std::string> sources;
+};
+
+// Every problem in a file is reported with where it is: "file:line:column: message".
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Load `path` and then every `*.yaml` in `<dirname(path)>/vmlease.d/` in
+// lexical order; a drop-in's top-level keys replace the main file's (lists
+// replace, they are not appended). A missing main file is an error; a missing
+// drop-in directory is not. Throws ConfigError on the first problem.
+Config load_config(const std::string &path);
+
+// Parse one document from memory; `name` is used in error messages.
+Config parse_config(const std::string &yaml_text, const std::string &name);
+
+}  // namespace vmlease

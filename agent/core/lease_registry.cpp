@@ -1,0 +1,303 @@
+#include "lease_registry.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace vmlease {
+
+namespace {
+
+// sanlock_rv.h values, repeated here so the core needs no sanlock header.
+constexpr int kSanlkAcquireLockspace = -241;
+constexpr int kSanlkAcquireIdLive = -243;
+constexpr int kSanlkAcquireOwned = -244;
+constexpr int kSanlkAcquireOther = -245;
+constexpr int kSanlkAcquireShRetry = -246;
+constexpr int kSanlkAcquireOwnedRetry = -247;
+
+bool held_elsewhere(int rv) {
+    return rv == kSanlkAcquireIdLive || rv == kSanlkAcquireOwned || rv == kSanlkAcquireOther ||
+           rv == kSanlkAcquireShRetry || rv == kSanlkAcquireOwnedRetry || rv == -EAGAIN;
+}
+
+bool has_owner(const Lease &l, const std::string &owner) {
+    return std::find(l.owners.begin(), l.owners.end(), owner) != l.owners.end();
+}
+
+std::string join(const std::vector<std::string> &v) {
+    std::string out;
+    for (const auto &s : v)
+        out += (out.empty() ? "" : ", ") + s;
+    return out;
+}
+
+}  // namespace
+
+const char *to_string(LockspaceState s) {
+    switch (s) {
+    case LockspaceState::Absent: return "absent";
+    case LockspaceState::Joining: return "joining";
+    case LockspaceState::Joined: return "joined";
+    case LockspaceState::Failed: return "failed";
+    case LockspaceState::Rejoining: return "rejoining";
+    }
+    return "absent";
+}
+
+const char *to_string(LeaseState s) {
+    switch (s) {
+    case LeaseState::Acquiring: return "acquiring";
+    case LeaseState::Held: return "held";
+    case LeaseState::Releasing: return "releasing";
+    }
+    return "held";
+}
+
+void Step::append(Step &&o) {
+    for (auto &e : o.effects)
+        effects.push_back(std::move(e));
+    for (auto &r : o.replies)
+        replies.push_back(std::move(r));
+    for (auto &c : o.changes)
+        changes.push_back(std::move(c));
+    lockspace_state_changed = lockspace_state_changed || o.lockspace_state_changed;
+}
+
+const Lease *LeaseRegistry::find(const std::string &resource) const {
+    auto it = leases_.find(resource);
+    return it == leases_.end() ? nullptr : &it->second;
+}
+
+ApiError LeaseRegistry::held_error(const Lease &lease, const std::string &disk) const {
+    std::string who = lease.owners.empty() ? "another request" : "owner " + join(lease.owners);
+    return {ErrorKind::LeaseHeld, "disk " + disk + " is held on this host (host id " + std::to_string(host_id_) +
+                                      ") by " + who + " in " + to_string(lease.mode) + " mode"};
+}
+
+Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
+                            const std::string &resource, LeaseMode mode) {
+    Step step;
+    auto fail = [&](ErrorKind k, std::string msg) {
+        step.replies.push_back({id, ApiError{k, std::move(msg)}, resource});
+        return std::move(step);
+    };
+    if (lockspace_state_ != LockspaceState::Joined)
+        return fail(ErrorKind::LockspaceUnavailable,
+                    std::string("the lockspace is ") + to_string(lockspace_state_) + ", not joined; try again later");
+
+    auto it = leases_.find(resource);
+    if (it == leases_.end()) {
+        if (leases_.size() >= kMaxLeases)
+            return fail(ErrorKind::LimitsExceeded, "this host already tracks " + std::to_string(kMaxLeases) + " leases");
+        return start_acquire(id, owner, disk, resource, mode);
+    }
+
+    Lease &lease = it->second;
+    Pending &pending = pending_[resource];
+    switch (lease.state) {
+    case LeaseState::Held:
+        if (has_owner(lease, owner)) {
+            if (lease.mode == mode) {
+                step.replies.push_back({id, std::nullopt, resource});
+                return step;
+            }
+            return fail(ErrorKind::LeaseHeld, "owner " + owner + " already holds " + disk + " in " +
+                                                  to_string(lease.mode) + " mode; release it first");
+        }
+        if (mode == LeaseMode::Shared && lease.mode == LeaseMode::Shared) {
+            lease.owners.push_back(owner);
+            step.replies.push_back({id, std::nullopt, resource});
+            step.changes.push_back({LeaseChange::Kind::Acquired, owner, lease});
+            return step;
+        }
+        return fail(ErrorKind::LeaseHeld, held_error(lease, disk).message);
+    case LeaseState::Acquiring: {
+        bool compatible = lease.mode == mode && std::all_of(pending.acquirers.begin(), pending.acquirers.end(),
+                                                            [&](const Waiter &w) {
+                                                                return w.owner == owner || mode == LeaseMode::Shared;
+                                                            });
+        if (!compatible) {
+            std::vector<std::string> owners;
+            for (const auto &w : pending.acquirers)
+                owners.push_back(w.owner);
+            return fail(ErrorKind::LeaseHeld, "disk " + disk + " is being acquired on this host by owner " +
+                                                  join(owners) + " in " + to_string(lease.mode) + " mode");
+        }
+        pending.acquirers.push_back({id, owner, mode});
+        return step;
+    }
+    case LeaseState::Releasing:
+        // The last owner is letting go; take it again once sanlock has released it.
+        pending.after_release.push_back({id, owner, mode});
+        return step;
+    }
+    return step;
+}
+
+Step LeaseRegistry::start_acquire(RequestId id, const std::string &owner, const std::string &disk,
+                                  const std::string &resource, LeaseMode mode) {
+    Step step;
+    Lease lease;
+    lease.disk = disk;
+    lease.resource = resource;
+    lease.mode = mode;
+    lease.state = LeaseState::Acquiring;
+    leases_[resource] = lease;
+    pending_[resource].acquirers.push_back({id, owner, mode});
+    step.effects.push_back(AcquireEffect{resource, disk, mode});
+    return step;
+}
+
+Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutcome &outcome) {
+    Step step;
+    auto it = leases_.find(resource);
+    if (it == leases_.end() || it->second.state != LeaseState::Acquiring)
+        return step;  // nothing waits for it (cannot happen: only acquire() starts an acquire)
+    Lease &lease = it->second;
+    Pending &pending = pending_[resource];
+    auto waiters = std::move(pending.acquirers);
+    pending.acquirers.clear();
+
+    if (outcome.rv == 0) {
+        lease.state = LeaseState::Held;
+        for (const auto &w : waiters) {
+            if (!has_owner(lease, w.owner)) {
+                lease.owners.push_back(w.owner);
+                step.changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
+            }
+            step.replies.push_back({w.request, std::nullopt, resource});
+        }
+        return step;
+    }
+
+    ApiError err;
+    if (held_elsewhere(outcome.rv)) {
+        std::string holders;
+        for (auto h : outcome.holder_host_ids)
+            holders += (holders.empty() ? "" : ", ") + std::to_string(h);
+        err = {ErrorKind::LeaseHeld,
+               "disk " + lease.disk + " is held by " +
+                   (holders.empty() ? std::string("another host") : "host id " + holders) + " (sanlock " +
+                   std::to_string(outcome.rv) + ")"};
+    } else if (outcome.rv == kSanlkAcquireLockspace || outcome.rv == -ENOSPC) {
+        err = {ErrorKind::LockspaceUnavailable, "sanlock does not have the lockspace joined (" +
+                                                    std::to_string(outcome.rv) + ")"};
+    } else {
+        err = {ErrorKind::SanlockFailure, "sanlock could not acquire the lease for " + lease.disk + ": " +
+                                              (outcome.detail.empty() ? std::to_string(outcome.rv) : outcome.detail)};
+    }
+    for (const auto &w : waiters)
+        step.replies.push_back({w.request, err, resource});
+    leases_.erase(it);
+    pending_.erase(resource);
+    return step;
+}
+
+Step LeaseRegistry::release(RequestId id, const std::string &owner, const std::string &resource) {
+    Step step;
+    auto it = leases_.find(resource);
+    if (it == leases_.end() || !has_owner(it->second, owner)) {
+        step.replies.push_back({id, ApiError{ErrorKind::NoSuchLease, "owner " + owner + " holds no lease on that disk"},
+                                resource});
+        return step;
+    }
+    multi_[id] = MultiRelease{1, std::nullopt};
+    return remove_owner(id, owner, it->second);
+}
+
+Step LeaseRegistry::release_owner(RequestId id, const std::string &owner) {
+    Step step;
+    std::vector<std::string> resources;
+    for (const auto &[res, lease] : leases_)
+        if (has_owner(lease, owner))
+            resources.push_back(res);
+    if (resources.empty()) {
+        step.replies.push_back({id, ApiError{ErrorKind::NoSuchOwner, "owner " + owner + " holds no lease"}, ""});
+        return step;
+    }
+    multi_[id] = MultiRelease{resources.size(), std::nullopt};
+    for (const auto &res : resources)
+        step.append(remove_owner(id, owner, leases_.at(res)));
+    return step;
+}
+
+// Drop one owner; the sanlock lease is released only when nobody is left.
+Step LeaseRegistry::remove_owner(RequestId id, const std::string &owner, Lease &lease) {
+    Step step;
+    if (lease.state == LeaseState::Releasing) {
+        // Already on its way out (a second release for the same owner): answer with the first.
+        pending_[lease.resource].releasers.push_back({id, owner});
+        return step;
+    }
+    if (lease.owners.size() > 1) {
+        lease.owners.erase(std::find(lease.owners.begin(), lease.owners.end(), owner));
+        step.changes.push_back({LeaseChange::Kind::Released, owner, lease});
+        finish_release_part(step, id, std::nullopt, lease.resource);
+        return step;
+    }
+    lease.state = LeaseState::Releasing;
+    pending_[lease.resource].releasers.push_back({id, owner});
+    step.effects.push_back(ReleaseEffect{lease.resource});
+    return step;
+}
+
+void LeaseRegistry::finish_release_part(Step &step, RequestId id, std::optional<ApiError> error,
+                                        const std::string &resource) {
+    auto it = multi_.find(id);
+    if (it == multi_.end())
+        return;
+    if (error && !it->second.first_error)
+        it->second.first_error = std::move(error);
+    if (--it->second.remaining > 0)
+        return;
+    step.replies.push_back({id, it->second.first_error, resource});
+    multi_.erase(it);
+}
+
+Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutcome &outcome) {
+    Step step;
+    auto it = leases_.find(resource);
+    if (it == leases_.end() || it->second.state != LeaseState::Releasing)
+        return step;
+    Lease &lease = it->second;
+    Pending pending = std::move(pending_[resource]);
+    pending_.erase(resource);
+
+    // -ENOENT: sanlock no longer has it (e.g. the lockspace went away), so it is released all the same.
+    if (outcome.rv == 0 || outcome.rv == -ENOENT) {
+        Lease gone = lease;
+        gone.owners.clear();
+        for (size_t i = 0; i < pending.releasers.size(); i++) {
+            const auto &r = pending.releasers[i];
+            if (i == 0)
+                step.changes.push_back({LeaseChange::Kind::Released, r.owner, gone, true});
+            finish_release_part(step, r.request, std::nullopt, resource);
+        }
+        leases_.erase(it);
+        for (const auto &w : pending.after_release)
+            step.append(acquire(w.request, w.owner, gone.disk, resource, w.mode));
+        return step;
+    }
+
+    // The lease is still held by sanlock: keep it, and keep the owners that wanted it gone.
+    lease.state = LeaseState::Held;
+    ApiError err{ErrorKind::SanlockFailure, "sanlock could not release the lease for " + lease.disk + ": " +
+                                                (outcome.detail.empty() ? std::to_string(outcome.rv) : outcome.detail)};
+    for (const auto &r : pending.releasers)
+        finish_release_part(step, r.request, err, resource);
+    for (const auto &w : pending.after_release)
+        step.append(acquire(w.request, w.owner, lease.disk, resource, w.mode));
+    return step;
+}
+
+Step LeaseRegistry::set_lockspace_state(LockspaceState state) {
+    Step step;
+    if (state == lockspace_state_)
+        return step;
+    lockspace_state_ = state;
+    step.lockspace_state_changed = true;
+    return step;
+}
+
+}  // namespace vmlease

@@ -1,0 +1,316 @@
+#include "daemon.hpp"
+
+#include "bus_event_source.hpp"
+#include "log.hpp"
+#include "signal_origin.hpp"
+#include "version.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace vmlease {
+namespace {
+
+std::string env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    // systemd may pass several directories separated by ':'; the first is ours.
+    if (!v || !*v)
+        return fallback;
+    std::string s(v);
+    return s.substr(0, s.find(':'));
+}
+
+uint64_t now_usec() {
+    struct timespec ts {};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+void check(int r, const char *what) {
+    if (r < 0)
+        throw std::runtime_error(std::string(what) + ": " + strerror(-r));
+}
+
+}  // namespace
+
+std::string runtime_directory() { return env_or("RUNTIME_DIRECTORY", "/run/vmlease"); }
+std::string state_directory() { return env_or("STATE_DIRECTORY", "/var/lib/vmlease"); }
+
+SanlockSettings sanlock_settings_for(const Config &config) {
+    SanlockSettings s;
+    s.lease_dir = config.lease_dir;
+    s.lockspace = config.lockspace;
+    s.host_id = config.host_id;
+    s.io_timeout = config.io_timeout;
+    const std::string where = config.sources.empty() ? std::string("configuration") : config.sources.front();
+    struct passwd *pw = getpwnam(config.lease_file_user.c_str());
+    if (!pw)
+        throw ConfigError(where + ": lease_file_user: no user \"" + config.lease_file_user + "\" on this host");
+    struct group *gr = getgrnam(config.lease_file_group.c_str());
+    if (!gr)
+        throw ConfigError(where + ": lease_file_group: no group \"" + config.lease_file_group + "\" on this host");
+    s.lease_uid = pw->pw_uid;
+    s.lease_gid = gr->gr_gid;
+    s.killpath = config.lockfailure_helper.empty() ? VMLEASE_LOCKFAILURE_HELPER : config.lockfailure_helper;
+    // sanlock passes the helper at most 127 bytes of arguments.
+    std::string args = runtime_directory();
+    s.killpath_args = args.size() < 128 ? args : "";
+    return s;
+}
+
+Daemon::Daemon(DaemonOptions options)
+    : options_(std::move(options)), config_(load_config(options_.config_path)), settings_(sanlock_settings_for(config_)),
+      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id) {}
+
+Daemon::~Daemon() {
+    // Leases stay held (they are PERSISTENT in sanlock); only our objects go.
+    manager_.reset();
+    bus_source_.reset();
+    bus_.reset();
+    effector_.reset();
+    sd_event_source_disable_unref(rejoin_timer_);
+    for (auto *s : sources_)
+        sd_event_source_disable_unref(s);
+    sd_event_unref(event_);
+}
+
+int Daemon::run() {
+    check(sd_event_default(&event_), "cannot create the event loop");
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP})
+        sigaddset(&mask, sig);
+    check(-pthread_sigmask(SIG_BLOCK, &mask, nullptr), "cannot block signals");
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+        sd_event_source *s = nullptr;
+        check(sd_event_add_signal(event_, &s, sig, on_signal, this), "cannot watch signals");
+        sources_.push_back(s);
+    }
+    sd_event_source *cq = nullptr;
+    check(sd_event_add_io(event_, &cq, completions_.fd(), EPOLLIN, on_completions, this), "cannot watch completions");
+    sources_.push_back(cq);
+
+    // connect -> serve -> start joining -> own the name -> READY
+    bus_ = sdbus::createSystemBusConnection();
+    bus_source_ = std::make_unique<BusEventSource>(event_, *bus_);
+    effector_ = std::make_unique<SanlockEffector>(settings_, completions_, options_.sanlock_connections);
+    manager_ = std::make_unique<ManagerObject>(*bus_, *this, VMLEASE_VERSION);
+    start_join();
+    bus_->requestName(kBusName);
+
+    log_info("vmleased " + std::string(VMLEASE_VERSION) + " serving as host " + std::to_string(settings_.host_id) +
+             " on lockspace " + settings_.lockspace + " in " + settings_.lease_dir);
+    sd_notify(0, "READY=1");
+    notify_status();
+
+    int r = sd_event_loop(event_);
+    sd_notify(0, "STOPPING=1\nSTATUS=Stopping; leases stay held by sanlock.");
+    log_info("vmleased stopping; " + std::to_string(registry_.leases().size()) +
+             " lease(s) stay held by sanlock for their owners");
+    return r < 0 ? 1 : r;
+}
+
+// --- requests --------------------------------------------------------------
+
+void Daemon::acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
+                     LeaseMode mode) {
+    apply(registry_.acquire(id, owner, disk, resource, mode));
+}
+
+void Daemon::release(RequestId id, const std::string &owner, const std::string &resource) {
+    apply(registry_.release(id, owner, resource));
+}
+
+void Daemon::release_owner(RequestId id, const std::string &owner) { apply(registry_.release_owner(id, owner)); }
+
+void Daemon::inspect(RequestId id, const std::string &resource) {
+    effector_->inspect(resource, [this, id, resource](int rv, std::vector<LeaseOwner> owners) {
+        manager_->answer_inspect(id, resource, rv, owners);
+    });
+}
+
+std::optional<ApiError> Daemon::reload() {
+    Config next;
+    SanlockSettings next_settings;
+    try {
+        next = load_config(options_.config_path);
+        next_settings = sanlock_settings_for(next);
+    } catch (const ConfigError &e) {
+        log_error(std::string("configuration rejected, the old one stays in force: ") + e.what());
+        return ApiError{ErrorKind::ConfigInvalid, e.what()};
+    }
+    auto needs_restart = [&](const char *key, bool changed) -> std::optional<ApiError> {
+        if (!changed)
+            return std::nullopt;
+        return ApiError{ErrorKind::ConfigInvalid,
+                        std::string(key) + " cannot change while vmleased runs; restart it to apply"};
+    };
+    for (auto err : {needs_restart("host_id", next.host_id != config_.host_id),
+                     needs_restart("lease_dir", next.lease_dir != config_.lease_dir),
+                     needs_restart("lockspace", next.lockspace != config_.lockspace),
+                     needs_restart("io_timeout", next.io_timeout != config_.io_timeout),
+                     needs_restart("lease_file_user/lease_file_group", next_settings.lease_uid != settings_.lease_uid ||
+                                                                           next_settings.lease_gid != settings_.lease_gid),
+                     needs_restart("lockfailure_helper", next_settings.killpath != settings_.killpath)})
+        if (err) {
+            log_error("configuration rejected, the old one stays in force: " + err->message);
+            return err;
+        }
+    config_ = std::move(next);
+    log_info("configuration reloaded from " + options_.config_path);
+    return std::nullopt;
+}
+
+// --- steps -----------------------------------------------------------------
+
+void Daemon::apply(Step step) {
+    log_changes(step);
+    if (manager_)
+        manager_->publish(step);
+    if (step.lockspace_state_changed)
+        notify_status();
+    for (const auto &effect : step.effects)
+        carry_out(effect);
+}
+
+void Daemon::carry_out(const SanlockEffect &effect) {
+    if (const auto *a = std::get_if<AcquireEffect>(&effect)) {
+        effector_->acquire(*a, [this, resource = a->resource](SanlockOutcome out) {
+            if (out.rv < 0)
+                log_warning("sanlock acquire of " + resource + " failed: " + out.detail, {{"RESOURCE", resource}});
+            apply(registry_.acquire_done(resource, out));
+        });
+    } else if (const auto *r = std::get_if<ReleaseEffect>(&effect)) {
+        effector_->release(*r, [this, resource = r->resource](SanlockOutcome out) {
+            if (out.rv < 0 && out.rv != -ENOENT)
+                log_error("sanlock release of " + resource + " failed; the lease stays held: " + out.detail,
+                          {{"RESOURCE", resource}});
+            apply(registry_.release_done(resource, out));
+        });
+    }
+}
+
+void Daemon::log_changes(const Step &step) {
+    for (const auto &c : step.changes) {
+        bool acquired = c.kind == LeaseChange::Kind::Acquired;
+        log_message(LOG_INFO,
+                    std::string(acquired ? "lease acquired" : "lease released") + " on " + c.lease.disk + " for " +
+                        c.owner,
+                    {{"OWNER", c.owner}, {"DISK", c.lease.disk}, {"RESOURCE", c.lease.resource}},
+                    acquired ? message_id::kLeaseAcquired : message_id::kLeaseReleased);
+    }
+    if (step.lockspace_state_changed)
+        log_message(LOG_NOTICE,
+                    "lockspace " + settings_.lockspace + " is " + to_string(registry_.lockspace_state()),
+                    {{"LOCKSPACE", settings_.lockspace}, {"LOCKSPACE_STATE", to_string(registry_.lockspace_state())}},
+                    message_id::kLockspaceState);
+}
+
+void Daemon::notify_status() {
+    std::string status = "STATUS=Lockspace " + settings_.lockspace + " " + to_string(registry_.lockspace_state()) +
+                         ", " + std::to_string(registry_.leases().size()) + " lease(s)";
+    if (registry_.lockspace_state() == LockspaceState::Failed && !last_join_error_.empty())
+        status += ": " + last_join_error_;
+    sd_notify(0, status.c_str());
+}
+
+// --- lockspace ---------------------------------------------------------------
+
+void Daemon::start_join() {
+    bool first = registry_.lockspace_state() == LockspaceState::Absent;
+    apply(registry_.set_lockspace_state(first ? LockspaceState::Joining : LockspaceState::Rejoining));
+    effector_->join_lockspace([this](int rv, std::string detail) { join_finished(rv, detail); });
+}
+
+void Daemon::join_finished(int rv, const std::string &detail) {
+    if (rv == 0) {
+        join_failures_ = 0;
+        last_join_error_.clear();
+        apply(registry_.set_lockspace_state(LockspaceState::Joined));
+        return;
+    }
+    join_failures_++;
+    last_join_error_ = detail.empty() ? sanlock_strerror(rv) : detail;
+    // Logged once per distinct error, not once per retry.
+    static std::string last_logged;
+    if (last_logged != last_join_error_) {
+        log_error(last_join_error_, {{"LOCKSPACE", settings_.lockspace}});
+        last_logged = last_join_error_;
+    }
+    apply(registry_.set_lockspace_state(LockspaceState::Failed));
+    schedule_rejoin();
+}
+
+void Daemon::schedule_rejoin() {
+    if (rejoin_timer_ && sd_event_source_get_enabled(rejoin_timer_, nullptr) > 0)
+        return;
+    uint64_t delay = std::min<uint64_t>(30, 1ull << std::min(join_failures_, 5u)) * 1000000;
+    sd_event_source_disable_unref(rejoin_timer_);
+    rejoin_timer_ = nullptr;
+    sd_event_add_time_relative(event_, &rejoin_timer_, CLOCK_MONOTONIC, delay, 0, on_rejoin_timer, this);
+}
+
+int Daemon::on_rejoin_timer(sd_event_source *, uint64_t, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    self->start_join();
+    return 0;
+}
+
+// --- sources -------------------------------------------------------------------
+
+void Daemon::on_lock_failure_signal(pid_t sender) {
+    // sanlock repeats the signal every second while the failure lasts.
+    uint64_t now = now_usec();
+    if (now - last_lock_failure_log_ > 10 * 1000000ull) {
+        last_lock_failure_log_ = now;
+        log_message(LOG_CRIT,
+                    "sanlock (pid " + std::to_string(sender) + ") reports a failure of lockspace " +
+                        settings_.lockspace + "; the leases held here are no longer protected",
+                    {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
+    }
+    if (registry_.lockspace_state() == LockspaceState::Joined) {
+        apply(registry_.set_lockspace_state(LockspaceState::Failed));
+        schedule_rejoin();
+    }
+}
+
+int Daemon::on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        if (si->ssi_signo == SIGHUP) {
+            self->reload();
+            return 0;
+        }
+        pid_t sender = static_cast<pid_t>(si->ssi_pid);
+        if (si->ssi_signo == SIGTERM && signal_sent_by_sanlock(sender, self->sanlock_run_dir_)) {
+            self->on_lock_failure_signal(sender);
+            return 0;
+        }
+        log_info(std::string("received ") + strsignal(static_cast<int>(si->ssi_signo)) + " from pid " +
+                 std::to_string(sender));
+    } catch (const std::exception &e) {
+        log_error(std::string("signal handling failed: ") + e.what());
+    }
+    sd_event_exit(sd_event_source_get_event(s), 0);
+    return 0;
+}
+
+int Daemon::on_completions(sd_event_source *, int, uint32_t, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        self->completions_.drain();
+    } catch (const std::exception &e) {
+        log_error(std::string("completing a sanlock operation failed: ") + e.what());
+    }
+    return 0;
+}
+
+}  // namespace vmlease

@@ -1,0 +1,86 @@
+// vmleased as a library: the Daemon wires the sources (bus calls, signals,
+// sanlock completions) to the lease registry and the registry's Steps to the
+// effectors (sanlock workers, the D-Bus object). main() only parses options.
+#pragma once
+
+#include "completion_queue.hpp"
+#include "config.hpp"
+#include "core/lease_registry.hpp"
+#include "manager_object.hpp"
+#include "sanlock_effector.hpp"
+
+#include <systemd/sd-event.h>
+
+#include <memory>
+#include <string>
+
+namespace vmlease {
+
+struct DaemonOptions {
+    std::string config_path = "/etc/vmlease/vmlease.yaml";
+    unsigned sanlock_connections = 4;
+};
+
+// Paths that follow the environment ($RUNTIME_DIRECTORY, $STATE_DIRECTORY) as
+// systemd sets them, with the FHS defaults otherwise.
+std::string runtime_directory();
+std::string state_directory();
+
+// Settings for the sanlock layer derived from a configuration; throws
+// ConfigError if a user or group does not exist on this host.
+SanlockSettings sanlock_settings_for(const Config &config);
+
+class Daemon final : public ManagerBackend {
+public:
+    // Loads the configuration; throws ConfigError on a bad file.
+    explicit Daemon(DaemonOptions options);
+    ~Daemon() override;
+
+    // Startup (connect, serve, join the lockspace, own the name, READY=1),
+    // then the event loop until SIGTERM/SIGINT. Returns the exit status.
+    int run();
+
+    // ManagerBackend
+    void acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
+                 LeaseMode mode) override;
+    void release(RequestId id, const std::string &owner, const std::string &resource) override;
+    void release_owner(RequestId id, const std::string &owner) override;
+    void inspect(RequestId id, const std::string &resource) override;
+    std::optional<ApiError> reload() override;
+    const LeaseRegistry &registry() const override { return registry_; }
+    const SanlockSettings &sanlock_settings() const override { return settings_; }
+
+private:
+    void apply(Step step);
+    void carry_out(const SanlockEffect &effect);
+    void log_changes(const Step &step);
+    void start_join();
+    void join_finished(int rv, const std::string &detail);
+    void schedule_rejoin();
+    void on_lock_failure_signal(pid_t sender);
+    void notify_status();
+
+    static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata);
+    static int on_completions(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+    static int on_rejoin_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+    DaemonOptions options_;
+    Config config_;
+    SanlockSettings settings_;
+    std::string sanlock_run_dir_;
+    LeaseRegistry registry_;
+
+    sd_event *event_ = nullptr;
+    CompletionQueue completions_;
+    std::unique_ptr<SanlockEffector> effector_;
+    std::unique_ptr<sdbus::IConnection> bus_;
+    std::unique_ptr<class BusEventSource> bus_source_;
+    std::unique_ptr<ManagerObject> manager_;
+    std::vector<sd_event_source *> sources_;
+    sd_event_source *rejoin_timer_ = nullptr;
+    unsigned join_failures_ = 0;
+    uint64_t last_lock_failure_log_ = 0;
+    std::string last_join_error_;
+};
+
+}  // namespace vmlease

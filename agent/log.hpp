@@ -1,0 +1,38 @@
+// Logging: structured journal entries when stderr is connected to journald,
+// "<N>message" lines on stderr otherwise (systemd's syslog-prefix convention).
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <syslog.h>
+
+namespace vmlease {
+
+struct LogField {
+    const char *key;  // journal field name without the VMLEASE_ prefix, e.g. "OWNER"
+    std::string value;
+};
+
+// MESSAGE_IDs of the events an admin wants to find in the journal.
+namespace message_id {
+inline constexpr const char *kLeaseAcquired = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a01";
+inline constexpr const char *kLeaseReleased = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a02";
+inline constexpr const char *kLeaseConflict = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a03";
+inline constexpr const char *kLockFailure = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a04";
+inline constexpr const char *kLockspaceState = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a05";
+}  // namespace message_id
+
+void log_message(int priority, const std::string &message, std::initializer_list<LogField> fields = {},
+                 const char *message_id = nullptr);
+
+inline void log_debug(const std::string &m, std::initializer_list<LogField> f = {}) { log_message(LOG_DEBUG, m, f); }
+inline void log_info(const std::string &m, std::initializer_list<LogField> f = {}) { log_message(LOG_INFO, m, f); }
+inline void log_notice(const std::string &m, std::initializer_list<LogField> f = {}) { log_message(LOG_NOTICE, m, f); }
+inline void log_warning(const std::string &m, std::initializer_list<LogField> f = {}) { log_message(LOG_WARNING, m, f); }
+inline void log_error(const std::string &m, std::initializer_list<LogField> f = {}) { log_message(LOG_ERR, m, f); }
+inline void log_crit(const std::string &m, std::initializer_list<LogField> f = {}) { log_message(LOG_CRIT, m, f); }
+
+// Messages above this priority are dropped (default LOG_INFO; VMLEASE_DEBUG=1 raises it).
+void set_max_log_priority(int priority);
+
+}  // namespace vmlease

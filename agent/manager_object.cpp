@@ -1,0 +1,310 @@
+#include "manager_object.hpp"
+
+#include "disk_path.hpp"
+#include "log.hpp"
+
+#include <cerrno>
+
+namespace vmlease {
+namespace {
+
+// A value echoed back in an error message is cut so a 10,000-character
+// argument does not come back as a 10,000-character error.
+std::string quoted(const std::string &s) {
+    constexpr size_t kMax = 64;
+    return "\"" + (s.size() > kMax ? s.substr(0, kMax) + "..." : s) + "\"";
+}
+
+sdbus::Error to_dbus(const ApiError &e) { return sdbus::Error(error_name(e.kind), e.message); }
+
+sdbus::Error invalid_args(const std::string &message) { return to_dbus({ErrorKind::InvalidArgs, message}); }
+
+void reject_options(const std::map<std::string, sdbus::Variant> &options, const char *method) {
+    if (!options.empty())
+        throw invalid_args("unknown option " + quoted(options.begin()->first) + ": " + method + " takes no options");
+}
+
+// The canonical path of a disk named by a caller, or InvalidArgs saying why not.
+std::string canonical_disk(const std::string &disk) {
+    auto normalised = normalise_disk_path(disk);
+    if (auto *err = std::get_if<PathError>(&normalised))
+        throw invalid_args("disk: " + err->message);
+    return std::get<std::string>(normalised);
+}
+
+void check_owner(const std::string &owner) {
+    std::string problem = check_owner_name(owner);
+    if (!problem.empty())
+        throw invalid_args("owner: " + problem);
+}
+
+// Run a handler body; anything it throws becomes an error reply. sdbus-c++
+// 1.2.0 terminates the process on any exception that is not sdbus::Error.
+template <typename Result, typename Body>
+void guarded(Result &result, const char *method, Body body) {
+    try {
+        body();
+    } catch (const sdbus::Error &e) {
+        result.returnError(e);
+    } catch (const std::exception &e) {
+        log_error(std::string(method) + " failed: " + e.what());
+        result.returnError(sdbus::Error(error_name(ErrorKind::Failed), std::string(method) + " failed: " + e.what()));
+    }
+}
+
+}  // namespace
+
+std::string lease_object_path(const std::string &resource) { return std::string(kManagerPath) + "/lease/" + resource; }
+
+std::string check_owner_name(const std::string &owner) {
+    if (owner.empty())
+        return "owner is empty";
+    if (owner.size() > kMaxOwnerLength)
+        return "owner is " + std::to_string(owner.size()) + " characters long; the limit is " +
+               std::to_string(kMaxOwnerLength);
+    if (owner.front() == '-' || owner.front() == '.')
+        return "owner " + quoted(owner) + " starts with '" + owner.front() + "'";
+    for (unsigned char c : owner) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                  c == '.' || c == ':' || c == '@' || c == '+';
+        if (!ok)
+            return "owner " + quoted(owner) + " contains a character other than A-Z a-z 0-9 - _ . : @ +";
+    }
+    return {};
+}
+
+// ---------------------------------------------------------------------------
+
+LeaseObject::LeaseObject(sdbus::IConnection &connection, const Lease &lease, std::string lease_file)
+    : AdaptorInterfaces(connection, lease_object_path(lease.resource)), lease_(lease), lease_file_(std::move(lease_file)) {
+    registerAdaptor();
+    emitInterfacesAddedSignal({org::vmlease::Lease_adaptor::INTERFACE_NAME});
+}
+
+LeaseObject::~LeaseObject() {
+    try {
+        emitInterfacesRemovedSignal({org::vmlease::Lease_adaptor::INTERFACE_NAME});
+    } catch (const std::exception &e) {
+        log_warning(std::string("cannot announce removal of a lease object: ") + e.what());
+    }
+    unregisterAdaptor();
+}
+
+std::string LeaseObject::Owner() {
+    std::string out;
+    for (const auto &o : lease_.owners)
+        out += (out.empty() ? "" : ",") + o;
+    return out;
+}
+
+void LeaseObject::update(const Lease &lease) {
+    bool owners_changed = lease.owners != lease_.owners;
+    bool state_changed = lease.state != lease_.state;
+    lease_ = lease;
+    std::vector<std::string> changed;
+    if (owners_changed)
+        changed.push_back("Owner");
+    if (state_changed)
+        changed.push_back("State");
+    if (!changed.empty())
+        emitPropertiesChangedSignal(org::vmlease::Lease_adaptor::INTERFACE_NAME, changed);
+}
+
+// ---------------------------------------------------------------------------
+
+ManagerObject::ManagerObject(sdbus::IConnection &connection, ManagerBackend &backend, std::string version)
+    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), backend_(backend),
+      version_(std::move(version)) {
+    registerAdaptor();
+}
+
+ManagerObject::~ManagerObject() {
+    lease_objects_.clear();
+    unregisterAdaptor();
+}
+
+// Once a call's Result is remembered, a failure must be answered through
+// pending_, since the handler's own Result has been moved from.
+void ManagerObject::dispatch(RequestId id, const std::function<void()> &fn) {
+    try {
+        fn();
+    } catch (const std::exception &e) {
+        log_error(std::string("request failed: ") + e.what());
+        auto it = pending_.find(id);
+        if (it == pending_.end())
+            return;
+        std::visit([&](auto &r) { r.returnError(sdbus::Error(error_name(ErrorKind::Failed), e.what())); }, it->second);
+        pending_.erase(it);
+    }
+}
+
+RequestId ManagerObject::remember(PendingResult result) {
+    RequestId id = next_request_++;
+    pending_.emplace(id, std::move(result));
+    return id;
+}
+
+void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::string owner, std::string disk,
+                                std::string mode, std::map<std::string, sdbus::Variant> options) {
+    guarded(result, "AcquireDisk", [&] {
+        check_owner(owner);
+        std::string canonical = canonical_disk(disk);
+        auto parsed = lease_mode_from_string(mode);
+        if (!parsed || *parsed == LeaseMode::None)
+            throw invalid_args("mode must be \"exclusive\" or \"shared\", not " + quoted(mode));
+        reject_options(options, "AcquireDisk");
+        RequestId id = remember(std::move(result));
+        dispatch(id, [&] { backend_.acquire(id, owner, canonical, lease_resource_name(canonical), *parsed); });
+    });
+}
+
+void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std::string disk) {
+    guarded(result, "ReleaseDisk", [&] {
+        check_owner(owner);
+        std::string canonical = canonical_disk(disk);
+        RequestId id = remember(std::move(result));
+        dispatch(id, [&] { backend_.release(id, owner, lease_resource_name(canonical)); });
+    });
+}
+
+void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, std::string owner,
+                                    std::vector<sdbus::Struct<std::string, std::string>>,
+                                    std::map<std::string, sdbus::Variant>) {
+    guarded(result, "RegisterMachine", [&] {
+        check_owner(owner);
+        throw to_dbus({ErrorKind::NotSupported, "RegisterMachine is not available in this version of vmleased yet"});
+    });
+}
+
+void ManagerObject::ReleaseMachine(sdbus::Result<> &&result, std::string owner) {
+    guarded(result, "ReleaseMachine", [&] {
+        check_owner(owner);
+        RequestId id = remember(std::move(result));
+        dispatch(id, [&] { backend_.release_owner(id, owner); });
+    });
+}
+
+std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>>
+ManagerObject::ListLeases() {
+    std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>> out;
+    for (const auto &[resource, lease] : backend_.registry().leases()) {
+        sdbus::ObjectPath path(lease_object_path(resource));
+        if (lease.owners.empty())
+            out.emplace_back(lease.disk, resource, std::string(), to_string(lease.mode), to_string(lease.state), path);
+        for (const auto &owner : lease.owners)
+            out.emplace_back(lease.disk, resource, owner, to_string(lease.mode), to_string(lease.state), path);
+    }
+    return out;
+}
+
+std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> ManagerObject::ListMachines() {
+    // Machines arrive with the systemd-machined integration; none are tracked yet.
+    return {};
+}
+
+void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
+    guarded(result, "InspectDisk", [&] {
+        std::string canonical = canonical_disk(disk);
+        RequestId id = remember(std::move(result));
+        dispatch(id, [&] { backend_.inspect(id, lease_resource_name(canonical)); });
+    });
+}
+
+void ManagerObject::answer_inspect(RequestId id, const std::string &resource, int rv,
+                                   const std::vector<LeaseOwner> &owners) {
+    auto it = pending_.find(id);
+    if (it == pending_.end())
+        return;
+    auto *result = std::get_if<InspectResult>(&it->second);
+    std::string file = lease_file_path(backend_.sanlock_settings(), resource);
+    if (result && rv == -ENOENT) {
+        result->returnError(to_dbus({ErrorKind::NoSuchLease, "no lease file " + file + " exists for that disk"}));
+    } else if (result && rv < 0) {
+        result->returnError(
+            to_dbus({ErrorKind::SanlockFailure, "cannot read the owners of " + file + ": " + sanlock_strerror(rv)}));
+    } else if (result) {
+        std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>> out;
+        for (const auto &o : owners)
+            out.emplace_back(o.host_id, o.generation, o.host_state,
+                             o.host_id == backend_.sanlock_settings().host_id ? "this host" : "other host");
+        result->returnResults(resource, file, out);
+    }
+    pending_.erase(it);
+}
+
+void ManagerObject::CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool) {
+    guarded(result, "CleanupLeases", [&] {
+        throw to_dbus({ErrorKind::NotSupported, "CleanupLeases is not available in this version of vmleased yet"});
+    });
+}
+
+void ManagerObject::Reload(sdbus::Result<> &&result) {
+    guarded(result, "Reload", [&] {
+        if (auto err = backend_.reload())
+            throw to_dbus(*err);
+        result.returnResults();
+    });
+}
+
+// ---------------------------------------------------------------------------
+
+void ManagerObject::sync_lease_objects(const LeaseChange &change) {
+    const Lease &lease = change.lease;
+    auto it = lease_objects_.find(lease.resource);
+    if (change.kind == LeaseChange::Kind::Released && change.lease_gone) {
+        if (it != lease_objects_.end())
+            lease_objects_.erase(it);
+        return;
+    }
+    if (it == lease_objects_.end())
+        lease_objects_.emplace(lease.resource, std::make_unique<LeaseObject>(
+                                                   connection_, lease,
+                                                   lease_file_path(backend_.sanlock_settings(), lease.resource)));
+    else
+        it->second->update(lease);
+}
+
+void ManagerObject::emit_property_changes(bool lockspace_changed) {
+    std::vector<std::string> changed;
+    if (lockspace_changed)
+        changed.push_back("LockspaceState");
+    uint32_t count = LeaseCount();
+    if (count != published_lease_count_) {
+        published_lease_count_ = count;
+        changed.push_back("LeaseCount");
+    }
+    if (!changed.empty())
+        emitPropertiesChangedSignal(kManagerInterface, changed);
+}
+
+void ManagerObject::publish(const Step &step) {
+    for (const auto &change : step.changes) {
+        sync_lease_objects(change);
+        sdbus::ObjectPath path(lease_object_path(change.lease.resource));
+        if (change.kind == LeaseChange::Kind::Acquired)
+            emitLeaseAcquired(change.owner, change.lease.disk, path);
+        else
+            emitLeaseReleased(change.owner, change.lease.disk, path);
+    }
+    for (const auto &reply : step.replies) {
+        auto it = pending_.find(reply.request);
+        if (it == pending_.end())
+            continue;
+        std::visit(
+            [&](auto &result) {
+                using R = std::decay_t<decltype(result)>;
+                if (reply.error) {
+                    result.returnError(to_dbus(*reply.error));
+                } else if constexpr (std::is_same_v<R, sdbus::Result<sdbus::ObjectPath>>) {
+                    result.returnResults(sdbus::ObjectPath(lease_object_path(reply.resource)));
+                } else if constexpr (std::is_same_v<R, sdbus::Result<>>) {
+                    result.returnResults();
+                }
+            },
+            it->second);
+        pending_.erase(it);
+    }
+    emit_property_changes(step.lockspace_state_changed);
+}
+
+}  // namespace vmlease

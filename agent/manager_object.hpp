@@ -1,0 +1,123 @@
+// The D-Bus face of vmleased: /org/vmlease (org.vmlease.Manager,
+// ObjectManager, Properties) and the per-lease objects below it.
+//
+// Incoming calls are checked here (arguments, options, limits) and handed to
+// the Backend as plain requests; the registry's Steps come back through
+// publish(), which turns replies into method returns or errors and changes
+// into signals, objects and PropertiesChanged. Nothing here decides anything
+// about leases.
+#pragma once
+
+#include "core/lease_registry.hpp"
+#include "org_vmlease_Lease_adaptor.h"
+#include "org_vmlease_Manager_adaptor.h"
+#include "sanlock_client.hpp"
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <variant>
+
+namespace vmlease {
+
+inline constexpr const char *kBusName = "org.vmlease";
+inline constexpr const char *kManagerPath = "/org/vmlease";
+inline constexpr const char *kManagerInterface = "org.vmlease.Manager";
+inline constexpr size_t kMaxOwnerLength = 255;
+
+std::string lease_object_path(const std::string &resource);
+
+// Why an owner name is unacceptable, or empty if it is fine.
+std::string check_owner_name(const std::string &owner);
+
+// What the D-Bus layer needs from the rest of the daemon.
+class ManagerBackend {
+public:
+    virtual ~ManagerBackend() = default;
+    virtual void acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
+                         LeaseMode mode) = 0;
+    virtual void release(RequestId id, const std::string &owner, const std::string &resource) = 0;
+    virtual void release_owner(RequestId id, const std::string &owner) = 0;
+    virtual void inspect(RequestId id, const std::string &resource) = 0;
+    // Returns an error to answer, or nullopt when the new configuration is in force.
+    virtual std::optional<ApiError> reload() = 0;
+    virtual const LeaseRegistry &registry() const = 0;
+    virtual const SanlockSettings &sanlock_settings() const = 0;
+};
+
+class LeaseObject final : public sdbus::AdaptorInterfaces<org::vmlease::Lease_adaptor, sdbus::ManagedObject_adaptor,
+                                                          sdbus::Properties_adaptor> {
+public:
+    LeaseObject(sdbus::IConnection &connection, const Lease &lease, std::string lease_file);
+    ~LeaseObject();
+    void update(const Lease &lease);
+
+private:
+    std::string Disk() override { return lease_.disk; }
+    std::string Resource() override { return lease_.resource; }
+    std::string LeaseFile() override { return lease_file_; }
+    std::string Owner() override;
+    std::string Mode() override { return to_string(lease_.mode); }
+    std::string State() override { return to_string(lease_.state); }
+
+    Lease lease_;
+    std::string lease_file_;
+};
+
+class ManagerObject final : public sdbus::AdaptorInterfaces<org::vmlease::Manager_adaptor, sdbus::ObjectManager_adaptor,
+                                                            sdbus::Properties_adaptor> {
+public:
+    ManagerObject(sdbus::IConnection &connection, ManagerBackend &backend, std::string version);
+    ~ManagerObject();
+
+    // Turn a registry Step's replies and changes into D-Bus traffic.
+    void publish(const Step &step);
+    void answer_inspect(RequestId id, const std::string &resource, int rv, const std::vector<LeaseOwner> &owners);
+
+private:
+    // org.vmlease.Manager
+    void AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::string owner, std::string disk, std::string mode,
+                     std::map<std::string, sdbus::Variant> options) override;
+    void ReleaseDisk(sdbus::Result<> &&result, std::string owner, std::string disk) override;
+    void RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, std::string owner,
+                         std::vector<sdbus::Struct<std::string, std::string>> disks,
+                         std::map<std::string, sdbus::Variant> options) override;
+    void ReleaseMachine(sdbus::Result<> &&result, std::string owner) override;
+    std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>>
+    ListLeases() override;
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> ListMachines() override;
+    void InspectDisk(
+        sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>
+            &&result,
+        std::string disk) override;
+    void CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool dry_run) override;
+    void Reload(sdbus::Result<> &&result) override;
+
+    std::string Version() override { return version_; }
+    uint32_t HostId() override { return backend_.sanlock_settings().host_id; }
+    std::string Lockspace() override { return backend_.sanlock_settings().lockspace; }
+    std::string LeaseDirectory() override { return backend_.sanlock_settings().lease_dir; }
+    std::string LockspaceState() override { return to_string(backend_.registry().lockspace_state()); }
+    uint32_t LeaseCount() override { return static_cast<uint32_t>(backend_.registry().leases().size()); }
+    uint32_t MachineCount() override { return 0; }
+
+    using InspectResult =
+        sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>;
+    using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult>;
+    RequestId remember(PendingResult result);
+    void dispatch(RequestId id, const std::function<void()> &fn);
+    void sync_lease_objects(const LeaseChange &change);
+    void emit_property_changes(bool lockspace_changed);
+
+    sdbus::IConnection &connection_;
+    ManagerBackend &backend_;
+    std::string version_;
+    RequestId next_request_ = 1;
+    std::map<RequestId, PendingResult> pending_;
+    std::map<std::string, std::unique_ptr<LeaseObject>> lease_objects_;
+    uint32_t published_lease_count_ = 0;
+};
+
+}  // namespace vmlease

@@ -1,0 +1,250 @@
+#include "sanlock_client.hpp"
+
+extern "C" {
+#include <sanlock.h>
+#include <sanlock_admin.h>
+#include <sanlock_resource.h>
+#include <sanlock_rv.h>
+}
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+
+namespace vmlease {
+namespace {
+
+// A sanlk_resource with room for its one disk (the struct ends in disks[0]).
+struct OneDiskResource {
+    alignas(sanlk_resource) unsigned char buf[sizeof(sanlk_resource) + sizeof(sanlk_disk)]{};
+    sanlk_resource *get() { return reinterpret_cast<sanlk_resource *>(buf); }
+    // Through the buffer rather than res->disks[0], which GCC sees as out of bounds.
+    sanlk_disk *disk() { return reinterpret_cast<sanlk_disk *>(buf + offsetof(sanlk_resource, disks)); }
+};
+
+void copy_name(char *dst, size_t size, const std::string &src) {
+    memset(dst, 0, size);
+    memcpy(dst, src.data(), std::min(src.size(), size - 1));
+}
+
+void fill_resource(OneDiskResource &r, const SanlockSettings &s, const std::string &resource,
+                   const std::string &path) {
+    sanlk_resource *res = r.get();
+    copy_name(res->lockspace_name, sizeof(res->lockspace_name), s.lockspace);
+    copy_name(res->name, sizeof(res->name), resource);
+    res->num_disks = 1;
+    res->flags = SANLK_RES_ALIGN1M | SANLK_RES_SECTOR512;
+    copy_name(r.disk()->path, sizeof(r.disk()->path), path);
+    r.disk()->offset = 0;
+}
+
+sanlk_lockspace make_lockspace(const SanlockSettings &s, const std::string &path) {
+    sanlk_lockspace ls{};
+    copy_name(ls.name, sizeof(ls.name), s.lockspace);
+    ls.host_id = s.host_id;
+    ls.flags = SANLK_LSF_ALIGN1M | SANLK_LSF_SECTOR512;
+    copy_name(ls.host_id_disk.path, sizeof(ls.host_id_disk.path), path);
+    ls.host_id_disk.offset = 0;
+    return ls;
+}
+
+bool exists_with_size(const std::string &path) {
+    struct stat st {};
+    return stat(path.c_str(), &st) == 0 && st.st_size >= kLeaseFileSize;
+}
+
+// Create `final_path` formatted by `format(tmp_path)`: the file is created
+// with O_EXCL under a private name, sized, chowned, formatted and then
+// hard-linked to its final name. link() fails with EEXIST if another host won
+// the race, in which case its (complete) file is the one everybody uses.
+template <typename Format>
+int create_formatted(const SanlockSettings &s, const std::string &final_path, Format format, std::string &detail) {
+    if (exists_with_size(final_path))
+        return 0;
+    std::string tmp = s.lease_dir + "/.vmlease-tmp." + std::to_string(s.host_id) + "." + std::to_string(getpid()) +
+                      "." + std::to_string(syscall(SYS_gettid));
+    int fd = open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0660);
+    if (fd < 0) {
+        int e = errno;
+        detail = "cannot create " + tmp + ": " + strerror(e);
+        return -e;
+    }
+    int rv = 0;
+    if (ftruncate(fd, kLeaseFileSize) < 0 || fchown(fd, s.lease_uid, s.lease_gid) < 0 || fsync(fd) < 0) {
+        rv = -errno;
+        detail = "cannot prepare " + tmp + ": " + strerror(-rv);
+    }
+    close(fd);
+    if (rv == 0) {
+        rv = format(tmp);
+        if (rv < 0)
+            detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(rv);
+    }
+    if (rv == 0 && link(tmp.c_str(), final_path.c_str()) < 0 && errno != EEXIST) {
+        rv = -errno;
+        detail = "cannot link " + tmp + " to " + final_path + ": " + strerror(-rv);
+    }
+    unlink(tmp.c_str());
+    return rv;
+}
+
+}  // namespace
+
+std::string sanlock_strerror(int rv) {
+    std::string code = std::to_string(rv);
+    switch (rv) {
+    case SANLK_ACQUIRE_IDLIVE: return code + " (held by another host, which is alive)";
+    case SANLK_ACQUIRE_OWNED: return code + " (owned by another host)";
+    case SANLK_ACQUIRE_OTHER: return code + " (held by another host)";
+    case SANLK_ACQUIRE_LOCKSPACE: return code + " (lockspace not joined)";
+    case SANLK_ACQUIRE_IDDISK: return code + " (host id not found on disk)";
+    case SANLK_LEADER_MAGIC: return code + " (lease file is not a sanlock lease)";
+    case SANLK_LEADER_LOCKSPACE: return code + " (lease belongs to another lockspace)";
+    case SANLK_LEADER_RESOURCE: return code + " (lease belongs to another resource)";
+    case SANLK_AIO_TIMEOUT: return code + " (storage I/O timed out)";
+    case SANLK_HOSTID_BUSY: return code + " (host id is in use by another host)";
+    case SANLK_ADDLS_INVALID_HOSTID: return code + " (invalid host id for this lockspace)";
+    default: break;
+    }
+    if (rv < 0 && rv > -200)
+        return code + " (" + strerror(-rv) + ")";
+    return code;
+}
+
+std::string lease_file_path(const SanlockSettings &s, const std::string &resource) {
+    return s.lease_dir + "/" + resource;
+}
+
+int ensure_lockspace_file(const SanlockSettings &s, std::string &detail) {
+    std::string path = s.lease_dir + "/" + s.lockspace;
+    return create_formatted(
+        s, path,
+        [&](const std::string &tmp) {
+            sanlk_lockspace ls = make_lockspace(s, tmp);
+            ls.host_id = 0;
+            return sanlock_write_lockspace(&ls, 0, 0, s.io_timeout);
+        },
+        detail);
+}
+
+int join_lockspace(const SanlockSettings &s) {
+    sanlk_lockspace ls = make_lockspace(s, s.lease_dir + "/" + s.lockspace);
+    int rv = sanlock_add_lockspace_timeout(&ls, SANLK_ADD_ASYNC, s.io_timeout);
+    if (rv == -EEXIST)
+        return 0;  // already joined (e.g. the agent restarted under a running sanlock)
+    if (rv < 0 && rv != -EINPROGRESS)
+        return rv;
+    return sanlock_inq_lockspace(&ls, SANLK_INQ_WAIT);
+}
+
+int ensure_lease_file(const SanlockSettings &s, const std::string &resource, std::string &detail) {
+    return create_formatted(
+        s, lease_file_path(s, resource),
+        [&](const std::string &tmp) {
+            OneDiskResource r;
+            fill_resource(r, s, resource, tmp);
+            return sanlock_write_resource(r.get(), 0, 0, 0);
+        },
+        detail);
+}
+
+SanlockConnection::~SanlockConnection() { reset(); }
+
+void SanlockConnection::reset() {
+    if (fd_ >= 0)
+        close(fd_);
+    fd_ = -1;
+}
+
+int SanlockConnection::ensure_registered() {
+    if (fd_ >= 0)
+        return 0;
+    int fd = sanlock_register();
+    if (fd < 0)
+        return fd;
+    if (!settings_.killpath.empty()) {
+        std::string args = settings_.killpath_args.substr(0, SANLK_HELPER_ARGS_LEN - 1);
+        int rv = sanlock_killpath(fd, 0, settings_.killpath.c_str(), args.data());
+        if (rv < 0) {
+            close(fd);
+            return rv;
+        }
+    }
+    // Without a restriction sanlock SIGKILLs the agent itself on a lockspace
+    // failure; with SIGKILL restricted it sends SIGTERM, which the agent
+    // recognises by its sender (see signal_source.cpp).
+    int rv = sanlock_restrict(fd, SANLK_RESTRICT_SIGKILL);
+    if (rv < 0) {
+        close(fd);
+        return rv;
+    }
+    fd_ = fd;
+    return 0;
+}
+
+int SanlockConnection::acquire(const std::string &resource, bool shared, bool adopt_orphan) {
+    int rv = ensure_registered();
+    if (rv < 0)
+        return rv;
+    OneDiskResource r;
+    fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
+    r.get()->flags |= SANLK_RES_PERSISTENT | (shared ? SANLK_RES_SHARED : 0);
+    sanlk_resource *list[1] = {r.get()};
+    rv = sanlock_acquire(fd_, -1, adopt_orphan ? SANLK_ACQUIRE_ORPHAN : 0, 1, list, nullptr);
+    if (rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN)
+        reset();  // the sanlock daemon went away; register again next time
+    return rv;
+}
+
+int SanlockConnection::release(const std::string &resource) {
+    int rv = ensure_registered();
+    if (rv < 0)
+        return rv;
+    OneDiskResource r;
+    fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
+    sanlk_resource *list[1] = {r.get()};
+    rv = sanlock_release(fd_, -1, 0, 1, list);
+    if (rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN)
+        reset();
+    return rv;
+}
+
+int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners) {
+    OneDiskResource r;
+    fill_resource(r, s, resource, lease_file_path(s, resource));
+    sanlk_host *hosts = nullptr;
+    int count = 0;
+    int rv = sanlock_read_resource_owners(r.get(), 0, &hosts, &count);
+    if (rv < 0)
+        return rv;
+    for (int i = 0; i < count; i++) {
+        LeaseOwner o;
+        o.host_id = hosts[i].host_id;
+        o.generation = hosts[i].generation;
+        o.timestamp = hosts[i].timestamp;
+        o.host_state = "unknown";
+        sanlk_host *hs = nullptr;
+        int hs_count = 0;
+        if (sanlock_get_hosts(s.lockspace.c_str(), o.host_id, &hs, &hs_count, 0) == 0 && hs_count > 0) {
+            switch (hs[0].flags & SANLK_HOST_MASK) {
+            case SANLK_HOST_LIVE: o.host_state = "live"; break;
+            case SANLK_HOST_DEAD: o.host_state = "dead"; break;
+            case SANLK_HOST_FAIL: o.host_state = "fail"; break;
+            case SANLK_HOST_FREE: o.host_state = "free"; break;
+            default: o.host_state = "unknown"; break;
+            }
+        }
+        free(hs);
+        owners.push_back(std::move(o));
+    }
+    free(hosts);
+    return 0;
+}
+
+}  // namespace vmlease

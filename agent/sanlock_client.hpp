@@ -1,0 +1,77 @@
+// Every call vmlease makes into sanlock lives behind this header. The calls
+// block (disk I/O, the sanlock daemon's socket), so they are only ever made
+// on effector worker threads, never on the event loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vmlease {
+
+struct SanlockSettings {
+    std::string lease_dir;
+    std::string lockspace;
+    uint32_t host_id = 0;
+    uint32_t io_timeout = 10;
+    uid_t lease_uid = 0;
+    gid_t lease_gid = 0;
+    std::string killpath;       // vmlease-lockfailure
+    std::string killpath_args;  // at most 127 bytes
+};
+
+// Size of a lease or lockspace file: 1 MiB, sanlock's alignment for 512-byte sectors.
+inline constexpr off_t kLeaseFileSize = 1 << 20;
+
+std::string sanlock_strerror(int rv);
+
+// Create and format the lockspace file if it does not exist yet. Safe against
+// a concurrent creator on another host: the file is formatted under a private
+// name and linked into place, so nobody ever sees it half-written.
+int ensure_lockspace_file(const SanlockSettings &s, std::string &detail);
+
+// Ask sanlock to join the lockspace (SANLK_ADD_ASYNC) and wait until it has
+// (or failed). Returns 0 once joined, including when it already was.
+int join_lockspace(const SanlockSettings &s);
+
+// Create and format the lease file for a resource if missing (same link trick).
+int ensure_lease_file(const SanlockSettings &s, const std::string &resource, std::string &detail);
+
+std::string lease_file_path(const SanlockSettings &s, const std::string &resource);
+
+// A registered sanlock connection. Leases acquired on it are PERSISTENT: they
+// outlive the connection (and this process) as orphans until released, so an
+// agent crash never drops a VM's protection. sanlock runs one command at a
+// time per connection, so one connection belongs to one worker thread.
+class SanlockConnection {
+public:
+    explicit SanlockConnection(const SanlockSettings &s) : settings_(s) {}
+    ~SanlockConnection();
+    SanlockConnection(const SanlockConnection &) = delete;
+    SanlockConnection &operator=(const SanlockConnection &) = delete;
+
+    int acquire(const std::string &resource, bool shared, bool adopt_orphan);
+    int release(const std::string &resource);
+
+private:
+    int ensure_registered();
+    void reset();
+
+    SanlockSettings settings_;
+    int fd_ = -1;
+};
+
+struct LeaseOwner {
+    uint64_t host_id = 0;
+    uint64_t generation = 0;
+    uint64_t timestamp = 0;
+    std::string host_state;  // live|dead|fail|unknown|free
+};
+
+// Read a lease's owners straight from its file on the shared storage, and
+// how sanlock on this host sees each owner's host.
+int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners);
+
+}  // namespace vmlease

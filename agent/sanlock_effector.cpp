@@ -1,0 +1,111 @@
+#include "sanlock_effector.hpp"
+
+#include "log.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+namespace vmlease {
+namespace {
+
+constexpr int kSanlkLeaderMagic = -223;
+
+// -243..-247: another host holds it; -EAGAIN: another host holds it shared.
+bool held_elsewhere(int rv) { return (rv <= -243 && rv >= -247) || rv == -EAGAIN; }
+
+// A lease file another host (or libvirt's plugin, which formats in place)
+// has just created may not be formatted yet; give its creator a moment.
+bool freshly_created(const std::string &path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) < 0)
+        return false;
+    return time(nullptr) - st.st_mtime < 10;
+}
+
+}  // namespace
+
+SanlockEffector::SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections)
+    : settings_(std::move(settings)), post_(completions.poster()) {
+    for (unsigned i = 0; i < std::max(1u, connections); i++)
+        lanes_.push_back({std::make_shared<SanlockConnection>(settings_), std::make_unique<Worker>()});
+}
+
+SanlockEffector::~SanlockEffector() = default;
+
+size_t SanlockEffector::pick_lane() const {
+    size_t best = 0;
+    for (size_t i = 1; i < lanes_.size(); i++)
+        if (lanes_[i].worker->backlog() < lanes_[best].worker->backlog())
+            best = i;
+    return best;
+}
+
+void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
+    size_t lane = pick_lane();
+    lane_of_[effect.resource] = lane;
+    lanes_[lane].worker->submit([s = settings_, conn = lanes_[lane].connection, post = post_, effect,
+                                 done = std::move(done)]() mutable {
+        SanlockOutcome out;
+        out.rv = ensure_lease_file(s, effect.resource, out.detail);
+        if (out.rv == 0) {
+            bool shared = effect.mode == LeaseMode::Shared;
+            for (int attempt = 0;; attempt++) {
+                out.rv = conn->acquire(effect.resource, shared, false);
+                if (out.rv != kSanlkLeaderMagic || attempt >= 20 || !freshly_created(lease_file_path(s, effect.resource)))
+                    break;
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+            if (out.rv < 0)
+                out.detail = sanlock_strerror(out.rv);
+            if (held_elsewhere(out.rv)) {
+                std::vector<LeaseOwner> owners;
+                if (read_lease_owners(s, effect.resource, owners) == 0)
+                    for (const auto &o : owners)
+                        if (o.host_id != s.host_id)
+                            out.holder_host_ids.push_back(o.host_id);
+            }
+        }
+        post([done = std::move(done), out = std::move(out)] { done(out); });
+    });
+}
+
+void SanlockEffector::release(const ReleaseEffect &effect, Done done) {
+    auto it = lane_of_.find(effect.resource);
+    size_t lane = it == lane_of_.end() ? 0 : it->second;
+    if (it != lane_of_.end())
+        lane_of_.erase(it);
+    lanes_[lane].worker->submit([conn = lanes_[lane].connection, post = post_, effect, done = std::move(done)]() mutable {
+        SanlockOutcome out;
+        out.rv = conn->release(effect.resource);
+        if (out.rv < 0)
+            out.detail = sanlock_strerror(out.rv);
+        post([done = std::move(done), out = std::move(out)] { done(out); });
+    });
+}
+
+void SanlockEffector::join_lockspace(std::function<void(int, std::string)> done) {
+    admin_.submit([s = settings_, post = post_, done = std::move(done)]() mutable {
+        std::string detail;
+        int rv = ensure_lockspace_file(s, detail);
+        if (rv == 0) {
+            rv = vmlease::join_lockspace(s);
+            if (rv < 0)
+                detail = "sanlock could not join lockspace " + s.lockspace + " as host " + std::to_string(s.host_id) +
+                         ": " + sanlock_strerror(rv);
+        }
+        post([done = std::move(done), rv, detail = std::move(detail)] { done(rv, detail); });
+    });
+}
+
+void SanlockEffector::inspect(const std::string &resource, std::function<void(int, std::vector<LeaseOwner>)> done) {
+    admin_.submit([s = settings_, post = post_, resource, done = std::move(done)]() mutable {
+        std::vector<LeaseOwner> owners;
+        int rv = read_lease_owners(s, resource, owners);
+        post([done = std::move(done), rv, owners = std::move(owners)] { done(rv, owners); });
+    });
+}
+
+}  // namespace vmlease

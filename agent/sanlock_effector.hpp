@@ -1,0 +1,48 @@
+// Carries out the registry's sanlock effects off the event loop: each
+// registered sanlock connection has its own worker thread (sanlock runs one
+// command at a time per connection), lockspace and inspection work runs on
+// an admin worker, and every result is posted back to the loop.
+#pragma once
+
+#include "completion_queue.hpp"
+#include "core/lease_registry.hpp"
+#include "sanlock_client.hpp"
+#include "worker.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace vmlease {
+
+class SanlockEffector {
+public:
+    SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections);
+    ~SanlockEffector();
+
+    using Done = std::function<void(SanlockOutcome)>;
+    // `done` runs on the loop thread.
+    void acquire(const AcquireEffect &effect, Done done);
+    void release(const ReleaseEffect &effect, Done done);
+    void join_lockspace(std::function<void(int rv, std::string detail)> done);
+    void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);
+
+    const SanlockSettings &settings() const { return settings_; }
+
+private:
+    struct Lane {
+        std::shared_ptr<SanlockConnection> connection;
+        std::unique_ptr<Worker> worker;
+    };
+    size_t pick_lane() const;
+
+    SanlockSettings settings_;
+    CompletionQueue::Poster post_;
+    std::vector<Lane> lanes_;
+    Worker admin_;
+    std::unordered_map<std::string, size_t> lane_of_;  // resource -> lane holding it (loop thread only)
+};
+
+}  // namespace vmlease

@@ -1,0 +1,216 @@
+// The lease registry decides everything about leases; these tests drive it
+// with requests and sanlock outcomes and check the Steps it returns.
+#include "lease_registry.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+using namespace vmlease;
+
+namespace {
+
+const std::string kDisk = "/var/lib/libvirt/images/demo.img";
+const std::string kRes = "bfa0240911bc17753e0b473688822159";
+
+class Registry : public ::testing::Test {
+protected:
+    Registry() : reg(1) { reg.set_lockspace_state(LockspaceState::Joined); }
+    LeaseRegistry reg;
+
+    static const Reply &only_reply(const Step &s) {
+        EXPECT_EQ(s.replies.size(), 1u);
+        return s.replies.at(0);
+    }
+    static SanlockOutcome ok() { return {}; }
+    static SanlockOutcome fail(int rv, std::vector<uint64_t> holders = {}) { return {rv, std::move(holders), ""}; }
+
+    void hold(const std::string &owner, LeaseMode mode = LeaseMode::Exclusive, RequestId id = 1) {
+        Step s = reg.acquire(id, owner, kDisk, kRes, mode);
+        ASSERT_EQ(s.effects.size(), 1u);
+        Step d = reg.acquire_done(kRes, ok());
+        ASSERT_EQ(d.replies.size(), 1u);
+        ASSERT_FALSE(d.replies[0].error);
+    }
+};
+
+TEST_F(Registry, AcquireNeedsJoinedLockspace) {
+    LeaseRegistry fresh(1);
+    Step s = fresh.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_TRUE(s.effects.empty());
+    ASSERT_TRUE(only_reply(s).error);
+    EXPECT_EQ(only_reply(s).error->kind, ErrorKind::LockspaceUnavailable);
+    EXPECT_TRUE(fresh.leases().empty());
+}
+
+TEST_F(Registry, AcquireAsksSanlockThenRepliesAndAnnounces) {
+    Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    ASSERT_EQ(s.effects.size(), 1u);
+    auto *a = std::get_if<AcquireEffect>(&s.effects[0]);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->resource, kRes);
+    EXPECT_TRUE(s.replies.empty());
+    EXPECT_EQ(reg.find(kRes)->state, LeaseState::Acquiring);
+
+    Step d = reg.acquire_done(kRes, ok());
+    EXPECT_EQ(only_reply(d).request, 7u);
+    EXPECT_FALSE(only_reply(d).error);
+    ASSERT_EQ(d.changes.size(), 1u);
+    EXPECT_EQ(d.changes[0].kind, LeaseChange::Kind::Acquired);
+    EXPECT_EQ(d.changes[0].owner, "vm1");
+    EXPECT_EQ(reg.find(kRes)->state, LeaseState::Held);
+}
+
+TEST_F(Registry, SameOwnerTwiceIsIdempotent) {
+    hold("vm1");
+    Step s = reg.acquire(2, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_TRUE(s.effects.empty());
+    EXPECT_FALSE(only_reply(s).error);
+    EXPECT_TRUE(s.changes.empty());
+}
+
+TEST_F(Registry, SecondOwnerOnThisHostGetsLeaseHeldNamingTheOwner) {
+    hold("vm1");
+    Step s = reg.acquire(2, "vm2", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_TRUE(s.effects.empty());
+    ASSERT_TRUE(only_reply(s).error);
+    EXPECT_EQ(only_reply(s).error->kind, ErrorKind::LeaseHeld);
+    EXPECT_NE(only_reply(s).error->message.find("vm1"), std::string::npos);
+    EXPECT_NE(only_reply(s).error->message.find("host id 1"), std::string::npos);
+}
+
+TEST_F(Registry, ConcurrentRequestWhileAcquiringIsRefusedForAnotherOwner) {
+    reg.acquire(1, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    Step s = reg.acquire(2, "vm2", kDisk, kRes, LeaseMode::Exclusive);
+    ASSERT_TRUE(only_reply(s).error);
+    EXPECT_EQ(only_reply(s).error->kind, ErrorKind::LeaseHeld);
+    // the same owner asking again waits for the same sanlock call
+    Step again = reg.acquire(3, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_TRUE(again.effects.empty());
+    EXPECT_TRUE(again.replies.empty());
+    Step d = reg.acquire_done(kRes, ok());
+    EXPECT_EQ(d.replies.size(), 2u);
+    EXPECT_EQ(d.changes.size(), 1u);
+}
+
+TEST_F(Registry, HeldElsewhereNamesTheHolderAndForgetsTheLease) {
+    reg.acquire(1, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    Step d = reg.acquire_done(kRes, fail(-243, {2}));
+    ASSERT_TRUE(only_reply(d).error);
+    EXPECT_EQ(only_reply(d).error->kind, ErrorKind::LeaseHeld);
+    EXPECT_NE(only_reply(d).error->message.find("host id 2"), std::string::npos);
+    EXPECT_TRUE(d.changes.empty());
+    EXPECT_EQ(reg.find(kRes), nullptr);
+}
+
+TEST_F(Registry, SharedHeldElsewhereMapsEagainToLeaseHeld) {
+    reg.acquire(1, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    Step d = reg.acquire_done(kRes, fail(-EAGAIN, {3}));
+    EXPECT_EQ(only_reply(d).error->kind, ErrorKind::LeaseHeld);
+}
+
+TEST_F(Registry, OtherSanlockErrorsAreSanlockFailure) {
+    reg.acquire(1, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    Step d = reg.acquire_done(kRes, fail(-223));
+    EXPECT_EQ(only_reply(d).error->kind, ErrorKind::SanlockFailure);
+    reg.acquire(2, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    Step e = reg.acquire_done(kRes, fail(-ENOSPC));
+    EXPECT_EQ(only_reply(e).error->kind, ErrorKind::LockspaceUnavailable);
+}
+
+TEST_F(Registry, ReleaseGoesToSanlockAndRemovesTheLease) {
+    hold("vm1");
+    Step s = reg.release(5, "vm1", kRes);
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_TRUE(std::holds_alternative<ReleaseEffect>(s.effects[0]));
+    EXPECT_TRUE(s.replies.empty());
+    EXPECT_EQ(reg.find(kRes)->state, LeaseState::Releasing);
+    Step d = reg.release_done(kRes, ok());
+    EXPECT_FALSE(only_reply(d).error);
+    ASSERT_EQ(d.changes.size(), 1u);
+    EXPECT_EQ(d.changes[0].kind, LeaseChange::Kind::Released);
+    EXPECT_TRUE(d.changes[0].lease_gone);
+    EXPECT_EQ(reg.find(kRes), nullptr);
+}
+
+TEST_F(Registry, FailedReleaseKeepsTheLeaseHeld) {
+    hold("vm1");
+    reg.release(5, "vm1", kRes);
+    Step d = reg.release_done(kRes, fail(-EIO));
+    ASSERT_TRUE(only_reply(d).error);
+    EXPECT_EQ(only_reply(d).error->kind, ErrorKind::SanlockFailure);
+    EXPECT_TRUE(d.changes.empty());
+    ASSERT_NE(reg.find(kRes), nullptr);
+    EXPECT_EQ(reg.find(kRes)->state, LeaseState::Held);
+    EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm1"});
+}
+
+TEST_F(Registry, ReleaseByWrongOwnerIsNoSuchLease) {
+    hold("vm1");
+    Step s = reg.release(5, "vm2", kRes);
+    EXPECT_TRUE(s.effects.empty());
+    EXPECT_EQ(only_reply(s).error->kind, ErrorKind::NoSuchLease);
+    EXPECT_EQ(reg.find(kRes)->state, LeaseState::Held);
+}
+
+TEST_F(Registry, SharedLeaseIsReleasedWhenTheLastOwnerGoes) {
+    hold("vm1", LeaseMode::Shared);
+    Step s = reg.acquire(2, "vm2", kDisk, kRes, LeaseMode::Shared);
+    EXPECT_TRUE(s.effects.empty());
+    EXPECT_FALSE(only_reply(s).error);
+    EXPECT_EQ(reg.find(kRes)->owners.size(), 2u);
+
+    Step r1 = reg.release(3, "vm1", kRes);
+    EXPECT_TRUE(r1.effects.empty());
+    EXPECT_FALSE(only_reply(r1).error);
+    EXPECT_FALSE(r1.changes.at(0).lease_gone);
+
+    Step r2 = reg.release(4, "vm2", kRes);
+    EXPECT_EQ(r2.effects.size(), 1u);
+    Step d = reg.release_done(kRes, ok());
+    EXPECT_TRUE(d.changes.at(0).lease_gone);
+}
+
+TEST_F(Registry, ExclusiveRefusedWhileSharedHeldHere) {
+    hold("vm1", LeaseMode::Shared);
+    Step s = reg.acquire(2, "vm2", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_EQ(only_reply(s).error->kind, ErrorKind::LeaseHeld);
+}
+
+TEST_F(Registry, AcquireDuringReleaseIsRetriedAfterIt) {
+    hold("vm1");
+    reg.release(5, "vm1", kRes);
+    Step s = reg.acquire(6, "vm2", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_TRUE(s.replies.empty());
+    EXPECT_TRUE(s.effects.empty());
+    Step d = reg.release_done(kRes, ok());
+    ASSERT_EQ(d.effects.size(), 1u);  // vm2's acquire starts now
+    EXPECT_TRUE(std::holds_alternative<AcquireEffect>(d.effects[0]));
+    Step a = reg.acquire_done(kRes, ok());
+    EXPECT_EQ(only_reply(a).request, 6u);
+    EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm2"});
+}
+
+TEST_F(Registry, ReleaseOwnerReleasesEverythingThenRepliesOnce) {
+    const std::string disk2 = "/var/lib/libvirt/images/other.img", res2 = "0123456789abcdef0123456789abcdef";
+    hold("vm1");
+    reg.acquire(2, "vm1", disk2, res2, LeaseMode::Exclusive);
+    reg.acquire_done(res2, ok());
+    Step s = reg.release_owner(9, "vm1");
+    EXPECT_EQ(s.effects.size(), 2u);
+    EXPECT_TRUE(s.replies.empty());
+    Step d1 = reg.release_done(kRes, ok());
+    EXPECT_TRUE(d1.replies.empty());
+    Step d2 = reg.release_done(res2, ok());
+    EXPECT_EQ(only_reply(d2).request, 9u);
+    EXPECT_TRUE(reg.leases().empty());
+    EXPECT_EQ(only_reply(reg.release_owner(10, "vm1")).error->kind, ErrorKind::NoSuchOwner);
+}
+
+TEST_F(Registry, LockspaceStateChangeIsReportedOnce) {
+    EXPECT_TRUE(reg.set_lockspace_state(LockspaceState::Failed).lockspace_state_changed);
+    EXPECT_FALSE(reg.set_lockspace_state(LockspaceState::Failed).lockspace_state_changed);
+    EXPECT_STREQ(to_string(reg.lockspace_state()), "failed");
+}
+
+}  // namespace
