@@ -38,6 +38,17 @@ void check_owner(const std::string &owner) {
         throw invalid_args("owner: " + problem);
 }
 
+// Emitting a signal can fail (a full send queue, a closed connection); that
+// must not keep the remaining signals and replies of a Step from going out.
+template <typename Emit>
+void emit_safely(const char *what, Emit emit) {
+    try {
+        emit();
+    } catch (const std::exception &e) {
+        log_warning(std::string("cannot emit ") + what + ": " + e.what());
+    }
+}
+
 // Run a handler body; anything it throws becomes an error reply. sdbus-c++
 // 1.2.0 terminates the process on any exception that is not sdbus::Error.
 template <typename Result, typename Body>
@@ -224,9 +235,15 @@ void ManagerObject::answer_inspect(RequestId id, const std::string &resource, in
             to_dbus({ErrorKind::SanlockFailure, "cannot read the owners of " + file + ": " + sanlock_strerror(rv)}));
     } else if (result) {
         std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>> out;
-        for (const auto &o : owners)
-            out.emplace_back(o.host_id, o.generation, o.host_state,
-                             o.host_id == backend_.sanlock_settings().host_id ? "this host" : "other host");
+        for (const auto &o : owners) {
+            bool here = o.host_id == backend_.sanlock_settings().host_id;
+            // sanlock rates other hosts by watching their delta leases, not
+            // itself: while our lockspace is joined, this host is live.
+            std::string state = o.host_state;
+            if (here && state == "unknown" && backend_.registry().lockspace_state() == LockspaceState::Joined)
+                state = "live";
+            out.emplace_back(o.host_id, o.generation, state, here ? "this host" : "other host");
+        }
         result->returnResults(resource, file, out);
     }
     pending_.erase(it);
@@ -279,18 +296,18 @@ void ManagerObject::emit_property_changes(bool lockspace_changed) {
 
 void ManagerObject::publish(const Step &step) {
     for (const auto &change : step.changes) {
-        sync_lease_objects(change);
+        emit_safely("lease object change", [&] { sync_lease_objects(change); });
         sdbus::ObjectPath path(lease_object_path(change.lease.resource));
         if (change.kind == LeaseChange::Kind::Acquired)
-            emitLeaseAcquired(change.owner, change.lease.disk, path);
+            emit_safely("LeaseAcquired", [&] { emitLeaseAcquired(change.owner, change.lease.disk, path); });
         else
-            emitLeaseReleased(change.owner, change.lease.disk, path);
+            emit_safely("LeaseReleased", [&] { emitLeaseReleased(change.owner, change.lease.disk, path); });
     }
     for (const auto &reply : step.replies) {
         auto it = pending_.find(reply.request);
         if (it == pending_.end())
             continue;
-        std::visit(
+        emit_safely("method reply", [&] { std::visit(
             [&](auto &result) {
                 using R = std::decay_t<decltype(result)>;
                 if (reply.error) {
@@ -301,10 +318,10 @@ void ManagerObject::publish(const Step &step) {
                     result.returnResults();
                 }
             },
-            it->second);
+            it->second); });
         pending_.erase(it);
     }
-    emit_property_changes(step.lockspace_state_changed);
+    emit_safely("PropertiesChanged", [&] { emit_property_changes(step.lockspace_state_changed); });
 }
 
 }  // namespace vmlease

@@ -1,0 +1,348 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char **environ;
+
+namespace vmtest {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void fail(const std::string &what) { throw std::runtime_error(what); }
+
+std::string tail_of(const std::string &path, size_t max = 4000) {
+    std::string s = read_file(path);
+    return s.size() > max ? s.substr(s.size() - max) : s;
+}
+
+}  // namespace
+
+std::string required_env(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v)
+        fail(std::string("environment variable ") + name + " is not set: run the tests through `meson test`");
+    return v;
+}
+
+TempDir::TempDir(const std::string &prefix) {
+    std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
+    if (!mkdtemp(tmpl.data()))
+        fail("mkdtemp: " + std::string(strerror(errno)));
+    path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+    if (getenv("VMLEASE_TEST_KEEP"))
+        return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+}
+
+void write_file(const std::string &path, const std::string &content) {
+    std::ofstream f(path, std::ios::trunc);
+    f << content;
+    if (!f)
+        fail("cannot write " + path);
+}
+
+std::string read_file(const std::string &path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// --- processes ------------------------------------------------------------
+
+Child::Child(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string &log_path)
+    : log_(log_path) {
+    std::vector<std::string> envs;
+    for (char **e = environ; *e; e++) {
+        std::string kv(*e);
+        if (!env.count(kv.substr(0, kv.find('='))))
+            envs.push_back(kv);
+    }
+    for (const auto &[k, v] : env)
+        envs.push_back(k + "=" + v);
+    std::vector<char *> cargv, cenv;
+    for (auto &a : argv)
+        cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    for (auto &e : envs)
+        cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+
+    int logfd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd < 0)
+        fail("cannot open " + log_path);
+    pid_ = fork();
+    if (pid_ < 0)
+        fail("fork failed");
+    if (pid_ == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, nullptr);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(logfd, 1);
+        dup2(logfd, 2);
+        execve(cargv[0], cargv.data(), cenv.data());
+        dprintf(2, "exec %s: %s\n", cargv[0], strerror(errno));
+        _exit(127);
+    }
+    close(logfd);
+}
+
+Child::Child(Child &&o) noexcept : pid_(o.pid_), status_(o.status_), log_(std::move(o.log_)) { o.pid_ = -1; }
+
+Child &Child::operator=(Child &&o) noexcept {
+    if (this != &o) {
+        if (pid_ > 0)
+            stop(2s);
+        pid_ = o.pid_;
+        status_ = o.status_;
+        log_ = std::move(o.log_);
+        o.pid_ = -1;
+    }
+    return *this;
+}
+
+Child::~Child() {
+    if (pid_ > 0)
+        stop(2s);
+}
+
+bool Child::running() {
+    if (pid_ <= 0)
+        return false;
+    int st;
+    pid_t r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+        status_ = st;
+        pid_ = -1;
+        return false;
+    }
+    return true;
+}
+
+void Child::signal(int sig) const {
+    if (pid_ > 0)
+        kill(pid_, sig);
+}
+
+int Child::wait(std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (pid_ > 0) {
+        int st;
+        pid_t r = waitpid(pid_, &st, WNOHANG);
+        if (r == pid_) {
+            status_ = st;
+            pid_ = -1;
+            break;
+        }
+        if (Clock::now() >= deadline)
+            return -1;
+        std::this_thread::sleep_for(10ms);
+    }
+    return status_;
+}
+
+int Child::stop(std::chrono::milliseconds grace) {
+    if (pid_ <= 0)
+        return status_;
+    signal(SIGCONT);
+    signal(SIGTERM);
+    int st = wait(grace);
+    if (st == -1) {
+        signal(SIGKILL);
+        st = wait(10s);
+    }
+    return st;
+}
+
+int run(std::vector<std::string> argv, std::map<std::string, std::string> env, std::string *output,
+        std::chrono::milliseconds timeout) {
+    TempDir tmp("vmlease-run");
+    Child c(std::move(argv), std::move(env), tmp / "out");
+    int st = c.wait(timeout);
+    if (st == -1)
+        c.stop(1s);
+    if (output)
+        *output = read_file(tmp / "out");
+    if (st == -1)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void become_subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+void reap_orphans() {
+    // Only children that are not one of our Child objects are orphans here;
+    // reap zombies without touching running processes.
+    siginfo_t info;
+    for (;;) {
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid == 0)
+            return;
+        std::string comm = read_file("/proc/" + std::to_string(info.si_pid) + "/comm");
+        if (comm.rfind("sanlock-helper", 0) != 0)
+            return;
+        waitpid(info.si_pid, nullptr, WNOHANG);
+    }
+}
+
+bool eventually(const std::function<bool()> &pred, std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        if (pred())
+            return true;
+        if (Clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(50ms);
+    }
+}
+
+// --- sanlock ----------------------------------------------------------------
+
+SanlockDaemon::SanlockDaemon(const std::string &dir) : dir_(dir), run_dir_(dir + "/run") {
+    std::filesystem::create_directories(run_dir_);
+    std::string sanlock = required_env("SANLOCK");
+    child_ = Child({sanlock, "daemon", "-D", "-w", "0", "-l", "0", "-h", "0", "-L", "-1", "-S", "-1", "-U", "root",
+                    "-G", "root"},
+                   {{"SANLOCK_RUN_DIR", run_dir_}, {"LD_PRELOAD", required_env("SANLOCK_SHIM")}}, dir_ + "/sanlock.log");
+    bool up = eventually(
+        [&] {
+            if (!child_.running())
+                fail("sanlock daemon exited during start-up:\n" + tail_of(dir_ + "/sanlock.log"));
+            return run({sanlock, "client", "status"}, env(), nullptr, 5s) == 0;
+        },
+        10s);
+    if (!up)
+        fail("sanlock daemon did not answer within 10 s:\n" + tail_of(dir_ + "/sanlock.log"));
+}
+
+void SanlockDaemon::stop() {
+    if (!child_.running())
+        return;
+    // The daemon ignores SIGTERM while it has a lockspace.
+    run({required_env("SANLOCK"), "shutdown", "-f", "1", "-w", "1"}, env(), nullptr, 20s);
+    if (child_.wait(10s) == -1)
+        child_.stop(1s);
+    reap_orphans();
+}
+
+SanlockDaemon::~SanlockDaemon() {
+    try {
+        stop();
+    } catch (...) {
+    }
+}
+
+// --- dbus -------------------------------------------------------------------
+
+DbusDaemon::DbusDaemon(const std::string &dir) {
+    std::filesystem::create_directories(dir);
+    std::string socket = dir + "/system_bus_socket";
+    std::string conf = dir + "/bus.conf";
+    write_file(conf, R"(<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=)" + socket + R"(</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+)");
+    child_ = Child({required_env("DBUS_DAEMON"), "--config-file=" + conf, "--nofork", "--nopidfile"}, {},
+                   dir + "/dbus.log");
+    address_ = "unix:path=" + socket;
+    // The socket exists once the daemon listens on it.
+    if (!eventually([&] { return access(socket.c_str(), F_OK) == 0; }, 10s))
+        fail("dbus-daemon did not start:\n" + tail_of(dir + "/dbus.log"));
+}
+
+DbusDaemon::~DbusDaemon() { child_.stop(5s); }
+
+// --- vmleased -----------------------------------------------------------------
+
+std::string config_yaml(const AgentConfig &c) {
+    return "host_id: " + std::to_string(c.host_id) + "\nlease_dir: " + c.lease_dir +
+           "\nio_timeout: " + std::to_string(c.io_timeout) + "\nlockfailure_helper: " +
+           required_env("VMLEASE_LOCKFAILURE") + "\n" + c.extra_yaml;
+}
+
+Agent::Agent(const std::string &dir, const std::string &bus_address, const SanlockDaemon &sanlock,
+             const AgentConfig &config)
+    : dir_(dir), bus_address_(bus_address), config_path_(dir + "/etc/vmlease.yaml") {
+    std::filesystem::create_directories(dir + "/etc");
+    std::filesystem::create_directories(dir + "/runtime");
+    std::filesystem::create_directories(dir + "/state");
+    write_file(config_path_, config_yaml(config));
+    env_ = {{"DBUS_SYSTEM_BUS_ADDRESS", bus_address_},
+            {"SANLOCK_RUN_DIR", sanlock.run_dir()},
+            {"RUNTIME_DIRECTORY", dir + "/runtime"},
+            {"STATE_DIRECTORY", dir + "/state"},
+            {"NOTIFY_SOCKET", dir + "/notify.sock"}};
+    start();
+}
+
+void Agent::start() {
+    std::string sock_path = env_["NOTIFY_SOCKET"];
+    unlink(sock_path.c_str());
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, sock_path.c_str(), sizeof(addr.sun_path) - 1);
+    if (bind(sock, reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0)
+        fail("cannot bind " + sock_path);
+
+    child_ = Child({required_env("VMLEASED"), "--config", config_path_}, env_, dir_ + "/vmleased.log");
+
+    // Wait for READY=1 on the notify socket: the agent's own "I am up" event.
+    auto deadline = Clock::now() + 30s;
+    bool ready = false;
+    while (!ready && Clock::now() < deadline) {
+        pollfd p{sock, POLLIN, 0};
+        if (poll(&p, 1, 100) > 0) {
+            char buf[4096];
+            ssize_t n = recv(sock, buf, sizeof buf - 1, 0);
+            if (n > 0 && std::string(buf, n).find("READY=1") != std::string::npos)
+                ready = true;
+        }
+        if (!ready && !child_.running())
+            break;
+    }
+    close(sock);
+    if (!ready)
+        fail("vmleased did not become ready:\n" + log());
+}
+
+int Agent::stop() { return child_.stop(15s); }
+
+Agent::~Agent() { stop(); }
+
+std::string Agent::log() const { return tail_of(dir_ + "/vmleased.log"); }
+
+}  // namespace vmtest

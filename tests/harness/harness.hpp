@@ -1,0 +1,127 @@
+// Test harness: real components on this machine, each in its own temporary
+// directory. A "host" is a sanlock daemon with its own SANLOCK_RUN_DIR, its
+// own system bus (a dbus-daemon) and its own vmleased; hosts share a lease
+// directory the way hosts share an NFS export.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vmtest {
+
+using namespace std::chrono_literals;
+
+// A variable the build passes to the test (a binary's path); fails loudly if unset.
+std::string required_env(const char *name);
+
+class TempDir {
+public:
+    explicit TempDir(const std::string &prefix = "vmlease-test");
+    ~TempDir();
+    const std::string &path() const { return path_; }
+    std::string operator/(const std::string &name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+void write_file(const std::string &path, const std::string &content);
+std::string read_file(const std::string &path);
+
+// A child process with its output in a log file.
+class Child {
+public:
+    Child() = default;
+    Child(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string &log_path);
+    Child(Child &&) noexcept;
+    Child &operator=(Child &&) noexcept;
+    ~Child();
+
+    pid_t pid() const { return pid_; }
+    bool running();
+    void signal(int sig) const;
+    // Wait for exit; returns the wait status, or -1 on timeout.
+    int wait(std::chrono::milliseconds timeout);
+    // SIGTERM, then SIGKILL after `grace`; returns the wait status.
+    int stop(std::chrono::milliseconds grace = 10s);
+    const std::string &log_path() const { return log_; }
+
+private:
+    pid_t pid_ = -1;
+    int status_ = -1;
+    std::string log_;
+};
+
+// Run a command to completion; returns its exit status (-1 if it did not finish in time).
+int run(std::vector<std::string> argv, std::map<std::string, std::string> env = {}, std::string *output = nullptr,
+        std::chrono::milliseconds timeout = 60s);
+
+// Make this process adopt (and so be able to reap) orphans of its children,
+// e.g. sanlock's helper process after the daemon exits.
+void become_subreaper();
+void reap_orphans();
+
+class SanlockDaemon {
+public:
+    explicit SanlockDaemon(const std::string &dir);
+    ~SanlockDaemon();
+    const std::string &run_dir() const { return run_dir_; }
+    std::map<std::string, std::string> env() const { return {{"SANLOCK_RUN_DIR", run_dir_}}; }
+    pid_t pid() const { return child_.pid(); }
+    void stop();
+
+private:
+    std::string dir_, run_dir_;
+    Child child_;
+};
+
+class DbusDaemon {
+public:
+    explicit DbusDaemon(const std::string &dir);
+    ~DbusDaemon();
+    const std::string &address() const { return address_; }
+
+private:
+    Child child_;
+    std::string address_;
+};
+
+struct AgentConfig {
+    uint32_t host_id = 1;
+    std::string lease_dir;
+    uint32_t io_timeout = 1;
+    std::string extra_yaml;  // appended to the generated file
+};
+
+std::string config_yaml(const AgentConfig &c);
+
+// vmleased, started from the build tree and waited for until it says READY=1.
+class Agent {
+public:
+    Agent(const std::string &dir, const std::string &bus_address, const SanlockDaemon &sanlock, const AgentConfig &config);
+    ~Agent();
+    // Start (again); throws if it exits or does not get ready in time.
+    void start();
+    // SIGTERM and wait; returns the wait status.
+    int stop();
+    Child &child() { return child_; }
+    const std::string &config_path() const { return config_path_; }
+    std::string log() const;
+
+private:
+    std::string dir_, bus_address_, config_path_;
+    std::map<std::string, std::string> env_;
+    Child child_;
+};
+
+// Poll `pred` until it holds or `timeout` passes. For conditions that have no
+// event of their own to wait for; returns whether it held.
+bool eventually(const std::function<bool()> &pred, std::chrono::milliseconds timeout = 30s);
+
+}  // namespace vmtest
