@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <thread>
 
 using namespace vmtest;
 
@@ -75,6 +76,9 @@ TEST_F(LeaseApi, AcquireListInspectRelease) {
     EXPECT_TRUE(client().wait_for("InterfacesAdded", {lease, "org.vmlease.Lease"}));
     EXPECT_TRUE(client().wait_for("PropertiesChanged", {"org.vmlease.Manager", "LeaseCount"}));
     EXPECT_EQ(client().LeaseCount(), 1u);
+    auto managed = client().GetManagedObjects();
+    ASSERT_EQ(managed.count(lease), 1u);
+    EXPECT_EQ(managed.at(lease).count("org.vmlease.Lease"), 1u);
 
     // The lease file exists, 1 MiB, and sanlock itself says this host holds the resource.
     EXPECT_EQ(std::filesystem::file_size(lease_dir + "/" + kResource), 1u << 20);
@@ -282,6 +286,31 @@ TEST(VmleasedShutdown, SigtermStopsCleanlyAndLeavesLeasesHeld) {
     ASSERT_EQ(run({required_env("SANLOCK"), "client", "status"}, h.sanlock.env(), &out), 0);
     EXPECT_NE(out.find(kResource), std::string::npos) << out;
     EXPECT_NE(out.find("ORPHAN"), std::string::npos) << out;
+}
+
+TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
+    // With SIGKILL restricted, sanlock asks the holder of leases in a removed
+    // lockspace to let go by sending SIGTERM from its helper, every second.
+    become_subreaper();
+    TempDir root("vmlease-sigterm");
+    std::string lease_dir = root / "leases";
+    std::filesystem::create_directories(lease_dir);
+    Host h(root.path(), lease_dir, 1);
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
+    h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
+
+    // rem_lockspace waits for the leases to go; run it in the background.
+    Child rem({required_env("SANLOCK"), "client", "rem_lockspace", "-s",
+               "__LIBVIRT__DISKS__:1:" + lease_dir + "/__LIBVIRT__DISKS__:0"},
+              h.sanlock.env(), root / "rem_lockspace.log");
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "failed", 20s)) << h.agent->log();
+    // Several of sanlock's SIGTERMs later the agent is still there and serving.
+    std::this_thread::sleep_for(3s);
+    EXPECT_TRUE(h.agent->child().running()) << h.agent->log();
+    EXPECT_NE(h.agent->log().find("reports a failure of lockspace __LIBVIRT__DISKS__"), std::string::npos)
+        << h.agent->log();
+    EXPECT_EQ(h.client->ListLeases().size(), 1u);
+    rem.stop(1s);
 }
 
 }  // namespace
