@@ -1,5 +1,6 @@
 #include "manager_object.hpp"
 
+#include "core/authorization_table.hpp"
 #include "disk_path.hpp"
 #include "log.hpp"
 
@@ -124,7 +125,7 @@ void LeaseObject::update(const Lease &lease) {
 // ---------------------------------------------------------------------------
 
 ManagerObject::ManagerObject(sdbus::IConnection &connection, ManagerBackend &backend, std::string version)
-    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), backend_(backend),
+    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), backend_(backend), authorizer_(connection),
       version_(std::move(version)) {
     registerAdaptor();
 }
@@ -139,14 +140,38 @@ ManagerObject::~ManagerObject() {
 void ManagerObject::dispatch(RequestId id, const std::function<void()> &fn) {
     try {
         fn();
+    } catch (const sdbus::Error &e) {
+        answer_error(id, ApiError{ErrorKind::Failed, e.getMessage()});
     } catch (const std::exception &e) {
         log_error(std::string("request failed: ") + e.what());
-        auto it = pending_.find(id);
-        if (it == pending_.end())
-            return;
-        std::visit([&](auto &r) { r.returnError(sdbus::Error(error_name(ErrorKind::Failed), e.what())); }, it->second);
-        pending_.erase(it);
+        answer_error(id, ApiError{ErrorKind::Failed, e.what()});
     }
+}
+
+void ManagerObject::answer_error(RequestId id, const ApiError &error) {
+    auto it = pending_.find(id);
+    if (it == pending_.end())
+        return;
+    emit_safely("error reply", [&] { std::visit([&](auto &r) { r.returnError(to_dbus(error)); }, it->second); });
+    pending_.erase(it);
+}
+
+void ManagerObject::authorize(RequestId id, const char *method, std::map<std::string, std::string> details,
+                              std::function<void()> go) {
+    AuthorizationDecision decision = authorization_for(kManagerInterface, method);
+    if (decision.kind == Authorization::Open)
+        return dispatch(id, go);
+    if (decision.kind == Authorization::Denied)
+        return answer_error(id, {ErrorKind::AccessDenied, std::string(method) + " is not allowed for anyone"});
+    const sdbus::Message *message = getObject().getCurrentlyProcessedMessage();
+    AuthorizationRequest request{message->getSender(), allows_interactive_authorization(*message), decision.action,
+                                 std::move(details)};
+    authorizer_.check(std::move(request), [this, id, go = std::move(go)](std::optional<ApiError> error) {
+        if (error)
+            answer_error(id, *error);
+        else
+            dispatch(id, go);
+    });
 }
 
 RequestId ManagerObject::remember(PendingResult result) {
@@ -165,7 +190,10 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
             throw invalid_args("mode must be \"exclusive\" or \"shared\", not " + quoted(mode));
         reject_options(options, "AcquireDisk");
         RequestId id = remember(std::move(result));
-        dispatch(id, [&] { backend_.acquire(id, owner, canonical, lease_resource_name(canonical), *parsed); });
+        authorize(id, "AcquireDisk", {{"owner", owner}, {"disk", canonical}},
+                  [this, id, owner, canonical, mode = *parsed] {
+                      backend_.acquire(id, owner, canonical, lease_resource_name(canonical), mode);
+                  });
     });
 }
 
@@ -174,7 +202,9 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
         check_owner(owner);
         std::string canonical = canonical_disk(disk);
         RequestId id = remember(std::move(result));
-        dispatch(id, [&] { backend_.release(id, owner, lease_resource_name(canonical)); });
+        authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", canonical}}, [this, id, owner, canonical] {
+            backend_.release(id, owner, lease_resource_name(canonical));
+        });
     });
 }
 
@@ -183,7 +213,10 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
                                     std::map<std::string, sdbus::Variant>) {
     guarded(result, "RegisterMachine", [&] {
         check_owner(owner);
-        throw to_dbus({ErrorKind::NotSupported, "RegisterMachine is not available in this version of vmleased yet"});
+        RequestId id = remember(std::move(result));
+        authorize(id, "RegisterMachine", {{"owner", owner}}, [this, id] {
+            answer_error(id, {ErrorKind::NotSupported, "RegisterMachine is not available in this version of vmleased yet"});
+        });
     });
 }
 
@@ -191,7 +224,7 @@ void ManagerObject::ReleaseMachine(sdbus::Result<> &&result, std::string owner) 
     guarded(result, "ReleaseMachine", [&] {
         check_owner(owner);
         RequestId id = remember(std::move(result));
-        dispatch(id, [&] { backend_.release_owner(id, owner); });
+        authorize(id, "ReleaseMachine", {{"owner", owner}}, [this, id, owner] { backend_.release_owner(id, owner); });
     });
 }
 
@@ -217,7 +250,8 @@ void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
     guarded(result, "InspectDisk", [&] {
         std::string canonical = canonical_disk(disk);
         RequestId id = remember(std::move(result));
-        dispatch(id, [&] { backend_.inspect(id, lease_resource_name(canonical)); });
+        authorize(id, "InspectDisk", {{"disk", canonical}},
+                  [this, id, canonical] { backend_.inspect(id, lease_resource_name(canonical)); });
     });
 }
 
@@ -251,15 +285,24 @@ void ManagerObject::answer_inspect(RequestId id, const std::string &resource, in
 
 void ManagerObject::CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool) {
     guarded(result, "CleanupLeases", [&] {
-        throw to_dbus({ErrorKind::NotSupported, "CleanupLeases is not available in this version of vmleased yet"});
+        RequestId id = remember(std::move(result));
+        authorize(id, "CleanupLeases", {}, [this, id] {
+            answer_error(id, {ErrorKind::NotSupported, "CleanupLeases is not available in this version of vmleased yet"});
+        });
     });
 }
 
 void ManagerObject::Reload(sdbus::Result<> &&result) {
     guarded(result, "Reload", [&] {
-        if (auto err = backend_.reload())
-            throw to_dbus(*err);
-        result.returnResults();
+        RequestId id = remember(std::move(result));
+        authorize(id, "Reload", {}, [this, id] {
+            if (auto err = backend_.reload())
+                return answer_error(id, *err);
+            auto it = pending_.find(id);
+            if (auto *r = it == pending_.end() ? nullptr : std::get_if<sdbus::Result<>>(&it->second))
+                r->returnResults();
+            pending_.erase(id);
+        });
     });
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "core/lease_registry.hpp"
+#include "polkit_authorizer.hpp"
 #include "org_vmlease_Lease_adaptor.h"
 #include "org_vmlease_Manager_adaptor.h"
 #include "sanlock_client.hpp"
@@ -105,14 +106,21 @@ private:
 
     using InspectResult =
         sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>;
-    using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult>;
+    using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult,
+                                       sdbus::Result<std::vector<std::string>>>;
     RequestId remember(PendingResult result);
     void dispatch(RequestId id, const std::function<void()> &fn);
+    void answer_error(RequestId id, const ApiError &error);
+    // Look the method up in the authorization table and run `go` once the
+    // caller is allowed (now for open methods, after polkit otherwise).
+    void authorize(RequestId id, const char *method, std::map<std::string, std::string> details,
+                   std::function<void()> go);
     void sync_lease_objects(const LeaseChange &change);
     void emit_property_changes(bool lockspace_changed);
 
     sdbus::IConnection &connection_;
     ManagerBackend &backend_;
+    PolkitAuthorizer authorizer_;
     std::string version_;
     RequestId next_request_ = 1;
     std::map<RequestId, PendingResult> pending_;

@@ -15,6 +15,9 @@ const char *error_name(ErrorKind kind) {
     case ErrorKind::InvalidArgs: return "org.freedesktop.DBus.Error.InvalidArgs";
     case ErrorKind::LimitsExceeded: return "org.freedesktop.DBus.Error.LimitsExceeded";
     case ErrorKind::NotSupported: return "org.freedesktop.DBus.Error.NotSupported";
+    case ErrorKind::AccessDenied: return "org.freedesktop.DBus.Error.AccessDenied";
+    case ErrorKind::InteractiveAuthorizationRequired:
+        return "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired";
     }
     return "org.vmlease.Error.Failed";
 }

@@ -19,6 +19,8 @@ enum class ErrorKind {
     InvalidArgs,
     LimitsExceeded,
     NotSupported,
+    AccessDenied,
+    InteractiveAuthorizationRequired,
 };
 
 struct ApiError {

@@ -55,6 +55,8 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(path_, ec);
 }
 
+void TempDir::make_public() const { chmod(path_.c_str(), 0755); }
+
 void write_file(const std::string &path, const std::string &content) {
     std::ofstream f(path, std::ios::trunc);
     f << content;
@@ -335,5 +337,59 @@ int Agent::stop() { return child_.stop(15s); }
 Agent::~Agent() { stop(); }
 
 std::string Agent::log() const { return tail_of(dir_ + "/vmleased.log"); }
+
+// --- other bus services -------------------------------------------------------
+
+bool wait_for_bus_name(const std::string &address, const std::string &name, std::chrono::milliseconds timeout) {
+    return eventually(
+        [&] {
+            std::string out;
+            run({"/usr/bin/busctl", "--address=" + address, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                 "org.freedesktop.DBus", "NameHasOwner", "s", name},
+                {}, &out, 5s);
+            return out.find("b true") != std::string::npos;
+        },
+        timeout);
+}
+
+DbusMock::DbusMock(const std::string &dir, const std::string &bus_address, const std::string &template_path,
+                   const std::string &bus_name) {
+    std::filesystem::create_directories(dir);
+    std::string log = dir + "/dbusmock.log";
+    child_ = Child({"/usr/bin/python3", "-m", "dbusmock", "--system", "--template", template_path},
+                   {{"DBUS_SYSTEM_BUS_ADDRESS", bus_address}}, log);
+    if (!wait_for_bus_name(bus_address, bus_name))
+        fail("dbusmock did not take " + bus_name + ":\n" + tail_of(log));
+}
+
+DbusMock::~DbusMock() { stop(); }
+
+Polkitd::Polkitd(const std::string &dir, const std::string &bus_address, const std::string &extra_policy,
+                 const std::string &rules)
+    : dir_(dir) {
+    namespace fs = std::filesystem;
+    fs::create_directories(dir + "/actions");
+    fs::create_directories(dir + "/rules");
+    for (const auto &entry : fs::directory_iterator("/usr/share/polkit-1/actions"))
+        fs::copy_file(entry.path(), dir + "/actions/" + entry.path().filename().string(),
+                      fs::copy_options::overwrite_existing);
+    fs::copy_file(extra_policy, dir + "/actions/" + fs::path(extra_policy).filename().string(),
+                  fs::copy_options::overwrite_existing);
+    if (!rules.empty())
+        write_file(dir + "/rules/50-test.rules", rules);
+    // polkitd drops to the polkitd user: let it read what it needs.
+    for (const auto &p : {dir, dir + "/actions", dir + "/rules"})
+        chmod(p.c_str(), 0755);
+    std::string script = "mount --bind " + dir + "/actions /usr/share/polkit-1/actions && mount --bind " + dir +
+                         "/rules /etc/polkit-1/rules.d && exec /usr/lib/polkit-1/polkitd --no-debug";
+    child_ = Child({"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script},
+                   {{"DBUS_SYSTEM_BUS_ADDRESS", bus_address}}, dir + "/polkitd.log");
+    if (!wait_for_bus_name(bus_address, "org.freedesktop.PolicyKit1"))
+        fail("polkitd did not start:\n" + tail_of(dir + "/polkitd.log"));
+}
+
+Polkitd::~Polkitd() { child_.stop(5s); }
+
+std::string Polkitd::log() const { return tail_of(dir_ + "/polkitd.log"); }
 
 }  // namespace vmtest

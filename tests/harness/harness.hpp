@@ -25,6 +25,8 @@ public:
     explicit TempDir(const std::string &prefix = "vmlease-test");
     ~TempDir();
     const std::string &path() const { return path_; }
+    // Let other users (an unprivileged test client) reach files below it.
+    void make_public() const;
     std::string operator/(const std::string &name) const { return path_ + "/" + name; }
 
 private:
@@ -117,6 +119,36 @@ public:
 private:
     std::string dir_, bus_address_, config_path_;
     std::map<std::string, std::string> env_;
+    Child child_;
+};
+
+// Wait until `name` has an owner on the bus at `address`.
+bool wait_for_bus_name(const std::string &address, const std::string &name, std::chrono::milliseconds timeout = 30s);
+
+// A dbusmock template (python3-dbusmock) serving on a host's bus.
+class DbusMock {
+public:
+    DbusMock(const std::string &dir, const std::string &bus_address, const std::string &template_path,
+             const std::string &bus_name);
+    ~DbusMock();
+    void stop() { child_.stop(5s); }
+
+private:
+    Child child_;
+};
+
+// The real polkitd on a host's bus, in a private mount namespace in which
+// /usr/share/polkit-1/actions holds the system's actions plus `extra_policy`
+// and /etc/polkit-1/rules.d holds only `rules` (JavaScript; may be empty).
+class Polkitd {
+public:
+    Polkitd(const std::string &dir, const std::string &bus_address, const std::string &extra_policy,
+            const std::string &rules);
+    ~Polkitd();
+    std::string log() const;
+
+private:
+    std::string dir_;
     Child child_;
 };
 

@@ -1,0 +1,59 @@
+// Asks polkit whether the sender of a D-Bus call may do what it asks, the
+// way systemd-machined does: the caller's uid comes from the bus (a caller
+// with the daemon's own uid is allowed without asking), then
+// CheckAuthorization with a system-bus-name subject, the call's details and
+// the interactive flag only when the caller's message allows interaction.
+// Both steps are asynchronous; the event loop never waits for polkit.
+#pragma once
+
+#include "core/api_error.hpp"
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace vmlease {
+
+// Bounds on authorizations in flight, so callers cannot pile up work.
+inline constexpr unsigned kMaxPendingAuthorizations = 256;
+inline constexpr unsigned kMaxPendingAuthorizationsPerSender = 16;
+
+struct AuthorizationRequest {
+    std::string sender;  // unique bus name of the caller
+    bool interactive = false;
+    std::string action;
+    std::map<std::string, std::string> details;
+};
+
+// Whether the caller's message carries ALLOW_INTERACTIVE_AUTHORIZATION.
+// sdbus-c++ 1.2.0 has no accessor; the sd_bus_message is a protected member.
+bool allows_interactive_authorization(const sdbus::Message &message);
+
+class PolkitAuthorizer {
+public:
+    explicit PolkitAuthorizer(sdbus::IConnection &bus);
+    ~PolkitAuthorizer();
+
+    using Done = std::function<void(std::optional<ApiError>)>;
+    // `done` gets nullopt when allowed, else AccessDenied,
+    // InteractiveAuthorizationRequired or LimitsExceeded. It may run before
+    // check() returns (limits) or later from the event loop.
+    void check(AuthorizationRequest request, Done done);
+
+private:
+    void ask_polkit(std::shared_ptr<AuthorizationRequest> request, Done done);
+    void finish(const std::string &sender);
+
+    std::unique_ptr<sdbus::IProxy> bus_driver_;
+    std::unique_ptr<sdbus::IProxy> polkit_;
+    std::map<std::string, unsigned> pending_per_sender_;
+    unsigned pending_ = 0;
+    // Set to false on destruction so late replies do nothing.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace vmlease

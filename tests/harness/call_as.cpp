@@ -1,0 +1,99 @@
+// call-as: one org.vmlease.Manager call, made with plain sd-bus so the test
+// controls what sdbus-c++ 1.2.0 cannot: the caller's uid (--uid) and the
+// ALLOW_INTERACTIVE_AUTHORIZATION flag (--no-interactive clears it).
+// Prints "OK" or "ERROR <error name>: <message>" and exits 0 once the call
+// was made; exit 2 for usage or connection problems.
+//
+//   call-as [--uid N] [--no-interactive] METHOD ARG...
+#include <grp.h>
+#include <systemd/sd-bus.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int usage() {
+    fprintf(stderr, "usage: call-as [--uid N] [--no-interactive] METHOD ARG...\n");
+    return 2;
+}
+
+int append(sd_bus_message *m, const std::string &method, const std::vector<std::string> &a) {
+    auto need = [&](size_t n) { return a.size() == n ? 0 : -EINVAL; };
+    if (method == "AcquireDisk") {
+        if (need(3))
+            return -EINVAL;
+        int r = sd_bus_message_append(m, "sss", a[0].c_str(), a[1].c_str(), a[2].c_str());
+        return r < 0 ? r : sd_bus_message_append(m, "a{sv}", 0);
+    }
+    if (method == "ReleaseDisk")
+        return need(2) ?: sd_bus_message_append(m, "ss", a[0].c_str(), a[1].c_str());
+    if (method == "RegisterMachine")
+        return need(1) ?: sd_bus_message_append(m, "sa(ss)a{sv}", a[0].c_str(), 0, 0);
+    if (method == "ReleaseMachine")
+        return need(1) ?: sd_bus_message_append(m, "s", a[0].c_str());
+    if (method == "InspectDisk")
+        return need(1) ?: sd_bus_message_append(m, "s", a[0].c_str());
+    if (method == "CleanupLeases")
+        return need(0) ?: sd_bus_message_append(m, "b", 1);
+    if (method == "ListLeases" || method == "ListMachines" || method == "Reload")
+        return need(0);
+    return -EINVAL;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    int uid = -1;
+    bool interactive = true;
+    int i = 1;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        if (strcmp(argv[i], "--uid") == 0 && i + 1 < argc)
+            uid = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--no-interactive") == 0)
+            interactive = false;
+        else
+            return usage();
+    }
+    if (i >= argc)
+        return usage();
+    std::string method = argv[i++];
+    std::vector<std::string> args(argv + i, argv + argc);
+
+    if (uid >= 0 && (setgroups(0, nullptr) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)) {
+        perror("cannot drop privileges");
+        return 2;
+    }
+    sd_bus *bus = nullptr;
+    int r = sd_bus_open_system(&bus);
+    if (r < 0) {
+        fprintf(stderr, "cannot connect to the system bus: %s\n", strerror(-r));
+        return 2;
+    }
+    sd_bus_message *m = nullptr, *reply = nullptr;
+    bool property = method == "Get";
+    r = sd_bus_message_new_method_call(bus, &m, "org.vmlease", "/org/vmlease",
+                                       property ? "org.freedesktop.DBus.Properties" : "org.vmlease.Manager",
+                                       method.c_str());
+    if (r >= 0)
+        r = property ? (args.size() == 1 ? sd_bus_message_append(m, "ss", "org.vmlease.Manager", args[0].c_str())
+                                         : -EINVAL)
+                     : append(m, method, args);
+    if (r < 0)
+        return usage();
+    sd_bus_message_set_allow_interactive_authorization(m, interactive);
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    r = sd_bus_call(bus, m, 30 * 1000000ULL, &error, &reply);
+    if (r < 0)
+        printf("ERROR %s: %s\n", error.name ? error.name : "?", error.message ? error.message : strerror(-r));
+    else
+        printf("OK\n");
+    sd_bus_error_free(&error);
+    sd_bus_message_unref(reply);
+    sd_bus_message_unref(m);
+    sd_bus_flush_close_unref(bus);
+    return 0;
+}

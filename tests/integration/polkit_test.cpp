@@ -1,0 +1,237 @@
+// Authorization: every mutating method asks polkit (real polkitd, or the
+// recording dbusmock template) about an unprivileged caller (uid 65534);
+// root is allowed without asking; read-only methods are open to everyone.
+#include "host.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+using namespace vmtest;
+
+namespace {
+
+constexpr const char *kDisk = "/var/lib/libvirt/images/demo.img";
+const std::map<std::string, sdbus::Variant> kNoOptions;
+
+// Every mutating method, called by uid 65534 with arguments that would
+// otherwise be valid.
+const std::vector<std::vector<std::string>> kMutatingCalls = {
+    {"AcquireDisk", "vm1", kDisk, "exclusive"},
+    {"ReleaseDisk", "vm1", kDisk},
+    {"RegisterMachine", "vm1"},
+    {"ReleaseMachine", "vm1"},
+    {"CleanupLeases"},
+    {"Reload"},
+};
+const std::vector<std::vector<std::string>> kReadOnlyCalls = {
+    {"ListLeases"}, {"ListMachines"}, {"InspectDisk", kDisk}, {"Get", "LockspaceState"}, {"Get", "LeaseCount"}};
+
+std::string call_as_nobody(const Host &h, std::vector<std::string> call, bool interactive = true) {
+    std::vector<std::string> argv{required_env("CALL_AS"), "--uid", "65534"};
+    if (!interactive)
+        argv.push_back("--no-interactive");
+    argv.insert(argv.end(), call.begin(), call.end());
+    std::string out;
+    int rc = run(argv, {{"DBUS_SYSTEM_BUS_ADDRESS", h.bus.address()}}, &out, 60s);
+    EXPECT_EQ(rc, 0) << out;
+    while (!out.empty() && out.back() == '\n')
+        out.pop_back();
+    return out;
+}
+
+std::string error_name(const std::string &reply) {
+    if (reply.rfind("ERROR ", 0) != 0)
+        return reply;
+    return reply.substr(6, reply.find(':') - 6);
+}
+
+// --- the recording dbusmock polkitd template ----------------------------------
+
+class MockPolkit : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vmlease-pkmock");
+        root->make_public();
+        std::string lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+        host = std::make_unique<Host>(root->path(), lease_dir, 1);
+        mock = std::make_unique<DbusMock>(*root / "polkit", host->bus.address(),
+                                          required_env("POLKITD_TEMPLATE"), "org.freedesktop.PolicyKit1");
+        control = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(host->bus.address()),
+                                     "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority");
+        ASSERT_TRUE(host->client->wait_property("LockspaceState", "joined")) << host->agent->log();
+    }
+    static void TearDownTestSuite() {
+        control.reset();
+        mock.reset();
+        host.reset();
+        root.reset();
+    }
+    void SetUp() override {
+        set_allowed({});
+        control->callMethod("SetChallenge").onInterface("org.freedesktop.DBus.Mock").withArguments(false);
+        control->callMethod("ClearChecks").onInterface("org.freedesktop.DBus.Mock");
+    }
+    void TearDown() override {
+        for (const auto &l : host->client->ListLeases())
+            host->client->ReleaseDisk(l.get<2>(), l.get<0>());
+        if (HasFailure())
+            std::cerr << "--- vmleased log ---\n" << host->agent->log() << std::endl;
+    }
+    static void set_allowed(const std::vector<std::string> &actions) {
+        control->callMethod("SetAllowed").onInterface("org.freedesktop.DBus.Mock").withArguments(actions);
+    }
+    using Check = sdbus::Struct<std::string, std::map<std::string, std::string>, uint32_t, std::string, std::string>;
+    static std::vector<Check> checks() {
+        std::vector<Check> out;
+        control->callMethod("GetChecks").onInterface("org.freedesktop.DBus.Mock").storeResultsTo(out);
+        return out;
+    }
+
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::unique_ptr<Host> host;
+    static inline std::unique_ptr<DbusMock> mock;
+    static inline std::unique_ptr<sdbus::IProxy> control;
+};
+
+TEST_F(MockPolkit, EveryMutatingMethodIsDeniedWhenPolkitSaysNo) {
+    for (const auto &call : kMutatingCalls)
+        EXPECT_EQ(error_name(call_as_nobody(*host, call)), "org.freedesktop.DBus.Error.AccessDenied") << call[0];
+    EXPECT_TRUE(host->client->ListLeases().empty());
+    EXPECT_EQ(checks().size(), kMutatingCalls.size());
+}
+
+TEST_F(MockPolkit, ReadOnlyMethodsNeedNoAuthorization) {
+    host->client->AcquireDisk("keeper", kDisk, "exclusive", kNoOptions);
+    for (const auto &call : kReadOnlyCalls)
+        EXPECT_EQ(call_as_nobody(*host, call), "OK") << call[0];
+    EXPECT_TRUE(checks().empty());
+}
+
+TEST_F(MockPolkit, AllowedActionGoesThroughWithTheRightDetails) {
+    set_allowed({"org.vmlease.acquire-lease"});
+    EXPECT_EQ(call_as_nobody(*host, {"AcquireDisk", "vm1", "/var/lib/libvirt//images/./demo.img", "exclusive"}), "OK");
+    auto leases = host->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<2>(), "vm1");
+
+    auto c = checks();
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].get<0>(), "org.vmlease.acquire-lease");
+    // details name the owner and the canonical disk
+    EXPECT_EQ(c[0].get<1>(), (std::map<std::string, std::string>{{"owner", "vm1"}, {"disk", kDisk}}));
+    EXPECT_EQ(c[0].get<2>(), 1u);  // the caller allowed interaction
+    EXPECT_EQ(c[0].get<3>(), "system-bus-name");
+    EXPECT_EQ(c[0].get<4>().rfind(":1.", 0), 0u) << c[0].get<4>();
+
+    // acquire-lease does not cover releasing
+    EXPECT_EQ(error_name(call_as_nobody(*host, {"ReleaseDisk", "vm1", kDisk})), "org.freedesktop.DBus.Error.AccessDenied");
+    EXPECT_EQ(host->client->ListLeases().size(), 1u);
+    set_allowed({"org.vmlease.release-lease"});
+    EXPECT_EQ(call_as_nobody(*host, {"ReleaseDisk", "vm1", kDisk}), "OK");
+    EXPECT_TRUE(host->client->ListLeases().empty());
+    EXPECT_EQ(checks().back().get<0>(), "org.vmlease.release-lease");
+}
+
+TEST_F(MockPolkit, InteractiveFlagFollowsTheCallersMessage) {
+    control->callMethod("SetChallenge").onInterface("org.freedesktop.DBus.Mock").withArguments(true);
+    EXPECT_EQ(error_name(call_as_nobody(*host, {"AcquireDisk", "vm1", kDisk, "exclusive"}, false)),
+              "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired");
+    EXPECT_EQ(checks().back().get<2>(), 0u);
+    EXPECT_EQ(error_name(call_as_nobody(*host, {"AcquireDisk", "vm1", kDisk, "exclusive"}, true)),
+              "org.freedesktop.DBus.Error.AccessDenied");
+    EXPECT_EQ(checks().back().get<2>(), 1u);
+}
+
+TEST_F(MockPolkit, RootIsAllowedWithoutAskingPolkit) {
+    EXPECT_NO_THROW(host->client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions));
+    EXPECT_NO_THROW(host->client->ReleaseDisk("vm1", kDisk));
+    EXPECT_TRUE(checks().empty());
+}
+
+TEST_F(MockPolkit, InvalidArgumentsAreRejectedBeforePolkitIsAsked) {
+    EXPECT_EQ(error_name(call_as_nobody(*host, {"AcquireDisk", "vm1", "relative.img", "exclusive"})),
+              "org.freedesktop.DBus.Error.InvalidArgs");
+    EXPECT_TRUE(checks().empty());
+}
+
+TEST(NoPolkit, WithoutPolkitUnprivilegedCallersAreDenied) {
+    become_subreaper();
+    TempDir root("vmlease-nopk");
+    root.make_public();
+    std::string lease_dir = root / "leases";
+    std::filesystem::create_directories(lease_dir);
+    Host h(root.path(), lease_dir, 1);
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
+    std::string reply = call_as_nobody(h, {"AcquireDisk", "vm1", kDisk, "exclusive"});
+    EXPECT_EQ(error_name(reply), "org.freedesktop.DBus.Error.AccessDenied");
+    EXPECT_NE(reply.find("polkit"), std::string::npos) << reply;
+    EXPECT_TRUE(h.client->ListLeases().empty());
+    EXPECT_EQ(call_as_nobody(h, {"ListLeases"}), "OK");
+}
+
+// --- the real polkitd with the project's own .policy ----------------------------
+
+class RealPolkit : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vmlease-polkitd");
+        root->make_public();
+        std::string lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+        host = std::make_unique<Host>(root->path(), lease_dir, 1);
+        ASSERT_TRUE(host->client->wait_property("LockspaceState", "joined")) << host->agent->log();
+    }
+    static void TearDownTestSuite() {
+        host.reset();
+        root.reset();
+    }
+    void TearDown() override {
+        if (HasFailure())
+            std::cerr << "--- vmleased log ---\n" << host->agent->log() << std::endl;
+    }
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::unique_ptr<Host> host;
+};
+
+TEST_F(RealPolkit, UnprivilegedCallerIsRefusedAndReadOnlyMethodsWork) {
+    Polkitd polkitd(*root / "polkitd", host->bus.address(), required_env("VMLEASE_POLICY"), "");
+    for (const auto &call : kMutatingCalls) {
+        std::string without = call_as_nobody(*host, call, false);
+        std::string with = call_as_nobody(*host, call, true);
+        std::cout << "uid 65534 " << call[0] << " (no interaction): " << without << "\n"
+                  << "uid 65534 " << call[0] << " (interaction allowed): " << with << "\n";
+        EXPECT_EQ(error_name(without), "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired") << call[0];
+        EXPECT_TRUE(error_name(with) == "org.freedesktop.DBus.Error.AccessDenied" ||
+                    error_name(with) == "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")
+            << call[0] << ": " << with;
+    }
+    EXPECT_TRUE(host->client->ListLeases().empty());
+    for (const auto &call : kReadOnlyCalls) {
+        if (call[0] == "InspectDisk")
+            continue;  // no lease file exists for the disk here
+        EXPECT_EQ(call_as_nobody(*host, call), "OK") << call[0];
+    }
+    // root still may
+    EXPECT_NO_THROW(host->client->AcquireDisk("vm-root", kDisk, "exclusive", kNoOptions));
+    EXPECT_NO_THROW(host->client->ReleaseDisk("vm-root", kDisk));
+}
+
+TEST_F(RealPolkit, ARuleGrantingTheCallersGroupLetsTheCallThrough) {
+    Polkitd polkitd(*root / "polkitd-rule", host->bus.address(), required_env("VMLEASE_POLICY"),
+                    "polkit.addRule(function(action, subject) {\n"
+                    "  if (action.id.indexOf(\"org.vmlease.\") == 0 && subject.isInGroup(\"nogroup\"))\n"
+                    "    return polkit.Result.YES;\n"
+                    "});\n");
+    EXPECT_EQ(call_as_nobody(*host, {"AcquireDisk", "vm1", kDisk, "exclusive"}, false), "OK") << polkitd.log();
+    auto leases = host->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<2>(), "vm1");
+    EXPECT_EQ(call_as_nobody(*host, {"ReleaseDisk", "vm1", kDisk}, false), "OK");
+    EXPECT_TRUE(host->client->ListLeases().empty());
+}
+
+}  // namespace
