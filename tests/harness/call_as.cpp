@@ -1,10 +1,11 @@
 // call-as: one org.vmlease.Manager call, made with plain sd-bus so the test
 // controls what sdbus-c++ 1.2.0 cannot: the caller's uid (--uid) and the
 // ALLOW_INTERACTIVE_AUTHORIZATION flag (--no-interactive clears it).
-// Prints "OK" or "ERROR <error name>: <message>" and exits 0 once the call
-// was made; exit 2 for usage or connection problems.
+// Prints "OK" or "ERROR <error name>: <message>" per call and exits 0 once
+// the calls were made; exit 2 for usage or connection problems. --repeat N
+// sends the call N times at once on one connection (one sender).
 //
-//   call-as [--uid N] [--no-interactive] METHOD ARG...
+//   call-as [--uid N] [--no-interactive] [--repeat N] METHOD ARG...
 #include <grp.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
@@ -17,7 +18,7 @@
 namespace {
 
 int usage() {
-    fprintf(stderr, "usage: call-as [--uid N] [--no-interactive] METHOD ARG...\n");
+    fprintf(stderr, "usage: call-as [--uid N] [--no-interactive] [--repeat N] METHOD ARG...\n");
     return 2;
 }
 
@@ -47,12 +48,14 @@ int append(sd_bus_message *m, const std::string &method, const std::vector<std::
 }  // namespace
 
 int main(int argc, char **argv) {
-    int uid = -1;
+    int uid = -1, repeat = 1;
     bool interactive = true;
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--uid") == 0 && i + 1 < argc)
             uid = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+            repeat = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-interactive") == 0)
             interactive = false;
         else
@@ -73,27 +76,50 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot connect to the system bus: %s\n", strerror(-r));
         return 2;
     }
-    sd_bus_message *m = nullptr, *reply = nullptr;
     bool property = method == "Get";
-    r = sd_bus_message_new_method_call(bus, &m, "org.vmlease", "/org/vmlease",
-                                       property ? "org.freedesktop.DBus.Properties" : "org.vmlease.Manager",
-                                       method.c_str());
-    if (r >= 0)
-        r = property ? (args.size() == 1 ? sd_bus_message_append(m, "ss", "org.vmlease.Manager", args[0].c_str())
-                                         : -EINVAL)
-                     : append(m, method, args);
-    if (r < 0)
-        return usage();
-    sd_bus_message_set_allow_interactive_authorization(m, interactive);
-    sd_bus_error error = SD_BUS_ERROR_NULL;
-    r = sd_bus_call(bus, m, 30 * 1000000ULL, &error, &reply);
-    if (r < 0)
-        printf("ERROR %s: %s\n", error.name ? error.name : "?", error.message ? error.message : strerror(-r));
-    else
-        printf("OK\n");
-    sd_bus_error_free(&error);
-    sd_bus_message_unref(reply);
-    sd_bus_message_unref(m);
+    int outstanding = 0;
+    for (int n = 0; n < repeat; n++) {
+        sd_bus_message *m = nullptr;
+        r = sd_bus_message_new_method_call(bus, &m, "org.vmlease", "/org/vmlease",
+                                           property ? "org.freedesktop.DBus.Properties" : "org.vmlease.Manager",
+                                           method.c_str());
+        if (r >= 0)
+            r = property ? (args.size() == 1 ? sd_bus_message_append(m, "ss", "org.vmlease.Manager", args[0].c_str())
+                                             : -EINVAL)
+                         : append(m, method, args);
+        if (r < 0)
+            return usage();
+        sd_bus_message_set_allow_interactive_authorization(m, interactive);
+        r = sd_bus_call_async(
+            bus, nullptr, m,
+            [](sd_bus_message *reply, void *userdata, sd_bus_error *) {
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+                if (e)
+                    printf("ERROR %s: %s\n", e->name, e->message ? e->message : "");
+                else
+                    printf("OK\n");
+                fflush(stdout);  // the test reads replies while others are still pending
+                (*static_cast<int *>(userdata))--;
+                return 0;
+            },
+            &outstanding, 60 * 1000000ULL);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+            fprintf(stderr, "cannot send: %s\n", strerror(-r));
+            return 2;
+        }
+        outstanding++;
+    }
+    while (outstanding > 0) {
+        r = sd_bus_process(bus, nullptr);
+        if (r < 0) {
+            fprintf(stderr, "bus failed: %s\n", strerror(-r));
+            return 2;
+        }
+        if (r == 0)
+            sd_bus_wait(bus, UINT64_MAX);
+    }
+    fflush(stdout);
     sd_bus_flush_close_unref(bus);
     return 0;
 }

@@ -72,6 +72,7 @@ protected:
     void SetUp() override {
         set_allowed({});
         control->callMethod("SetChallenge").onInterface("org.freedesktop.DBus.Mock").withArguments(false);
+        control->callMethod("SetHang").onInterface("org.freedesktop.DBus.Mock").withArguments(false);
         control->callMethod("ClearChecks").onInterface("org.freedesktop.DBus.Mock");
     }
     void TearDown() override {
@@ -155,6 +156,34 @@ TEST_F(MockPolkit, InvalidArgumentsAreRejectedBeforePolkitIsAsked) {
     EXPECT_EQ(error_name(call_as_nobody(*host, {"AcquireDisk", "vm1", "relative.img", "exclusive"})),
               "org.freedesktop.DBus.Error.InvalidArgs");
     EXPECT_TRUE(checks().empty());
+}
+
+TEST_F(MockPolkit, AuthorizationsInFlightPerCallerAreBounded) {
+    set_allowed({"org.vmlease.acquire-lease"});
+    control->callMethod("SetHang").onInterface("org.freedesktop.DBus.Mock").withArguments(true);
+    std::string log = *root / "repeat.log";
+    std::filesystem::remove(log);
+    Child calls({required_env("CALL_AS"), "--uid", "65534", "--repeat", "20", "AcquireDisk", "vm1", kDisk, "exclusive"},
+                {{"DBUS_SYSTEM_BUS_ADDRESS", host->bus.address()}}, log);
+    auto count = [&](const std::string &what) {
+        std::string text = read_file(log);
+        size_t n = 0;
+        for (size_t pos = 0; (pos = text.find(what, pos)) != std::string::npos; pos += what.size())
+            n++;
+        return n;
+    };
+    // 16 wait for polkit; the 4 beyond the limit are answered at once.
+    ASSERT_TRUE(eventually([&] { return checks().size() >= 16 && count("LimitsExceeded") >= 4; }, 20s))
+        << read_file(log);
+    EXPECT_EQ(checks().size(), 16u);
+    EXPECT_EQ(count("LimitsExceeded"), 4u);
+    EXPECT_EQ(count("OK"), 0u);
+    EXPECT_TRUE(host->client->ListLeases().empty());
+    // polkit answers: the 16 go through (the same owner and disk: one lease)
+    control->callMethod("SetHang").onInterface("org.freedesktop.DBus.Mock").withArguments(false);
+    ASSERT_NE(calls.wait(20s), -1);
+    EXPECT_EQ(count("OK"), 16u) << read_file(log);
+    EXPECT_EQ(host->client->ListLeases().size(), 1u);
 }
 
 TEST(NoPolkit, WithoutPolkitUnprivilegedCallersAreDenied) {

@@ -26,16 +26,36 @@ def load(mock, _parameters):
     mock.allowed = []
     mock.challenge = False
     mock.checks = []
+    mock.hang = False
+    mock.hung = []
 
 
-@dbus.service.method(MAIN_IFACE, in_signature='(sa{sv})sa{ss}us', out_signature='(bba{ss})')
-def CheckAuthorization(self, subject, action_id, details, flags, _cancellation_id):
+def answer(mock, action_id, flags):
+    allowed = action_id in mock.allowed or mock.allow_unknown
+    challenge = (not allowed) and mock.challenge and not (flags & 1)
+    return (allowed, challenge, {})
+
+
+@dbus.service.method(MAIN_IFACE, in_signature='(sa{sv})sa{ss}us', out_signature='(bba{ss})',
+                     async_callbacks=('ok_cb', '_err_cb'))
+def CheckAuthorization(self, subject, action_id, details, flags, _cancellation_id, ok_cb, _err_cb):
     kind, props = subject
     name = str(props.get('name', ''))
     self.checks.append((str(action_id), dict(details), int(flags), str(kind), name))
-    allowed = action_id in self.allowed or self.allow_unknown
-    challenge = (not allowed) and self.challenge and not (flags & 1)
-    return (allowed, challenge, {})
+    if self.hang:
+        self.hung.append((ok_cb, action_id, flags))
+    else:
+        ok_cb(answer(self, action_id, flags))
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='b')
+def SetHang(self, hang):
+    '''Hold every answer while hang is true; answer the held ones when it is set false.'''
+    self.hang = hang
+    if not hang:
+        held, self.hung = self.hung, []
+        for ok_cb, action_id, flags in held:
+            ok_cb(answer(self, action_id, flags))
 
 
 @dbus.service.method(MAIN_IFACE, in_signature='(sa{sv})ss')

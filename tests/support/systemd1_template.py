@@ -201,7 +201,7 @@ _FALLBACKS = []
 def _register_fallbacks(mock):
     if _FALLBACKS:          # Reset() calls load() again
         return
-    conn = mock.locations[0][0]
+    conn = mock.connection
     for kind in ('job', 'unit'):
         fb = _PathFallback(conn, f'{MAIN_OBJ}/{kind}', kind)
         fb.base = f'{MAIN_OBJ}/{kind}'
