@@ -259,14 +259,20 @@ SanlockDaemon::~SanlockDaemon() {
 
 // --- dbus -------------------------------------------------------------------
 
-DbusDaemon::DbusDaemon(const std::string &dir) {
+DbusDaemon::DbusDaemon(const std::string &dir, const std::string &config_template,
+                       const std::map<std::string, std::string> &replace) {
     std::filesystem::create_directories(dir);
     std::string socket = dir + "/system_bus_socket";
     std::string conf = dir + "/bus.conf";
-    std::string config = read_file(required_env("PRIVATE_BUS_CONF"));
+    std::string source = config_template.empty() ? required_env("PRIVATE_BUS_CONF") : config_template;
+    std::string config = read_file(source);
     if (config.empty())
-        fail("cannot read " + required_env("PRIVATE_BUS_CONF"));
-    config.replace(config.find("@SOCKET@"), 8, socket);
+        fail("cannot read " + source);
+    std::map<std::string, std::string> values = replace;
+    values["@SOCKET@"] = socket;
+    for (const auto &[key, value] : values)
+        for (size_t pos; (pos = config.find(key)) != std::string::npos;)
+            config.replace(pos, key.size(), value);
     write_file(conf, config);
     child_ = Child({required_env("DBUS_DAEMON"), "--config-file=" + conf, "--nofork", "--nopidfile"}, {},
                    dir + "/dbus.log");

@@ -85,7 +85,10 @@ private:
 
 class DbusDaemon {
 public:
-    explicit DbusDaemon(const std::string &dir);
+    // `config_template` has @SOCKET@ (and whatever `replace` names) to fill
+    // in; by default the allow-everything private bus of tests/support.
+    explicit DbusDaemon(const std::string &dir, const std::string &config_template = "",
+                        const std::map<std::string, std::string> &replace = {});
     ~DbusDaemon();
     const std::string &address() const { return address_; }
 

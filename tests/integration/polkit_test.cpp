@@ -263,4 +263,52 @@ TEST_F(RealPolkit, ARuleGrantingTheCallersGroupLetsTheCallThrough) {
     EXPECT_TRUE(host->client->ListLeases().empty());
 }
 
+// --- the installed bus policy ---------------------------------------------------
+
+TEST(BusPolicy, OnlyRootOwnsTheNameAndEveryoneMayCallIt) {
+    become_subreaper();
+    TempDir root("vmlease-buspolicy");
+    root.make_public();
+    DbusDaemon bus(root / "bus", required_env("SYSTEM_BUS_POLICY_CONF"),
+                   {{"@POLICY@", required_env("VMLEASE_BUS_POLICY")}});
+    auto bus_call = [&](bool as_nobody, std::vector<std::string> call) {
+        std::vector<std::string> argv;
+        if (as_nobody)
+            argv = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+        for (const char *a : {"/usr/bin/busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                              "org.freedesktop.DBus"})
+            argv.push_back(a);
+        argv.insert(argv.end() - 4, "--address=" + bus.address());
+        argv.insert(argv.end(), call.begin(), call.end());
+        std::string out;
+        run(argv, {}, &out, 10s);
+        return out;
+    };
+    // The unprivileged client reaches the bus, but may not own org.vmlease.
+    EXPECT_EQ(bus_call(true, {"GetId"}).rfind("s \"", 0), 0u);
+    EXPECT_EQ(bus_call(true, {"RequestName", "su", "org.vmlease", "0"}), "Call failed: Access denied\n");
+    // root may (1 = primary owner); then let it go for the agent.
+    EXPECT_EQ(bus_call(false, {"RequestName", "su", "org.vmlease", "0"}), "u 1\n");
+
+    // root may own it: the real agent takes the name on this bus, and an
+    // unprivileged caller may still call it (polkit decides what it may do).
+    std::string lease_dir = root / "leases";
+    std::filesystem::create_directories(lease_dir);
+    SanlockDaemon sanlock(root / "sanlock");
+    AgentConfig config;
+    config.lease_dir = lease_dir;
+    Agent agent(root / "agent", bus.address(), sanlock, config);
+    auto call = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv{required_env("CALL_AS"), "--uid", "65534"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::string out;
+        run(argv, {{"DBUS_SYSTEM_BUS_ADDRESS", bus.address()}}, &out, 30s);
+        return out;
+    };
+    EXPECT_EQ(call({"ListLeases"}), "OK\n");
+    EXPECT_EQ(call({"Get", "HostId"}), "OK\n");
+    std::string acquire = call({"AcquireDisk", "vm1", kDisk, "exclusive"});
+    EXPECT_EQ(acquire.rfind("ERROR org.freedesktop.DBus.Error.AccessDenied: not authorized", 0), 0u) << acquire;
+}
+
 }  // namespace
