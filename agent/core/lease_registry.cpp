@@ -45,25 +45,6 @@ const char *to_string(LockspaceState s) {
     return "absent";
 }
 
-const char *to_string(LeaseState s) {
-    switch (s) {
-    case LeaseState::Acquiring: return "acquiring";
-    case LeaseState::Held: return "held";
-    case LeaseState::Releasing: return "releasing";
-    }
-    return "held";
-}
-
-void Step::append(Step &&o) {
-    for (auto &e : o.effects)
-        effects.push_back(std::move(e));
-    for (auto &r : o.replies)
-        replies.push_back(std::move(r));
-    for (auto &c : o.changes)
-        changes.push_back(std::move(c));
-    lockspace_state_changed = lockspace_state_changed || o.lockspace_state_changed;
-}
-
 const Lease *LeaseRegistry::find(const std::string &resource) const {
     auto it = leases_.find(resource);
     return it == leases_.end() ? nullptr : &it->second;
@@ -79,7 +60,11 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
                             const std::string &resource, LeaseMode mode) {
     Step step;
     auto fail = [&](ErrorKind k, std::string msg) {
-        step.replies.push_back({id, ApiError{k, std::move(msg)}, resource});
+        // Held on this host (by another owner or request): this host is the holder.
+        std::vector<uint64_t> holders;
+        if (k == ErrorKind::LeaseHeld)
+            holders.push_back(host_id_);
+        step.replies.push_back({id, ApiError{k, std::move(msg)}, resource, std::move(holders)});
         return std::move(step);
     };
     if (lockspace_state_ != LockspaceState::Joined)
@@ -187,8 +172,11 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         err = {ErrorKind::SanlockFailure, "sanlock could not acquire the lease for " + lease.disk + ": " +
                                               (outcome.detail.empty() ? std::to_string(outcome.rv) : outcome.detail)};
     }
+    std::vector<uint64_t> holders;
+    if (err.kind == ErrorKind::LeaseHeld)
+        holders = outcome.holder_host_ids;
     for (const auto &w : waiters)
-        step.replies.push_back({w.request, err, resource});
+        step.replies.push_back({w.request, err, resource, holders});
     leases_.erase(it);
     pending_.erase(resource);
     return step;

@@ -7,6 +7,7 @@
 
 #include "api_error.hpp"
 #include "config.hpp"
+#include "step.hpp"
 
 #include <cstdint>
 #include <map>
@@ -19,63 +20,6 @@ namespace vmlease {
 
 enum class LockspaceState { Absent, Joining, Joined, Failed, Rejoining };
 const char *to_string(LockspaceState s);
-
-enum class LeaseState { Acquiring, Held, Releasing };
-const char *to_string(LeaseState s);
-
-// One sanlock resource on this host. A shared lease may have several owners
-// on this host; sanlock sees one lease, released when the last owner goes.
-struct Lease {
-    std::string disk;      // canonical path
-    std::string resource;  // MD5 hex of disk
-    LeaseMode mode = LeaseMode::Exclusive;
-    LeaseState state = LeaseState::Acquiring;
-    std::vector<std::string> owners;  // empty while acquiring
-};
-
-using RequestId = uint64_t;
-
-// --- effects: what the sanlock effector must carry out -------------------
-struct AcquireEffect {
-    std::string resource;
-    std::string disk;
-    LeaseMode mode;
-};
-struct ReleaseEffect {
-    std::string resource;
-};
-using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
-
-// --- replies to callers ---------------------------------------------------
-struct Reply {
-    RequestId request;
-    std::optional<ApiError> error;  // nullopt: success
-    std::string resource;           // the lease the reply is about (AcquireDisk returns its object)
-};
-
-// --- changes: what happened, for signals and properties -------------------
-struct LeaseChange {
-    enum class Kind { Acquired, Released } kind;
-    std::string owner;
-    Lease lease;          // snapshot after the change
-    bool lease_gone = false;  // Released and no owner left: the lease object goes away
-};
-
-struct Step {
-    std::vector<SanlockEffect> effects;
-    std::vector<Reply> replies;
-    std::vector<LeaseChange> changes;
-    bool lockspace_state_changed = false;
-
-    void append(Step &&other);
-};
-
-// What sanlock said about an acquire or release.
-struct SanlockOutcome {
-    int rv = 0;                             // sanlock's return code (0 or negative)
-    std::vector<uint64_t> holder_host_ids;  // for a lease held elsewhere, if they could be read
-    std::string detail;                     // human-readable explanation of a failure
-};
 
 // Upper bound on leases one host tracks; beyond it callers get LimitsExceeded.
 inline constexpr size_t kMaxLeases = 20000;

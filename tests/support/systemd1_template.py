@@ -333,14 +333,15 @@ def _poll(mock):
 
 def _signal_unit(u, signo, cont=False):
     n = 0
-    if u.get('cgroup_dir') and signo == signal.SIGKILL and os.path.exists(os.path.join(u['cgroup_dir'], 'cgroup.kill')):
-        try:
+    pids = _unit_pids(u)
+    if pids and u.get('cgroup_dir') and signo == signal.SIGKILL:
+        try:   # kernel >= 5.14: kills everything, including processes forked meanwhile
             with open(os.path.join(u['cgroup_dir'], 'cgroup.kill'), 'w', encoding='utf-8') as f:
                 f.write('1')
-            return len(_unit_pids(u)) or 1
+            return len(pids)
         except OSError:
             pass
-    for pid in _unit_pids(u):
+    for pid in pids:
         try:
             os.kill(pid, signo)
             n += 1

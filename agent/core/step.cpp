@@ -1,0 +1,32 @@
+#include "step.hpp"
+
+namespace vmlease {
+
+const char *to_string(LeaseState s) {
+    switch (s) {
+    case LeaseState::Acquiring: return "acquiring";
+    case LeaseState::Held: return "held";
+    case LeaseState::Releasing: return "releasing";
+    }
+    return "held";
+}
+
+namespace {
+template <typename T>
+void move_into(std::vector<T> &to, std::vector<T> &from) {
+    for (auto &x : from)
+        to.push_back(std::move(x));
+}
+}  // namespace
+
+void Step::append(Step &&o) {
+    move_into(effects, o.effects);
+    move_into(machine_effects, o.machine_effects);
+    move_into(replies, o.replies);
+    move_into(changes, o.changes);
+    move_into(conflicts, o.conflicts);
+    move_into(machine_changes, o.machine_changes);
+    lockspace_state_changed = lockspace_state_changed || o.lockspace_state_changed;
+}
+
+}  // namespace vmlease

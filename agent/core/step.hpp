@@ -1,0 +1,104 @@
+// A Step is what a state change in the core produces, dbus-broker style: the
+// effects to carry out next, the replies owed to callers, and a record of
+// what changed. The daemon carries out effects; the D-Bus layer turns replies
+// and changes into method returns, signals and properties.
+#pragma once
+
+#include "api_error.hpp"
+#include "config.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace vmlease {
+
+enum class LeaseState { Acquiring, Held, Releasing };
+const char *to_string(LeaseState s);
+
+// One sanlock resource on this host. A shared lease may have several owners
+// on this host; sanlock sees one lease, released when the last owner goes.
+struct Lease {
+    std::string disk;      // canonical path
+    std::string resource;  // MD5 hex of disk
+    LeaseMode mode = LeaseMode::Exclusive;
+    LeaseState state = LeaseState::Acquiring;
+    std::vector<std::string> owners;  // empty while acquiring
+};
+
+using RequestId = uint64_t;
+
+// --- effects: what the sanlock effector must carry out -------------------
+struct AcquireEffect {
+    std::string resource;
+    std::string disk;
+    LeaseMode mode;
+};
+struct ReleaseEffect {
+    std::string resource;
+};
+using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
+
+// --- replies to callers ---------------------------------------------------
+struct Reply {
+    RequestId request;
+    std::optional<ApiError> error;  // nullopt: success
+    std::string resource;           // the lease the reply is about (AcquireDisk returns its object)
+    std::vector<uint64_t> holders = {};  // LeaseHeld: the host ids holding it
+};
+
+// Requests the core makes on its own behalf (for machines) carry ids with
+// this bit set; the D-Bus layer never sees them.
+inline constexpr RequestId kInternalRequest = 1ull << 63;
+inline bool is_internal(RequestId id) { return (id & kInternalRequest) != 0; }
+
+// --- changes: what happened, for signals and properties -------------------
+struct LeaseChange {
+    enum class Kind { Acquired, Released } kind;
+    std::string owner;
+    Lease lease;          // snapshot after the change
+    bool lease_gone = false;  // Released and no owner left: the lease object goes away
+};
+
+// --- machines -------------------------------------------------------------
+// Something to do to a machine through systemd-machined.
+struct MachineEffect {
+    enum class Kind { Terminate, Kill } kind;
+    std::string machine;
+    int signal = 0;  // for Kill
+};
+// A machine's disk is held elsewhere.
+struct ConflictChange {
+    std::string machine;
+    std::string disk;
+    uint32_t holder_host_id;
+};
+// A machine appeared, changed (disks, state) or went away.
+struct MachineChange {
+    enum class Kind { Added, Updated, Removed } kind;
+    std::string machine;
+};
+
+struct Step {
+    std::vector<SanlockEffect> effects;
+    std::vector<MachineEffect> machine_effects;
+    std::vector<Reply> replies;
+    std::vector<LeaseChange> changes;
+    std::vector<ConflictChange> conflicts;
+    std::vector<MachineChange> machine_changes;
+    bool lockspace_state_changed = false;
+
+    void append(Step &&other);
+};
+
+// What sanlock said about an acquire or release.
+struct SanlockOutcome {
+    int rv = 0;                             // sanlock's return code (0 or negative)
+    std::vector<uint64_t> holder_host_ids;  // for a lease held elsewhere, if they could be read
+    std::string detail;                     // human-readable explanation of a failure
+};
+
+
+}  // namespace vmlease
