@@ -2,6 +2,7 @@
 
 #include "bus_event_source.hpp"
 #include "log.hpp"
+#include "open_file_scanner.hpp"
 #include "signal_origin.hpp"
 #include "version.hpp"
 
@@ -11,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -26,6 +28,10 @@ std::string env_or(const char *name, const char *fallback) {
     std::string s(v);
     return s.substr(0, s.find(':'));
 }
+
+// How often the open files of running machines are looked at again, so
+// disks hot-plugged into a running VM are protected too.
+constexpr uint64_t kScanIntervalUsec = 2 * 1000000;
 
 uint64_t now_usec() {
     struct timespec ts {};
@@ -67,15 +73,17 @@ SanlockSettings sanlock_settings_for(const Config &config) {
 
 Daemon::Daemon(DaemonOptions options)
     : options_(std::move(options)), config_(load_config(options_.config_path)), settings_(sanlock_settings_for(config_)),
-      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id) {}
+      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id), tracker_(registry_, config_) {}
 
 Daemon::~Daemon() {
     // Leases stay held (they are PERSISTENT in sanlock); only our objects go.
+    machined_.reset();
     manager_.reset();
     bus_source_.reset();
     bus_.reset();
     effector_.reset();
     sd_event_source_disable_unref(rejoin_timer_);
+    sd_event_source_disable_unref(scan_timer_);
     for (auto *s : sources_)
         sd_event_source_disable_unref(s);
     sd_event_unref(event_);
@@ -94,6 +102,10 @@ int Daemon::run() {
         check(sd_event_add_signal(event_, &s, sig, on_signal, this), "cannot watch signals");
         sources_.push_back(s);
     }
+    // One timer for rejoining the lockspace, armed when a join fails.
+    check(sd_event_add_time(event_, &rejoin_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_rejoin_timer, this),
+          "cannot set up the rejoin timer");
+    sd_event_source_set_enabled(rejoin_timer_, SD_EVENT_OFF);
     sd_event_source *cq = nullptr;
     check(sd_event_add_io(event_, &cq, completions_.fd(), EPOLLIN, on_completions, this), "cannot watch completions");
     sources_.push_back(cq);
@@ -105,11 +117,15 @@ int Daemon::run() {
     manager_ = std::make_unique<ManagerObject>(*bus_, *this, VMLEASE_VERSION);
     start_join();
     bus_->requestName(kBusName);
-
     log_info("vmleased " + std::string(VMLEASE_VERSION) + " serving as host " + std::to_string(settings_.host_id) +
              " on lockspace " + settings_.lockspace + " in " + settings_.lease_dir);
-    sd_notify(0, "READY=1");
-    notify_status();
+
+    // subscribe -> enumerate -> reconcile; READY=1 once the first listing is in.
+    machined_ = std::make_unique<MachinedClient>(*bus_, static_cast<MachinedClient::Handler &>(*this));
+    machined_->start();
+    check(sd_event_add_time_relative(event_, &scan_timer_, CLOCK_MONOTONIC, kScanIntervalUsec, 0, on_scan_timer, this),
+          "cannot set up the discovery timer");
+    sd_event_source_set_enabled(scan_timer_, SD_EVENT_ON);
 
     int r = sd_event_loop(event_);
     sd_notify(0, "STOPPING=1\nSTATUS=Stopping; leases stay held by sanlock.");
@@ -129,7 +145,7 @@ void Daemon::release(RequestId id, const std::string &owner, const std::string &
     apply(registry_.release(id, owner, resource));
 }
 
-void Daemon::release_owner(RequestId id, const std::string &owner) { apply(registry_.release_owner(id, owner)); }
+void Daemon::release_owner(RequestId id, const std::string &owner) { apply(tracker_.release_leases(id, owner)); }
 
 void Daemon::inspect(RequestId id, const std::string &resource) {
     effector_->inspect(resource, [this, id, resource](int rv, std::vector<LeaseOwner> owners) {
@@ -165,6 +181,7 @@ std::optional<ApiError> Daemon::reload() {
             return err;
         }
     config_ = std::move(next);
+    tracker_.set_config(config_);
     log_info("configuration reloaded from " + options_.config_path);
     return std::nullopt;
 }
@@ -172,6 +189,15 @@ std::optional<ApiError> Daemon::reload() {
 // --- steps -----------------------------------------------------------------
 
 void Daemon::apply(Step step) {
+    // Replies to the tracker's own requests go back to it; what it decides
+    // then is applied after this step.
+    Step followup;
+    for (const auto &reply : step.replies)
+        if (is_internal(reply.request))
+            followup.append(tracker_.lease_reply(reply));
+    if (step.lockspace_state_changed && registry_.lockspace_state() == LockspaceState::Joined)
+        followup.append(tracker_.retry_failed());
+
     log_changes(step);
     if (manager_)
         manager_->publish(step);
@@ -179,6 +205,79 @@ void Daemon::apply(Step step) {
         notify_status();
     for (const auto &effect : step.effects)
         carry_out(effect);
+    for (const auto &action : step.machine_effects) {
+        if (!machined_)
+            continue;
+        if (action.kind == MachineEffect::Kind::Terminate)
+            machined_->terminate(action.machine);
+        else
+            machined_->kill(action.machine, action.signal);
+    }
+    if (!followup.effects.empty() || !followup.replies.empty() || !followup.changes.empty() ||
+        !followup.conflicts.empty() || !followup.machine_changes.empty() || !followup.machine_effects.empty())
+        apply(std::move(followup));
+}
+
+// --- machines ------------------------------------------------------------------
+
+void Daemon::machine_appeared(const MachineInfo &info) {
+    bool known = tracker_.find(info.name) != nullptr;
+    apply(tracker_.machine_appeared(info));
+    if (!known) {
+        log_info("machine " + info.name + " (" + info.machine_class + ", leader " + std::to_string(info.leader) +
+                     ") appeared",
+                 {{"OWNER", info.name}});
+        scan_machine(info.name);
+    }
+}
+
+void Daemon::machine_gone(const std::string &name) {
+    if (tracker_.find(name))
+        log_info("machine " + name + " went away; releasing its leases", {{"OWNER", name}});
+    apply(tracker_.machine_gone(name));
+}
+
+void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
+    if (ok) {
+        // Reconcile: machines that ended while machined (or we) looked away.
+        std::vector<std::string> gone;
+        for (const auto &[name, m] : tracker_.machines())
+            if (std::find(names.begin(), names.end(), name) == names.end())
+                gone.push_back(name);
+        for (const auto &name : gone)
+            machine_gone(name);
+    }
+    if (!ready_) {
+        ready_ = true;
+        sd_notify(0, "READY=1");
+        notify_status();
+    }
+}
+
+void Daemon::scan_machine(const std::string &name) {
+    const Machine *m = tracker_.find(name);
+    if (!m || !config_.auto_disk_leases || !config_.discovery.open_files || m->info.leader == 0)
+        return;
+    pid_t leader = static_cast<pid_t>(m->info.leader);
+    discovery_.submit([leader, name, post = completions_.poster(), this] {
+        auto files = open_files(machine_processes(leader));
+        post([this, name, files = std::move(files)] { apply(tracker_.files_discovered(name, files)); });
+    });
+}
+
+int Daemon::on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        // A scan still running from last time is not queued again.
+        if (self->discovery_.backlog() == 0)
+            for (const auto &[name, m] : self->tracker_.machines())
+                self->scan_machine(name);
+    } catch (const std::exception &e) {
+        log_error(std::string("scanning machines failed: ") + e.what());
+    }
+    sd_event_source_set_time(s, usec + kScanIntervalUsec);
+    sd_event_source_set_enabled(s, SD_EVENT_ON);
+    return 0;
 }
 
 void Daemon::carry_out(const SanlockEffect &effect) {
@@ -207,6 +306,15 @@ void Daemon::log_changes(const Step &step) {
                     {{"OWNER", c.owner}, {"DISK", c.lease.disk}, {"RESOURCE", c.lease.resource}},
                     acquired ? message_id::kLeaseAcquired : message_id::kLeaseReleased);
     }
+    for (const auto &c : step.conflicts)
+        log_message(LOG_WARNING,
+                    "disk " + c.disk + " of machine " + c.machine + " is held by host " +
+                        std::to_string(c.holder_host_id) +
+                        (tracker_.find(c.machine) && tracker_.find(c.machine)->on_conflict == ConflictAction::Terminate
+                             ? "; terminating the machine"
+                             : "; on_conflict=warn leaves the machine running"),
+                    {{"OWNER", c.machine}, {"DISK", c.disk}, {"HOLDER_HOST_ID", std::to_string(c.holder_host_id)}},
+                    message_id::kLeaseConflict);
     if (step.lockspace_state_changed)
         log_message(LOG_NOTICE,
                     "lockspace " + settings_.lockspace + " is " + to_string(registry_.lockspace_state()),
@@ -250,12 +358,12 @@ void Daemon::join_finished(int rv, const std::string &detail) {
 }
 
 void Daemon::schedule_rejoin() {
-    if (rejoin_timer_ && sd_event_source_get_enabled(rejoin_timer_, nullptr) > 0)
-        return;
+    int enabled = SD_EVENT_OFF;
+    if (sd_event_source_get_enabled(rejoin_timer_, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+        return;  // already scheduled
     uint64_t delay = std::min<uint64_t>(30, 1ull << std::min(join_failures_, 5u)) * 1000000;
-    sd_event_source_disable_unref(rejoin_timer_);
-    rejoin_timer_ = nullptr;
-    sd_event_add_time_relative(event_, &rejoin_timer_, CLOCK_MONOTONIC, delay, 0, on_rejoin_timer, this);
+    sd_event_source_set_time_relative(rejoin_timer_, delay);
+    sd_event_source_set_enabled(rejoin_timer_, SD_EVENT_ONESHOT);
 }
 
 int Daemon::on_rejoin_timer(sd_event_source *, uint64_t, void *userdata) {

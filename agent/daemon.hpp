@@ -6,6 +6,8 @@
 #include "completion_queue.hpp"
 #include "config.hpp"
 #include "core/lease_registry.hpp"
+#include "core/machine_tracker.hpp"
+#include "machined_client.hpp"
 #include "manager_object.hpp"
 #include "sanlock_effector.hpp"
 
@@ -30,7 +32,7 @@ std::string state_directory();
 // ConfigError if a user or group does not exist on this host.
 SanlockSettings sanlock_settings_for(const Config &config);
 
-class Daemon final : public ManagerBackend {
+class Daemon final : public ManagerBackend, private MachinedClient::Handler {
 public:
     // Loads the configuration; throws ConfigError on a bad file.
     explicit Daemon(DaemonOptions options);
@@ -48,9 +50,18 @@ public:
     void inspect(RequestId id, const std::string &resource) override;
     std::optional<ApiError> reload() override;
     const LeaseRegistry &registry() const override { return registry_; }
+    const MachineTracker &tracker() const override { return tracker_; }
     const SanlockSettings &sanlock_settings() const override { return settings_; }
 
 private:
+    // MachinedClient::Handler
+    void machine_appeared(const MachineInfo &info) override;
+    void machine_gone(const std::string &name) override;
+    void machines_listed(bool ok, const std::vector<std::string> &names) override;
+
+    void scan_machine(const std::string &name);
+    static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
     void apply(Step step);
     void carry_out(const SanlockEffect &effect);
     void log_changes(const Step &step);
@@ -69,6 +80,8 @@ private:
     SanlockSettings settings_;
     std::string sanlock_run_dir_;
     LeaseRegistry registry_;
+    MachineTracker tracker_;
+    Worker discovery_;
 
     sd_event *event_ = nullptr;
     CompletionQueue completions_;
@@ -76,6 +89,9 @@ private:
     std::unique_ptr<sdbus::IConnection> bus_;
     std::unique_ptr<class BusEventSource> bus_source_;
     std::unique_ptr<ManagerObject> manager_;
+    std::unique_ptr<MachinedClient> machined_;
+    sd_event_source *scan_timer_ = nullptr;
+    bool ready_ = false;
     std::vector<sd_event_source *> sources_;
     sd_event_source *rejoin_timer_ = nullptr;
     unsigned join_failures_ = 0;

@@ -131,6 +131,7 @@ ManagerObject::ManagerObject(sdbus::IConnection &connection, ManagerBackend &bac
 }
 
 ManagerObject::~ManagerObject() {
+    machine_objects_.clear();
     lease_objects_.clear();
     unregisterAdaptor();
 }
@@ -157,8 +158,8 @@ void ManagerObject::answer_error(RequestId id, const ApiError &error) {
 }
 
 void ManagerObject::authorize(RequestId id, const char *method, std::map<std::string, std::string> details,
-                              std::function<void()> go) {
-    AuthorizationDecision decision = authorization_for(kManagerInterface, method);
+                              std::function<void()> go, const char *interface) {
+    AuthorizationDecision decision = authorization_for(interface, method);
     if (decision.kind == Authorization::Open)
         return dispatch(id, go);
     if (decision.kind == Authorization::Denied)
@@ -242,8 +243,41 @@ ManagerObject::ListLeases() {
 }
 
 std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> ManagerObject::ListMachines() {
-    // Machines arrive with the systemd-machined integration; none are tracked yet.
-    return {};
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> out;
+    for (const auto &[name, m] : backend_.tracker().machines()) {
+        uint32_t held = 0;
+        for (const auto &d : m.disks)
+            held += d.state == MachineDisk::State::Held;
+        out.emplace_back(name, m.info.machine_class, m.info.leader, held, sdbus::ObjectPath(machine_object_path(name)));
+    }
+    return out;
+}
+
+void ManagerObject::release_from_machine_object(sdbus::Result<> &&result, const std::string &name) {
+    guarded(result, "Release", [&] {
+        RequestId id = remember(std::move(result));
+        authorize(
+            id, "Release", {{"owner", name}}, [this, id, name] { backend_.release_owner(id, name); },
+            "org.vmlease.Machine");
+    });
+}
+
+void ManagerObject::sync_machine_objects(const MachineChange &change) {
+    auto it = machine_objects_.find(change.machine);
+    const Machine *m = backend_.tracker().find(change.machine);
+    if (change.kind == MachineChange::Kind::Removed || !m) {
+        if (it != machine_objects_.end())
+            machine_objects_.erase(it);
+        return;
+    }
+    if (it == machine_objects_.end())
+        machine_objects_.emplace(change.machine,
+                                 std::make_unique<MachineObject>(connection_, *m, [this](sdbus::Result<> &&r,
+                                                                                          const std::string &name) {
+                                     release_from_machine_object(std::move(r), name);
+                                 }));
+    else
+        it->second->update(*m);
 }
 
 void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
@@ -333,6 +367,11 @@ void ManagerObject::emit_property_changes(bool lockspace_changed) {
         published_lease_count_ = count;
         changed.push_back("LeaseCount");
     }
+    uint32_t machines = MachineCount();
+    if (machines != published_machine_count_) {
+        published_machine_count_ = machines;
+        changed.push_back("MachineCount");
+    }
     if (!changed.empty())
         emitPropertiesChangedSignal(kManagerInterface, changed);
 }
@@ -346,6 +385,10 @@ void ManagerObject::publish(const Step &step) {
         else
             emit_safely("LeaseReleased", [&] { emitLeaseReleased(change.owner, change.lease.disk, path); });
     }
+    for (const auto &change : step.machine_changes)
+        emit_safely("machine object change", [&] { sync_machine_objects(change); });
+    for (const auto &c : step.conflicts)
+        emit_safely("LeaseConflict", [&] { emitLeaseConflict(c.machine, c.disk, c.holder_host_id); });
     for (const auto &reply : step.replies) {
         auto it = pending_.find(reply.request);
         if (it == pending_.end())

@@ -9,6 +9,8 @@
 #pragma once
 
 #include "core/lease_registry.hpp"
+#include "core/machine_tracker.hpp"
+#include "machine_object.hpp"
 #include "polkit_authorizer.hpp"
 #include "org_vmlease_Lease_adaptor.h"
 #include "org_vmlease_Manager_adaptor.h"
@@ -45,6 +47,7 @@ public:
     // Returns an error to answer, or nullopt when the new configuration is in force.
     virtual std::optional<ApiError> reload() = 0;
     virtual const LeaseRegistry &registry() const = 0;
+    virtual const MachineTracker &tracker() const = 0;
     virtual const SanlockSettings &sanlock_settings() const = 0;
 };
 
@@ -102,7 +105,7 @@ private:
     std::string LeaseDirectory() override { return backend_.sanlock_settings().lease_dir; }
     std::string LockspaceState() override { return to_string(backend_.registry().lockspace_state()); }
     uint32_t LeaseCount() override { return static_cast<uint32_t>(backend_.registry().leases().size()); }
-    uint32_t MachineCount() override { return 0; }
+    uint32_t MachineCount() override { return static_cast<uint32_t>(backend_.tracker().machines().size()); }
 
     using InspectResult =
         sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>;
@@ -114,7 +117,9 @@ private:
     // Look the method up in the authorization table and run `go` once the
     // caller is allowed (now for open methods, after polkit otherwise).
     void authorize(RequestId id, const char *method, std::map<std::string, std::string> details,
-                   std::function<void()> go);
+                   std::function<void()> go, const char *interface = kManagerInterface);
+    void release_from_machine_object(sdbus::Result<> &&result, const std::string &name);
+    void sync_machine_objects(const MachineChange &change);
     void sync_lease_objects(const LeaseChange &change);
     void emit_property_changes(bool lockspace_changed);
 
@@ -125,7 +130,9 @@ private:
     RequestId next_request_ = 1;
     std::map<RequestId, PendingResult> pending_;
     std::map<std::string, std::unique_ptr<LeaseObject>> lease_objects_;
+    std::map<std::string, std::unique_ptr<MachineObject>> machine_objects_;
     uint32_t published_lease_count_ = 0;
+    uint32_t published_machine_count_ = 0;
 };
 
 }  // namespace vmlease

@@ -54,6 +54,12 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
             bool shared = effect.mode == LeaseMode::Shared;
             for (int attempt = 0;; attempt++) {
                 out.rv = conn->acquire(effect.resource, shared, false);
+                // -EUCLEAN: this host already holds it, as an orphan of an
+                // earlier vmleased connection (leases are PERSISTENT). No
+                // other host can have it; which local owner gets it the
+                // registry has decided already, so adopt it.
+                if (out.rv == -EUCLEAN)
+                    out.rv = conn->acquire(effect.resource, shared, true);
                 if (out.rv != kSanlkLeaderMagic || attempt >= 20 || !freshly_created(lease_file_path(s, effect.resource)))
                     break;
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -1,5 +1,8 @@
 #include "worker.hpp"
 
+#include <csignal>
+#include <pthread.h>
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -17,6 +20,11 @@ struct Worker::State {
 
 Worker::Worker() : state_(std::make_shared<State>()) {
     thread_ = std::thread([s = state_] {
+        // Signals are for the event loop (signalfd); a worker taking SIGTERM
+        // with its default action would kill the daemon.
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
         for (;;) {
             std::function<void()> job;
             {

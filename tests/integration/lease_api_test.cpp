@@ -306,7 +306,7 @@ TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
     ASSERT_TRUE(h.client->wait_property("LockspaceState", "failed", 20s)) << h.agent->log();
     // Several of sanlock's SIGTERMs later the agent is still there and serving.
     std::this_thread::sleep_for(3s);
-    EXPECT_TRUE(h.agent->child().running()) << h.agent->log();
+    EXPECT_TRUE(h.agent->child().running()) << "wait status " << h.agent->child().wait(0ms) << "\n" << h.agent->log();
     EXPECT_NE(h.agent->log().find("reports a failure of lockspace __LIBVIRT__DISKS__"), std::string::npos)
         << h.agent->log();
     EXPECT_EQ(h.client->ListLeases().size(), 1u);

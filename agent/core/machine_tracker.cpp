@@ -1,0 +1,199 @@
+#include "machine_tracker.hpp"
+
+#include "disk_path.hpp"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+namespace vmlease {
+namespace {
+
+bool glob_matches(const std::string &pattern, const std::string &s) { return fnmatch(pattern.c_str(), s.c_str(), 0) == 0; }
+
+bool any_matches(const std::vector<std::string> &patterns, const std::string &s) {
+    return std::any_of(patterns.begin(), patterns.end(), [&](const std::string &p) { return glob_matches(p, s); });
+}
+
+}  // namespace
+
+const char *to_string(MachineDisk::State s) {
+    switch (s) {
+    case MachineDisk::State::Acquiring: return "acquiring";
+    case MachineDisk::State::Held: return "held";
+    case MachineDisk::State::Conflict: return "conflict";
+    case MachineDisk::State::Failed: return "failed";
+    case MachineDisk::State::Released: return "released";
+    }
+    return "failed";
+}
+
+std::string machine_state(const Machine &m) {
+    bool acquiring = false;
+    for (const auto &d : m.disks) {
+        if (d.state == MachineDisk::State::Conflict)
+            return "conflict";
+        acquiring = acquiring || d.state == MachineDisk::State::Acquiring;
+    }
+    return acquiring ? "protecting" : "running";
+}
+
+const Machine *MachineTracker::find(const std::string &name) const {
+    auto it = machines_.find(name);
+    return it == machines_.end() ? nullptr : &it->second;
+}
+
+Step MachineTracker::machine_appeared(const MachineInfo &info) {
+    Step step;
+    auto [it, added] = machines_.try_emplace(info.name);
+    Machine &m = it->second;
+    m.info = info;
+    if (!added) {
+        step.machine_changes.push_back({MachineChange::Kind::Updated, info.name});
+        return step;
+    }
+    m.on_lockfailure = config_->on_lockfailure;
+    m.on_conflict = config_->on_conflict;
+    bool first_rule = true;
+    for (const auto &rule : config_->machines) {
+        if (!glob_matches(rule.match, info.name))
+            continue;
+        if (first_rule) {
+            m.on_lockfailure = rule.on_lockfailure.value_or(m.on_lockfailure);
+            m.on_conflict = rule.on_conflict.value_or(m.on_conflict);
+            first_rule = false;
+        }
+        if (!config_->auto_disk_leases)
+            continue;
+        for (const auto &d : rule.disks)
+            if (d.mode != LeaseMode::None)
+                step.append(want(m, d.path, d.mode, MachineDisk::Source::Rule));
+    }
+    step.machine_changes.insert(step.machine_changes.begin(), {MachineChange::Kind::Added, info.name});
+    return step;
+}
+
+Step MachineTracker::want(Machine &m, const std::string &path, LeaseMode mode, MachineDisk::Source source) {
+    Step step;
+    auto canonical = normalise_disk_path(path);
+    if (!std::holds_alternative<std::string>(canonical))
+        return step;  // config validation makes rule paths absolute; discovered paths come from /proc
+    const std::string &disk = std::get<std::string>(canonical);
+    for (const auto &d : m.disks)
+        if (d.disk == disk)
+            return step;  // already wanted (a rule and discovery may name the same disk)
+    if (m.disks.size() >= kMaxDisksPerMachine)
+        return step;
+    MachineDisk d;
+    d.disk = disk;
+    d.resource = lease_resource_name(disk);
+    d.mode = mode;
+    d.source = source;
+    m.disks.push_back(d);
+    return request_acquire(m, m.disks.back());
+}
+
+Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
+    d.state = MachineDisk::State::Acquiring;
+    d.error.clear();
+    RequestId id = next_id();
+    requests_[id] = {m.info.name, d.disk};
+    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode);
+    step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+    return step;
+}
+
+Step MachineTracker::files_discovered(const std::string &name, const std::vector<OpenFile> &files) {
+    Step step;
+    auto it = machines_.find(name);
+    if (it == machines_.end() || !config_->auto_disk_leases || !config_->discovery.open_files)
+        return step;
+    for (const auto &f : files) {
+        // Read-only use needs no lease; only what the machine can write is protected.
+        if (!f.writable)
+            continue;
+        if (!any_matches(config_->discovery.include, f.path) || any_matches(config_->discovery.exclude, f.path))
+            continue;
+        step.append(want(it->second, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
+    }
+    return step;
+}
+
+Step MachineTracker::machine_gone(const std::string &name) {
+    Step step;
+    if (!machines_.erase(name))
+        return step;
+    RequestId id = next_id();
+    requests_[id] = {name, ""};
+    step.append(leases_.release_owner(id, name));
+    step.machine_changes.push_back({MachineChange::Kind::Removed, name});
+    return step;
+}
+
+Step MachineTracker::lease_reply(const Reply &reply) {
+    Step step;
+    auto req = requests_.find(reply.request);
+    if (req == requests_.end())
+        return step;
+    Pending pending = req->second;
+    requests_.erase(req);
+    if (pending.disk.empty())
+        return step;  // a release for a machine that is gone: nothing more to do
+
+    auto mit = machines_.find(pending.machine);
+    if (mit == machines_.end()) {
+        // The machine went away while its lease was being taken: give it back.
+        if (!reply.error) {
+            RequestId id = next_id();
+            requests_[id] = {pending.machine, ""};
+            step.append(leases_.release(id, pending.machine, reply.resource));
+        }
+        return step;
+    }
+    Machine &m = mit->second;
+    auto d = std::find_if(m.disks.begin(), m.disks.end(), [&](const MachineDisk &x) { return x.disk == pending.disk; });
+    if (d == m.disks.end())
+        return step;
+    step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+    if (!reply.error) {
+        d->state = MachineDisk::State::Held;
+        return step;
+    }
+    d->error = reply.error->message;
+    if (reply.error->kind != ErrorKind::LeaseHeld) {
+        d->state = MachineDisk::State::Failed;
+        return step;
+    }
+    d->state = MachineDisk::State::Conflict;
+    uint32_t holder = reply.holders.empty() ? 0 : static_cast<uint32_t>(reply.holders.front());
+    step.conflicts.push_back({m.info.name, d->disk, holder});
+    if (m.on_conflict == ConflictAction::Terminate && !m.terminating) {
+        // Fail closed: a VM whose disk someone else holds must not keep writing it.
+        m.terminating = true;
+        step.machine_effects.push_back({MachineEffect::Kind::Terminate, m.info.name});
+    }
+    return step;
+}
+
+Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
+    Step step = leases_.release_owner(id, owner);
+    auto it = machines_.find(owner);
+    if (it != machines_.end()) {
+        for (auto &d : it->second.disks)
+            if (d.state == MachineDisk::State::Held)
+                d.state = MachineDisk::State::Released;
+        step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+    }
+    return step;
+}
+
+Step MachineTracker::retry_failed() {
+    Step step;
+    for (auto &[name, m] : machines_)
+        for (auto &d : m.disks)
+            if (d.state == MachineDisk::State::Failed)
+                step.append(request_acquire(m, d));
+    return step;
+}
+
+}  // namespace vmlease

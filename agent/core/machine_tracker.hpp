@@ -1,0 +1,98 @@
+// Where machine decisions are made: which disks each machine needs (config
+// rules, disks its processes hold open, its reservation), what happens when
+// one of them is held elsewhere (on_conflict), and that everything a machine
+// held is released when it goes away. Leases themselves are taken and given
+// back through the LeaseRegistry, with the machine's name as owner and
+// request ids of the internal range; their replies come back through
+// lease_reply(). Like the registry, no I/O and no system library.
+#pragma once
+
+#include "config.hpp"
+#include "lease_registry.hpp"
+#include "step.hpp"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vmlease {
+
+struct MachineInfo {
+    std::string name;
+    std::string machine_class;  // vm | container
+    std::string unit;           // e.g. machine-vm1.scope
+    uint32_t leader = 0;
+};
+
+// A file or block device a machine's processes hold open.
+struct OpenFile {
+    std::string path;  // canonical
+    bool writable = false;
+};
+
+struct MachineDisk {
+    enum class Source { Rule, Discovered, Reservation };
+    enum class State { Acquiring, Held, Conflict, Failed, Released };
+    std::string disk;
+    std::string resource;
+    LeaseMode mode = LeaseMode::Exclusive;
+    Source source = Source::Rule;
+    State state = State::Acquiring;
+    std::string error;  // for Conflict/Failed: why
+};
+const char *to_string(MachineDisk::State s);
+
+struct Machine {
+    MachineInfo info;
+    std::vector<MachineDisk> disks;
+    LockFailureAction on_lockfailure = LockFailureAction::Poweroff;
+    ConflictAction on_conflict = ConflictAction::Terminate;
+    bool terminating = false;  // on_conflict asked machined to stop it
+};
+// "running", "conflict" (a disk is held elsewhere), "protecting" (leases still being taken)
+std::string machine_state(const Machine &m);
+
+// Bound on disks tracked per machine (rules plus discovered), so one machine
+// holding thousands of files open cannot make the agent allocate without end.
+inline constexpr size_t kMaxDisksPerMachine = 256;
+
+class MachineTracker {
+public:
+    MachineTracker(LeaseRegistry &leases, const Config &config) : leases_(leases), config_(&config) {}
+    // After a reload: rules apply to machines that appear from now on.
+    void set_config(const Config &config) { config_ = &config; }
+
+    Step machine_appeared(const MachineInfo &info);
+    Step machine_gone(const std::string &name);
+    // What a scan found open in the machine's processes right now.
+    Step files_discovered(const std::string &name, const std::vector<OpenFile> &files);
+    // The registry's reply to a request this tracker made.
+    Step lease_reply(const Reply &reply);
+    // An administrator releases everything an owner holds (ReleaseMachine,
+    // Machine.Release); the reply goes to request `id`. A tracked machine
+    // keeps running, its disks marked released.
+    Step release_leases(RequestId id, const std::string &owner);
+    // The lockspace is (re)joined: try again what failed for lack of it.
+    Step retry_failed();
+
+    const std::map<std::string, Machine> &machines() const { return machines_; }
+    const Machine *find(const std::string &name) const;
+
+private:
+    Step want(Machine &m, const std::string &disk, LeaseMode mode, MachineDisk::Source source);
+    Step request_acquire(Machine &m, MachineDisk &d);
+    RequestId next_id() { return kInternalRequest | next_++; }
+
+    LeaseRegistry &leases_;
+    const Config *config_;
+    std::map<std::string, Machine> machines_;
+    struct Pending {
+        std::string machine;
+        std::string disk;  // empty: a release whose reply nobody needs
+    };
+    std::map<RequestId, Pending> requests_;
+    uint64_t next_ = 1;
+};
+
+}  // namespace vmlease

@@ -1,0 +1,141 @@
+#include "machined_client.hpp"
+
+#include "log.hpp"
+
+namespace vmlease {
+namespace {
+
+constexpr const char *kMachined = "org.freedesktop.machine1";
+constexpr const char *kMachinedPath = "/org/freedesktop/machine1";
+constexpr const char *kManagerIface = "org.freedesktop.machine1.Manager";
+constexpr const char *kMachineIface = "org.freedesktop.machine1.Machine";
+
+template <typename T>
+T get_or(const std::map<std::string, sdbus::Variant> &props, const char *key, T fallback) {
+    auto it = props.find(key);
+    if (it == props.end())
+        return fallback;
+    try {
+        return it->second.get<T>();
+    } catch (const sdbus::Error &) {
+        return fallback;
+    }
+}
+
+}  // namespace
+
+MachinedClient::MachinedClient(sdbus::IConnection &bus, Handler &handler)
+    : bus_(bus), handler_(handler), manager_(sdbus::createProxy(bus, kMachined, kMachinedPath)),
+      bus_driver_(sdbus::createProxy(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus")) {}
+
+MachinedClient::~MachinedClient() { *alive_ = false; }
+
+void MachinedClient::start() {
+    manager_->uponSignal("MachineNew").onInterface(kManagerIface).call([this](const std::string &name,
+                                                                              const sdbus::ObjectPath &path) {
+        fetch(name, path, [] {});
+    });
+    manager_->uponSignal("MachineRemoved").onInterface(kManagerIface).call([this](const std::string &name,
+                                                                                  const sdbus::ObjectPath &) {
+        machine_proxies_.erase(name);
+        run_waiting(name);
+        handler_.machine_gone(name);
+    });
+    manager_->finishRegistration();
+    bus_driver_->uponSignal("NameOwnerChanged").onInterface("org.freedesktop.DBus").call(
+        [this](const std::string &name, const std::string &, const std::string &new_owner) {
+            if (name != kMachined)
+                return;
+            if (new_owner.empty()) {
+                log_warning("systemd-machined left the bus; machines stay protected until it is back");
+                return;
+            }
+            log_info("systemd-machined is on the bus; listing its machines");
+            said_absent_ = false;
+            list_machines();
+        });
+    bus_driver_->finishRegistration();
+    list_machines();
+}
+
+void MachinedClient::list_machines() {
+    manager_->callMethodAsync("ListMachines").onInterface(kManagerIface).uponReplyInvoke(
+        [this, alive = alive_](const sdbus::Error *error,
+                               std::vector<sdbus::Struct<std::string, std::string, std::string, sdbus::ObjectPath>> list) {
+            if (!*alive)
+                return;
+            if (error) {
+                if (!said_absent_)
+                    log_info("systemd-machined is not available (" + error->getMessage() +
+                             "); machines will be picked up when it appears");
+                said_absent_ = true;
+                handler_.machines_listed(false, {});
+                return;
+            }
+            // Report the listing once every machine's properties are in.
+            auto names = std::make_shared<std::vector<std::string>>();
+            auto outstanding = std::make_shared<size_t>(list.size() + 1);
+            auto done = [this, names, outstanding, alive = alive_] {
+                if (*alive && --*outstanding == 0)
+                    handler_.machines_listed(true, *names);
+            };
+            for (const auto &m : list) {
+                names->push_back(m.get<0>());
+                fetch(m.get<0>(), m.get<3>(), done);
+            }
+            done();
+        });
+}
+
+void MachinedClient::run_waiting(const std::string &name) {
+    auto it = waiting_.find(name);
+    if (it == waiting_.end())
+        return;
+    auto callbacks = std::move(it->second);
+    waiting_.erase(it);
+    for (auto &cb : callbacks)
+        cb();
+}
+
+void MachinedClient::fetch(const std::string &name, const sdbus::ObjectPath &path, std::function<void()> then) {
+    waiting_[name].push_back(std::move(then));
+    auto &proxy = machine_proxies_[name];
+    if (!proxy)
+        proxy = sdbus::createProxy(bus_, kMachined, path);
+    proxy->callMethodAsync("GetAll").onInterface("org.freedesktop.DBus.Properties").withArguments(std::string(kMachineIface))
+        .uponReplyInvoke([this, name, alive = alive_](const sdbus::Error *error,
+                                                            std::map<std::string, sdbus::Variant> props) {
+            if (!*alive)
+                return;
+            if (error) {
+                // It went away before we could look at it; MachineRemoved follows.
+                log_debug("cannot read machine " + name + ": " + error->getMessage());
+            } else {
+                MachineInfo info;
+                info.name = name;
+                info.machine_class = get_or<std::string>(props, "Class", "");
+                info.unit = get_or<std::string>(props, "Unit", "");
+                info.leader = get_or<uint32_t>(props, "Leader", 0);
+                handler_.machine_appeared(info);
+            }
+            run_waiting(name);
+        });
+}
+
+void MachinedClient::terminate(const std::string &name) {
+    manager_->callMethodAsync("TerminateMachine").onInterface(kManagerIface).withArguments(name).uponReplyInvoke(
+        [name, alive = alive_](const sdbus::Error *error) {
+            if (*alive && error)
+                log_error("cannot terminate machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
+        });
+}
+
+void MachinedClient::kill(const std::string &name, int signal) {
+    manager_->callMethodAsync("KillMachine").onInterface(kManagerIface).withArguments(name, std::string("all"), signal)
+        .uponReplyInvoke([name, alive = alive_](const sdbus::Error *error) {
+            if (*alive && error)
+                log_error("cannot signal machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
+        });
+}
+
+}  // namespace vmlease

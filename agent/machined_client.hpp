@@ -1,0 +1,57 @@
+// Where systemd-machined's events enter vmleased, and where machine actions
+// (TerminateMachine, KillMachine) leave it. Subscribes to MachineNew and
+// MachineRemoved before listing machines, so none is missed between the two;
+// follows machined leaving and (re)appearing on the bus through
+// NameOwnerChanged. Every call is asynchronous.
+#pragma once
+
+#include "core/machine_tracker.hpp"
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vmlease {
+
+class MachinedClient {
+public:
+    class Handler {
+    public:
+        virtual ~Handler() = default;
+        virtual void machine_appeared(const MachineInfo &info) = 0;
+        virtual void machine_gone(const std::string &name) = 0;
+        // A full listing finished: `names` is every machine machined has now.
+        // `ok` is false when machined could not be asked (not running).
+        virtual void machines_listed(bool ok, const std::vector<std::string> &names) = 0;
+    };
+
+    MachinedClient(sdbus::IConnection &bus, Handler &handler);
+    ~MachinedClient();
+
+    // Subscribe, then list. Call once, after the handler is ready for events.
+    void start();
+    void terminate(const std::string &name);
+    void kill(const std::string &name, int signal);
+
+private:
+    void list_machines();
+    void fetch(const std::string &name, const sdbus::ObjectPath &path, std::function<void()> then);
+
+    sdbus::IConnection &bus_;
+    Handler &handler_;
+    std::unique_ptr<sdbus::IProxy> manager_;
+    std::unique_ptr<sdbus::IProxy> bus_driver_;
+    std::map<std::string, std::unique_ptr<sdbus::IProxy>> machine_proxies_;
+    // Callbacks waiting for a machine's properties; run when they arrive or
+    // when the machine goes away first (dropping its proxy drops the call).
+    std::map<std::string, std::vector<std::function<void()>>> waiting_;
+    void run_waiting(const std::string &name);
+    bool said_absent_ = false;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace vmlease
