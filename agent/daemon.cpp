@@ -223,7 +223,7 @@ void Daemon::apply(Step step) {
 void Daemon::machine_appeared(const MachineInfo &info) {
     bool known = tracker_.find(info.name) != nullptr;
     apply(tracker_.machine_appeared(info));
-    if (!known) {
+    if (!known && tracker_.find(info.name)) {
         log_info("machine " + info.name + " (" + info.machine_class + ", leader " + std::to_string(info.leader) +
                      ") appeared",
                  {{"OWNER", info.name}});

@@ -45,6 +45,10 @@ const Machine *MachineTracker::find(const std::string &name) const {
 
 Step MachineTracker::machine_appeared(const MachineInfo &info) {
     Step step;
+    // machined lists the host itself (".host", class "host"): not a machine
+    // whose disks need protecting from other machines.
+    if (info.machine_class == "host")
+        return step;
     auto [it, added] = machines_.try_emplace(info.name);
     Machine &m = it->second;
     m.info = info;

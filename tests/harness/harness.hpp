@@ -125,6 +125,21 @@ private:
     Child child_;
 };
 
+// The real systemd-machined on its own private system bus, with a
+// systemd1 stand-in (tests/support/machined-env).
+class MachinedEnv {
+public:
+    explicit MachinedEnv(const std::string &dir);
+    ~MachinedEnv();
+    const std::string &address() const { return address_; }
+    // CreateMachine for `leader` (class vm); returns busctl's output.
+    std::string create_machine(const std::string &name, pid_t leader) const;
+    std::string call(const std::string &method, const std::vector<std::string> &signature_and_args) const;
+
+private:
+    std::string dir_, address_;
+};
+
 // Wait until `name` has an owner on the bus at `address`.
 bool wait_for_bus_name(const std::string &address, const std::string &name, std::chrono::milliseconds timeout = 30s);
 

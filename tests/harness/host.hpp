@@ -9,24 +9,44 @@
 
 namespace vmtest {
 
+struct HostOptions {
+    std::string extra_yaml;    // appended to the agent's configuration
+    bool with_machined = false;  // the real systemd-machined on the host's bus
+    bool start_agent = true;   // false: call start_agent() later
+};
+
 struct Host {
-    Host(const std::string &root, const std::string &lease_dir, uint32_t host_id, const std::string &extra_yaml = "")
-        : dir(root + "/host" + std::to_string(host_id)), sanlock(dir + "/sanlock"), bus(dir + "/bus") {
-        AgentConfig config;
+    Host(const std::string &root, const std::string &lease_dir, uint32_t host_id, HostOptions options = {})
+        : dir(root + "/host" + std::to_string(host_id)), sanlock(dir + "/sanlock") {
+        if (options.with_machined) {
+            machined = std::make_unique<MachinedEnv>(dir + "/m");
+            bus_address = machined->address();
+        } else {
+            own_bus = std::make_unique<DbusDaemon>(dir + "/bus");
+            bus_address = own_bus->address();
+        }
         config.host_id = host_id;
         config.lease_dir = lease_dir;
-        config.extra_yaml = extra_yaml;
-        agent = std::make_unique<Agent>(dir + "/agent", bus.address(), sanlock, config);
-        client = std::make_unique<ManagerClient>(bus.address());
+        config.extra_yaml = options.extra_yaml;
+        if (options.start_agent)
+            start_agent();
+    }
+    void start_agent() {
+        agent = std::make_unique<Agent>(dir + "/agent", bus_address, sanlock, config);
+        client = std::make_unique<ManagerClient>(bus_address);
     }
     ~Host() {
         client.reset();
         agent.reset();
+        machined.reset();
     }
 
     std::string dir;
     SanlockDaemon sanlock;
-    DbusDaemon bus;
+    std::unique_ptr<DbusDaemon> own_bus;
+    std::unique_ptr<MachinedEnv> machined;
+    std::string bus_address;
+    AgentConfig config;
     std::unique_ptr<Agent> agent;
     std::unique_ptr<ManagerClient> client;
 };

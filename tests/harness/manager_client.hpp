@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ namespace vmtest {
 struct Event {
     std::string name;               // LeaseAcquired, LeaseReleased, InterfacesAdded, PropertiesChanged, ...
     std::vector<std::string> args;  // string forms of the arguments
+    std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
 
 class ManagerClient final
@@ -40,16 +42,23 @@ public:
     // Wait until an event named `name` whose arguments start with `prefix` has arrived.
     bool wait_for(const std::string &name, const std::vector<std::string> &prefix,
                   std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+        return wait_event(name, prefix, timeout).has_value();
+    }
+    std::optional<Event> wait_event(const std::string &name, const std::vector<std::string> &prefix,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
         std::unique_lock lock(mutex_);
-        return cv_.wait_for(lock, timeout, [&] {
+        std::optional<Event> found;
+        cv_.wait_for(lock, timeout, [&] {
             for (const auto &e : events_) {
-                if (e.name != name || e.args.size() < prefix.size())
-                    continue;
-                if (std::equal(prefix.begin(), prefix.end(), e.args.begin()))
+                if (e.name == name && e.args.size() >= prefix.size() &&
+                    std::equal(prefix.begin(), prefix.end(), e.args.begin())) {
+                    found = e;
                     return true;
+                }
             }
             return false;
         });
+        return found;
     }
     // Wait until a property of org.vmlease.Manager has a value (re-read on every PropertiesChanged).
     bool wait_property(const std::string &name, const std::string &value,

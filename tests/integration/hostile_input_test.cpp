@@ -62,7 +62,7 @@ TEST(HostileInput, EveryBadCallGetsAnErrorAndNothingChanges) {
         EXPECT_TRUE(allowed.count(name)) << what << " got '" << name << "': " << last_message;
     };
     const std::set<std::string> invalid{"org.freedesktop.DBus.Error.InvalidArgs"};
-    auto raw = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(h.bus.address()), "org.vmlease",
+    auto raw = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(h.bus_address), "org.vmlease",
                                   "/org/vmlease");
 
     for (int i = 0; i < kCalls; i++) {

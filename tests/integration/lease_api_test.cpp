@@ -96,7 +96,7 @@ TEST_F(LeaseApi, AcquireListInspectRelease) {
     EXPECT_EQ(leases[0].get<5>(), lease);
 
     // The per-lease object carries the same facts.
-    auto lease_proxy = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(host->bus.address()),
+    auto lease_proxy = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(host->bus_address),
                                           "org.vmlease", lease);
     sdbus::Variant owner;
     lease_proxy->callMethod("Get").onInterface("org.freedesktop.DBus.Properties")

@@ -33,7 +33,7 @@ std::string call_as_nobody(const Host &h, std::vector<std::string> call, bool in
         argv.push_back("--no-interactive");
     argv.insert(argv.end(), call.begin(), call.end());
     std::string out;
-    int rc = run(argv, {{"DBUS_SYSTEM_BUS_ADDRESS", h.bus.address()}}, &out, 60s);
+    int rc = run(argv, {{"DBUS_SYSTEM_BUS_ADDRESS", h.bus_address}}, &out, 60s);
     EXPECT_EQ(rc, 0) << out;
     while (!out.empty() && out.back() == '\n')
         out.pop_back();
@@ -57,9 +57,9 @@ protected:
         std::string lease_dir = *root / "leases";
         std::filesystem::create_directories(lease_dir);
         host = std::make_unique<Host>(root->path(), lease_dir, 1);
-        mock = std::make_unique<DbusMock>(*root / "polkit", host->bus.address(),
+        mock = std::make_unique<DbusMock>(*root / "polkit", host->bus_address,
                                           required_env("POLKITD_TEMPLATE"), "org.freedesktop.PolicyKit1");
-        control = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(host->bus.address()),
+        control = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(host->bus_address),
                                      "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority");
         ASSERT_TRUE(host->client->wait_property("LockspaceState", "joined")) << host->agent->log();
     }
@@ -164,7 +164,7 @@ TEST_F(MockPolkit, AuthorizationsInFlightPerCallerAreBounded) {
     std::string log = *root / "repeat.log";
     std::filesystem::remove(log);
     Child calls({required_env("CALL_AS"), "--uid", "65534", "--repeat", "20", "AcquireDisk", "vm1", kDisk, "exclusive"},
-                {{"DBUS_SYSTEM_BUS_ADDRESS", host->bus.address()}}, log);
+                {{"DBUS_SYSTEM_BUS_ADDRESS", host->bus_address}}, log);
     auto count = [&](const std::string &what) {
         std::string text = read_file(log);
         size_t n = 0;
@@ -227,7 +227,7 @@ protected:
 };
 
 TEST_F(RealPolkit, UnprivilegedCallerIsRefusedAndReadOnlyMethodsWork) {
-    Polkitd polkitd(*root / "polkitd", host->bus.address(), required_env("VMLEASE_POLICY"), "");
+    Polkitd polkitd(*root / "polkitd", host->bus_address, required_env("VMLEASE_POLICY"), "");
     for (const auto &call : kMutatingCalls) {
         std::string without = call_as_nobody(*host, call, false);
         std::string with = call_as_nobody(*host, call, true);
@@ -250,7 +250,7 @@ TEST_F(RealPolkit, UnprivilegedCallerIsRefusedAndReadOnlyMethodsWork) {
 }
 
 TEST_F(RealPolkit, ARuleGrantingTheCallersGroupLetsTheCallThrough) {
-    Polkitd polkitd(*root / "polkitd-rule", host->bus.address(), required_env("VMLEASE_POLICY"),
+    Polkitd polkitd(*root / "polkitd-rule", host->bus_address, required_env("VMLEASE_POLICY"),
                     "polkit.addRule(function(action, subject) {\n"
                     "  if (action.id.indexOf(\"org.vmlease.\") == 0 && subject.isInGroup(\"nogroup\"))\n"
                     "    return polkit.Result.YES;\n"

@@ -1,0 +1,267 @@
+// Automatic leases for systemd-machined machines, against the REAL
+// systemd-machined (on a private bus, with a systemd1 stand-in), real sanlock
+// daemons and the real vmleased.
+#include "host.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+using namespace vmtest;
+
+namespace {
+
+const std::string kDbDisk = "/srv/vm/db.img";
+
+// A VM-like process: holds `file` open (read-write or read-only) and sleeps.
+Child vm_process(const std::string &dir, const std::string &name, const std::string &file = "", bool writable = true) {
+    std::string script = file.empty() ? "exec sleep 600"
+                                      : std::string("exec 3") + (writable ? "<>" : "<") + "'" + file + "'; exec sleep 600";
+    return Child({"/bin/bash", "-c", script}, {}, dir + "/" + name + ".log");
+}
+
+std::string images_dir(const TempDir &root) { return root / "images"; }
+
+std::string config_for(const TempDir &root, const std::string &on_conflict = "terminate") {
+    return "on_conflict: " + on_conflict +
+           "\n"
+           "discovery:\n"
+           "  open_files: true\n"
+           "  include: [\"" +
+           images_dir(root) +
+           "/*\"]\n"
+           "  exclude: [\"" +
+           images_dir(root) +
+           "/scratch-*\"]\n"
+           "machines:\n"
+           "  - match: \"db-*\"\n"
+           "    disks:\n"
+           "      - {path: " +
+           kDbDisk + ", mode: exclusive}\n";
+}
+
+class Machined : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vml-md");
+        lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+        std::filesystem::create_directories(images_dir(*root));
+        HostOptions o;
+        o.with_machined = true;
+        o.extra_yaml = config_for(*root);
+        h1 = std::make_unique<Host>(root->path(), lease_dir, 1, o);
+        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined")) << h1->agent->log();
+    }
+    static void TearDownTestSuite() {
+        h1.reset();
+        root.reset();
+    }
+    void SetUp() override { h1->client->clear_events(); }
+    void TearDown() override {
+        if (HasFailure())
+            std::cerr << "--- vmleased log ---\n" << h1->agent->log() << std::endl;
+    }
+    static std::string image(const std::string &name) {
+        std::string path = images_dir(*root) + "/" + name;
+        std::ofstream(path).put('x');
+        return path;
+    }
+
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::string lease_dir;
+    static inline std::unique_ptr<Host> h1;
+};
+
+TEST_F(Machined, AMachinesConfiguredDiskIsLeasedAndReleasedWhenTerminated) {
+    Child vm = vm_process(root->path(), "db-1");
+    auto before = std::chrono::steady_clock::now();
+    std::string created = h1->machined->create_machine("db-1", vm.pid());
+    ASSERT_EQ(created.rfind("o ", 0), 0u) << created;
+    auto acquired = h1->client->wait_event("LeaseAcquired", {"db-1", kDbDisk}, 10s);
+    ASSERT_TRUE(acquired) << h1->agent->log();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(acquired->at - before).count();
+    std::cout << "CreateMachine -> LeaseAcquired: " << ms << " ms" << std::endl;
+    EXPECT_LT(ms, 1000);
+
+    auto machines = h1->client->ListMachines();
+    ASSERT_EQ(machines.size(), 1u);
+    EXPECT_EQ(machines[0].get<0>(), "db-1");
+    EXPECT_EQ(machines[0].get<1>(), "vm");
+    EXPECT_EQ(machines[0].get<2>(), static_cast<uint32_t>(vm.pid()));
+    EXPECT_EQ(machines[0].get<3>(), 1u);
+    EXPECT_EQ(machines[0].get<4>(), "/org/vmlease/machine/db_2d1");
+    EXPECT_EQ(h1->client->MachineCount(), 1u);
+    auto managed = h1->client->GetManagedObjects();
+    ASSERT_EQ(managed.count(sdbus::ObjectPath("/org/vmlease/machine/db_2d1")), 1u);
+    auto props = managed.at(sdbus::ObjectPath("/org/vmlease/machine/db_2d1")).at("org.vmlease.Machine");
+    EXPECT_EQ(props.at("State").get<std::string>(), "running");
+    EXPECT_EQ(props.at("LockFailureAction").get<std::string>(), "poweroff");
+
+    auto leases = h1->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<2>(), "db-1");
+
+    h1->machined->call("TerminateMachine", {"s", "db-1"});
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"db-1", kDbDisk}, 10s)) << h1->agent->log();
+    EXPECT_TRUE(h1->client->wait_for("InterfacesRemoved", {"/org/vmlease/machine/db_2d1"}, 10s));
+    EXPECT_TRUE(h1->client->ListLeases().empty());
+    EXPECT_TRUE(h1->client->ListMachines().empty());
+    EXPECT_NE(vm.wait(10s), -1) << "TerminateMachine did not stop the process";
+}
+
+TEST_F(Machined, TheLeaderSimplyExitingReleasesTheLease) {
+    Child vm = vm_process(root->path(), "db-2");
+    h1->machined->create_machine("db-2", vm.pid());
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"db-2", kDbDisk}, 10s)) << h1->agent->log();
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"db-2", kDbDisk}, 10s)) << h1->agent->log();
+    EXPECT_TRUE(h1->client->ListLeases().empty());
+}
+
+TEST_F(Machined, DisksOpenForWritingAreDiscoveredAndReadOnlyOnesAreNot) {
+    std::string rw = image("web.img"), ro = image("base.img"), scratch = image("scratch-1.img");
+    std::string outside = root->path() + "/elsewhere.img";
+    std::ofstream(outside).put('x');
+    Child writer = vm_process(root->path(), "web-1", rw, true);
+    Child reader = vm_process(root->path(), "ro-1", ro, false);
+    Child scratcher = vm_process(root->path(), "scr-1", scratch, true);
+    Child stranger = vm_process(root->path(), "out-1", outside, true);
+    for (auto [name, pid] : {std::pair{"web-1", writer.pid()}, {"ro-1", reader.pid()}, {"scr-1", scratcher.pid()},
+                             {"out-1", stranger.pid()}})
+        ASSERT_EQ(h1->machined->create_machine(name, pid).rfind("o ", 0), 0u);
+
+    EXPECT_TRUE(h1->client->wait_for("LeaseAcquired", {"web-1", rw}, 10s)) << h1->agent->log();
+    // Give discovery a few more rounds (every 2 s) to (wrongly) find the others.
+    std::this_thread::sleep_for(5s);
+    for (const auto &l : h1->client->ListLeases()) {
+        EXPECT_NE(l.get<0>(), ro) << "read-only image leased";
+        EXPECT_NE(l.get<0>(), scratch) << "excluded image leased";
+        EXPECT_NE(l.get<0>(), outside) << "image outside discovery.include leased";
+    }
+    auto leases = h1->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<2>(), "web-1");
+    for (auto *c : {&writer, &reader, &scratcher, &stranger})
+        c->signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"web-1", rw}, 10s));
+}
+
+TEST_F(Machined, ADiskOpenedWhileTheMachineRunsIsLeasedToo) {
+    std::string hotplug = image("hotplug.img");
+    // The process opens its disk 3 s after the machine was registered.
+    Child vm({"/bin/bash", "-c", "sleep 3; exec 3<>'" + hotplug + "'; exec sleep 600"}, {}, root->path() + "/hp.log");
+    h1->machined->create_machine("hp-1", vm.pid());
+    ASSERT_TRUE(h1->client->wait_for("InterfacesAdded", {"/org/vmlease/machine/hp_2d1"}, 10s));
+    EXPECT_TRUE(h1->client->ListLeases().empty());
+    EXPECT_TRUE(h1->client->wait_for("LeaseAcquired", {"hp-1", hotplug}, 15s)) << h1->agent->log();
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"hp-1", hotplug}, 10s));
+}
+
+// --- two hosts, conflicts ------------------------------------------------------------
+
+class MachinedTwoHosts : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vml-m2");
+        std::string lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+        std::filesystem::create_directories(images_dir(*root));
+        HostOptions o;
+        o.with_machined = true;
+        o.extra_yaml = config_for(*root);
+        h1 = std::make_unique<Host>(root->path(), lease_dir, 1, o);
+        h2 = std::make_unique<Host>(root->path(), lease_dir, 2, o);
+        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined")) << h1->agent->log();
+        ASSERT_TRUE(h2->client->wait_property("LockspaceState", "joined")) << h2->agent->log();
+    }
+    static void TearDownTestSuite() {
+        h2.reset();
+        h1.reset();
+        root.reset();
+    }
+    void TearDown() override {
+        if (HasFailure())
+            for (auto *h : {h1.get(), h2.get()})
+                std::cerr << "--- vmleased log " << h->dir << " ---\n" << h->agent->log() << std::endl;
+    }
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::unique_ptr<Host> h1, h2;
+};
+
+TEST_F(MachinedTwoHosts, AMachineWhoseDiskIsHeldElsewhereIsTerminatedOrWarnedAbout) {
+    Child vm1 = vm_process(root->path(), "db-a");
+    h1->machined->create_machine("db-a", vm1.pid());
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"db-a", kDbDisk}, 10s)) << h1->agent->log();
+
+    // on_conflict: terminate (fail closed)
+    Child vm2 = vm_process(root->path(), "db-b");
+    h2->machined->create_machine("db-b", vm2.pid());
+    EXPECT_TRUE(h2->client->wait_for("LeaseConflict", {"db-b", kDbDisk, "1"}, 10s)) << h2->agent->log();
+    EXPECT_NE(vm2.wait(15s), -1) << "the conflicting machine was not terminated";
+    EXPECT_TRUE(h2->client->ListLeases().empty());
+    auto owners = std::get<2>(h2->client->InspectDisk(kDbDisk));
+    ASSERT_EQ(owners.size(), 1u);
+    EXPECT_EQ(owners[0].get<0>(), 1u);
+
+    // on_conflict: warn — the machine keeps running, the signal still fires
+    AgentConfig warn = h2->config;
+    warn.extra_yaml = config_for(*root, "warn");
+    write_file(h2->agent->config_path(), config_yaml(warn));
+    h2->client->Reload();
+    Child vm3 = vm_process(root->path(), "db-c");
+    h2->machined->create_machine("db-c", vm3.pid());
+    EXPECT_TRUE(h2->client->wait_for("LeaseConflict", {"db-c", kDbDisk, "1"}, 10s)) << h2->agent->log();
+    std::this_thread::sleep_for(1s);
+    EXPECT_TRUE(vm3.running()) << "on_conflict=warn stopped the machine";
+    auto machines = h2->client->ListMachines();
+    ASSERT_EQ(machines.size(), 1u);
+    EXPECT_EQ(machines[0].get<0>(), "db-c");
+    EXPECT_EQ(machines[0].get<3>(), 0u);
+
+    vm3.signal(SIGKILL);
+    vm1.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"db-a", kDbDisk}, 10s));
+}
+
+// --- start-up with machines already running ------------------------------------------
+
+TEST(MachinedStartup, MachinesRunningBeforeTheAgentStartsAreAdopted) {
+    become_subreaper();
+    TempDir root("vml-ms");
+    std::string lease_dir = root / "leases";
+    std::filesystem::create_directories(lease_dir);
+    std::filesystem::create_directories(images_dir(root));
+    HostOptions o;
+    o.with_machined = true;
+    o.start_agent = false;
+    o.extra_yaml = config_for(root);
+    Host h(root.path(), lease_dir, 1, o);
+    Child vm = vm_process(root.path(), "db-early");
+    ASSERT_EQ(h.machined->create_machine("db-early", vm.pid()).rfind("o ", 0), 0u);
+
+    h.start_agent();
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined")) << h.agent->log();
+    // Taken once the lockspace is joined (it failed for lack of it before).
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto l = h.client->ListLeases();
+            return l.size() == 1 && l[0].get<4>() == "held";
+        },
+        20s))
+        << h.agent->log();
+    auto leases = h.client->ListLeases();
+    EXPECT_EQ(leases[0].get<0>(), kDbDisk);
+    EXPECT_EQ(leases[0].get<2>(), "db-early");
+    EXPECT_EQ(leases[0].get<4>(), "held");
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(eventually([&] { return h.client->ListLeases().empty(); }, 10s)) << h.agent->log();
+}
+
+}  // namespace
