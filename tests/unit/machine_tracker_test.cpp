@@ -1,0 +1,172 @@
+// The machine tracker decides which disks a machine needs and what happens
+// on a conflict; driven here with the real lease registry and sanlock
+// outcomes supplied by the test.
+#include "machine_tracker.hpp"
+
+#include "disk_path.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace vmlease;
+
+namespace {
+
+class Tracker : public ::testing::Test {
+protected:
+    Tracker() : reg(1), tracker(reg, config) {
+        config.host_id = 1;
+        config.discovery.include = {"/var/lib/libvirt/images/*"};
+        config.discovery.exclude = {"/var/lib/libvirt/images/tmp-*"};
+        MachineRule rule;
+        rule.match = "db-*";
+        rule.disks = {{"/dev/disk/by-path/lun-1", LeaseMode::Exclusive}, {"/srv/shared.img", LeaseMode::Shared},
+                      {"/srv/iso.img", LeaseMode::None}};
+        rule.on_lockfailure = LockFailureAction::Pause;
+        config.machines.push_back(rule);
+        reg.set_lockspace_state(LockspaceState::Joined);
+    }
+
+    // Apply a step the way the daemon does: sanlock answers every effect with
+    // `rv`, and replies to internal requests go back to the tracker.
+    Step run(Step step, int rv = 0, std::vector<uint64_t> holders = {}) {
+        Step all;
+        while (true) {
+            Step next;
+            for (const auto &r : step.replies)
+                if (is_internal(r.request))
+                    next.append(tracker.lease_reply(r));
+            for (const auto &e : step.effects) {
+                if (auto *a = std::get_if<AcquireEffect>(&e))
+                    next.append(reg.acquire_done(a->resource, {rv, holders, ""}));
+                else if (auto *r = std::get_if<ReleaseEffect>(&e))
+                    next.append(reg.release_done(r->resource, {0, {}, ""}));
+            }
+            all.append(std::move(step));
+            if (next.effects.empty() && next.replies.empty() && next.machine_effects.empty() &&
+                next.conflicts.empty() && next.changes.empty() && next.machine_changes.empty())
+                return all;
+            step = std::move(next);
+        }
+    }
+    static MachineInfo vm(const std::string &name) { return {name, "vm", "machine-" + name + ".scope", 4242}; }
+
+    Config config;
+    LeaseRegistry reg;
+    MachineTracker tracker;
+};
+
+TEST_F(Tracker, RuleDisksAreAcquiredForAMatchingMachine) {
+    Step s = run(tracker.machine_appeared(vm("db-1")));
+    const Machine *m = tracker.find("db-1");
+    ASSERT_NE(m, nullptr);
+    ASSERT_EQ(m->disks.size(), 2u);  // mode none needs no lease
+    for (const auto &d : m->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Held) << d.disk;
+    EXPECT_EQ(m->on_lockfailure, LockFailureAction::Pause);
+    EXPECT_EQ(reg.find(lease_resource_name("/srv/shared.img"))->mode, LeaseMode::Shared);
+    EXPECT_EQ(reg.find(lease_resource_name("/dev/disk/by-path/lun-1"))->owners, std::vector<std::string>{"db-1"});
+    EXPECT_EQ(machine_state(*m), "running");
+    EXPECT_EQ(s.changes.size(), 2u);
+}
+
+TEST_F(Tracker, NonMatchingMachineGetsNoRuleDisks) {
+    run(tracker.machine_appeared(vm("web-1")));
+    ASSERT_NE(tracker.find("web-1"), nullptr);
+    EXPECT_TRUE(tracker.find("web-1")->disks.empty());
+    EXPECT_EQ(tracker.find("web-1")->on_lockfailure, LockFailureAction::Poweroff);
+    EXPECT_TRUE(reg.leases().empty());
+}
+
+TEST_F(Tracker, TheHostItselfIsNotAMachine) {
+    Step s = tracker.machine_appeared({".host", "host", "", 1});
+    EXPECT_TRUE(s.machine_changes.empty());
+    EXPECT_EQ(tracker.find(".host"), nullptr);
+}
+
+TEST_F(Tracker, DiscoveryTakesWritableIncludedFilesOnly) {
+    run(tracker.machine_appeared(vm("web-1")));
+    run(tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true},
+                                           {"/var/lib/libvirt/images/base.img", false},
+                                           {"/var/lib/libvirt/images/tmp-1.img", true},
+                                           {"/home/user/other.img", true}}));
+    const Machine *m = tracker.find("web-1");
+    ASSERT_EQ(m->disks.size(), 1u);
+    EXPECT_EQ(m->disks[0].disk, "/var/lib/libvirt/images/web.img");
+    EXPECT_EQ(m->disks[0].source, MachineDisk::Source::Discovered);
+    // Found again on the next scan: nothing new.
+    Step again = tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true}});
+    EXPECT_TRUE(again.effects.empty());
+}
+
+TEST_F(Tracker, DiscoveryCanBeTurnedOff) {
+    config.discovery.open_files = false;
+    run(tracker.machine_appeared(vm("web-1")));
+    run(tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true}}));
+    EXPECT_TRUE(reg.leases().empty());
+}
+
+TEST_F(Tracker, ConflictTerminatesByDefaultAndNamesTheHolder) {
+    Step s = run(tracker.machine_appeared(vm("db-1")), -243, {2});
+    ASSERT_FALSE(s.conflicts.empty());
+    EXPECT_EQ(s.conflicts[0].machine, "db-1");
+    EXPECT_EQ(s.conflicts[0].holder_host_id, 2u);
+    ASSERT_EQ(s.machine_effects.size(), 1u);  // once, though two disks conflict
+    EXPECT_EQ(s.machine_effects[0].kind, MachineEffect::Kind::Terminate);
+    EXPECT_EQ(s.machine_effects[0].machine, "db-1");
+    EXPECT_EQ(machine_state(*tracker.find("db-1")), "conflict");
+    EXPECT_TRUE(reg.leases().empty());
+}
+
+TEST_F(Tracker, ConflictWithWarnLeavesTheMachineAlone) {
+    config.on_conflict = ConflictAction::Warn;
+    Step s = run(tracker.machine_appeared(vm("db-1")), -243, {2});
+    EXPECT_EQ(s.conflicts.size(), 2u);
+    EXPECT_TRUE(s.machine_effects.empty());
+}
+
+TEST_F(Tracker, TwoMachinesOnThisHostWantingOneDiskConflict) {
+    run(tracker.machine_appeared(vm("db-1")));
+    Step s = run(tracker.machine_appeared(vm("db-2")));
+    ASSERT_FALSE(s.conflicts.empty());
+    EXPECT_EQ(s.conflicts[0].machine, "db-2");
+    EXPECT_EQ(s.conflicts[0].holder_host_id, 1u);
+    EXPECT_EQ(reg.find(lease_resource_name("/dev/disk/by-path/lun-1"))->owners, std::vector<std::string>{"db-1"});
+}
+
+TEST_F(Tracker, EverythingIsReleasedWhenTheMachineGoesAway) {
+    run(tracker.machine_appeared(vm("db-1")));
+    Step s = run(tracker.machine_gone("db-1"));
+    EXPECT_EQ(tracker.find("db-1"), nullptr);
+    EXPECT_TRUE(reg.leases().empty());
+    EXPECT_EQ(s.machine_changes.back().kind, MachineChange::Kind::Removed);
+}
+
+TEST_F(Tracker, AMachineGoneBeforeItsLeaseArrivedGivesItBack) {
+    Step pending = tracker.machine_appeared(vm("db-1"));  // acquires in flight
+    ASSERT_EQ(pending.effects.size(), 2u);
+    run(tracker.machine_gone("db-1"));                    // nothing held yet to release
+    run(std::move(pending));                              // sanlock answers now
+    EXPECT_TRUE(reg.leases().empty());
+}
+
+TEST_F(Tracker, DisksThatFailedForLackOfTheLockspaceAreRetriedOnJoin) {
+    reg.set_lockspace_state(LockspaceState::Joining);
+    run(tracker.machine_appeared(vm("db-1")));
+    for (const auto &d : tracker.find("db-1")->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Failed);
+    reg.set_lockspace_state(LockspaceState::Joined);
+    run(tracker.retry_failed());
+    for (const auto &d : tracker.find("db-1")->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Held);
+}
+
+TEST_F(Tracker, DisksPerMachineAreBounded) {
+    run(tracker.machine_appeared(vm("web-1")));
+    std::vector<OpenFile> many;
+    for (size_t i = 0; i < kMaxDisksPerMachine + 50; i++)
+        many.push_back({"/var/lib/libvirt/images/d" + std::to_string(i) + ".img", true});
+    run(tracker.files_discovered("web-1", many));
+    EXPECT_EQ(tracker.find("web-1")->disks.size(), kMaxDisksPerMachine);
+}
+
+}  // namespace
