@@ -84,6 +84,7 @@ Daemon::~Daemon() {
     effector_.reset();
     sd_event_source_disable_unref(rejoin_timer_);
     sd_event_source_disable_unref(scan_timer_);
+    sd_event_source_disable_unref(grace_timer_);
     for (auto *s : sources_)
         sd_event_source_disable_unref(s);
     sd_event_unref(event_);
@@ -106,6 +107,9 @@ int Daemon::run() {
     check(sd_event_add_time(event_, &rejoin_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_rejoin_timer, this),
           "cannot set up the rejoin timer");
     sd_event_source_set_enabled(rejoin_timer_, SD_EVENT_OFF);
+    check(sd_event_add_time(event_, &grace_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_grace_timer, this),
+          "cannot set up the reservation timer");
+    sd_event_source_set_enabled(grace_timer_, SD_EVENT_OFF);
     sd_event_source *cq = nullptr;
     check(sd_event_add_io(event_, &cq, completions_.fd(), EPOLLIN, on_completions, this), "cannot watch completions");
     sources_.push_back(cq);
@@ -143,6 +147,45 @@ void Daemon::acquire(RequestId id, const std::string &owner, const std::string &
 
 void Daemon::release(RequestId id, const std::string &owner, const std::string &resource) {
     apply(registry_.release(id, owner, resource));
+}
+
+void Daemon::reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
+                     uint32_t grace_seconds) {
+    apply(tracker_.reserve(id, owner, disks, grace_seconds));
+}
+
+void Daemon::arm_grace_timer() {
+    if (grace_deadlines_.empty()) {
+        sd_event_source_set_enabled(grace_timer_, SD_EVENT_OFF);
+        return;
+    }
+    uint64_t next = UINT64_MAX;
+    for (const auto &[name, deadline] : grace_deadlines_)
+        next = std::min(next, deadline);
+    sd_event_source_set_time(grace_timer_, next);
+    sd_event_source_set_enabled(grace_timer_, SD_EVENT_ONESHOT);
+}
+
+int Daemon::on_grace_timer(sd_event_source *, uint64_t usec, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        std::vector<std::string> expired;
+        for (const auto &[name, deadline] : self->grace_deadlines_)
+            if (deadline <= usec)
+                expired.push_back(name);
+        for (const auto &name : expired) {
+            self->grace_deadlines_.erase(name);
+            const Machine *m = self->tracker_.find(name);
+            if (m && m->reserved)
+                log_notice("reservation for " + name + " expired before the machine appeared; releasing its disks",
+                           {{"OWNER", name}});
+            self->apply(self->tracker_.reservation_expired(name));
+        }
+        self->arm_grace_timer();
+    } catch (const std::exception &e) {
+        log_error(std::string("expiring reservations failed: ") + e.what());
+    }
+    return 0;
 }
 
 void Daemon::release_owner(RequestId id, const std::string &owner) { apply(tracker_.release_leases(id, owner)); }
@@ -205,6 +248,11 @@ void Daemon::apply(Step step) {
         notify_status();
     for (const auto &effect : step.effects)
         carry_out(effect);
+    if (!step.grace_timers.empty()) {
+        for (const auto &g : step.grace_timers)
+            grace_deadlines_[g.machine] = now_usec() + uint64_t(g.seconds) * 1000000;
+        arm_grace_timer();
+    }
     for (const auto &action : step.machine_effects) {
         if (!machined_)
             continue;
@@ -213,8 +261,7 @@ void Daemon::apply(Step step) {
         else
             machined_->kill(action.machine, action.signal);
     }
-    if (!followup.effects.empty() || !followup.replies.empty() || !followup.changes.empty() ||
-        !followup.conflicts.empty() || !followup.machine_changes.empty() || !followup.machine_effects.empty())
+    if (!followup.empty())
         apply(std::move(followup));
 }
 
@@ -242,7 +289,7 @@ void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
         // Reconcile: machines that ended while machined (or we) looked away.
         std::vector<std::string> gone;
         for (const auto &[name, m] : tracker_.machines())
-            if (std::find(names.begin(), names.end(), name) == names.end())
+            if (!m.reserved && std::find(names.begin(), names.end(), name) == names.end())
                 gone.push_back(name);
         for (const auto &name : gone)
             machine_gone(name);

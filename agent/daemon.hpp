@@ -47,6 +47,8 @@ public:
                  LeaseMode mode) override;
     void release(RequestId id, const std::string &owner, const std::string &resource) override;
     void release_owner(RequestId id, const std::string &owner) override;
+    void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
+                 uint32_t grace_seconds) override;
     void inspect(RequestId id, const std::string &resource) override;
     std::optional<ApiError> reload() override;
     const LeaseRegistry &registry() const override { return registry_; }
@@ -61,6 +63,8 @@ private:
 
     void scan_machine(const std::string &name);
     static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata);
+    void arm_grace_timer();
+    static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
     void apply(Step step);
     void carry_out(const SanlockEffect &effect);
@@ -91,6 +95,9 @@ private:
     std::unique_ptr<ManagerObject> manager_;
     std::unique_ptr<MachinedClient> machined_;
     sd_event_source *scan_timer_ = nullptr;
+    // Reservations waiting for their machine: one timer, armed for the earliest deadline.
+    sd_event_source *grace_timer_ = nullptr;
+    std::map<std::string, uint64_t> grace_deadlines_;  // machine -> CLOCK_MONOTONIC usec
     bool ready_ = false;
     std::vector<sd_event_source *> sources_;
     sd_event_source *rejoin_timer_ = nullptr;

@@ -210,14 +210,42 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
 }
 
 void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, std::string owner,
-                                    std::vector<sdbus::Struct<std::string, std::string>>,
-                                    std::map<std::string, sdbus::Variant>) {
+                                    std::vector<sdbus::Struct<std::string, std::string>> disks,
+                                    std::map<std::string, sdbus::Variant> options) {
     guarded(result, "RegisterMachine", [&] {
         check_owner(owner);
+        if (disks.size() > kMaxDisksPerMachine)
+            throw to_dbus({ErrorKind::LimitsExceeded, "at most " + std::to_string(kMaxDisksPerMachine) +
+                                                          " disks per machine, not " + std::to_string(disks.size())});
+        std::vector<DiskRule> rules;
+        std::string listed;
+        for (const auto &d : disks) {
+            DiskRule rule;
+            rule.path = canonical_disk(d.get<0>());
+            auto mode = lease_mode_from_string(d.get<1>());
+            if (!mode)
+                throw invalid_args("mode of " + quoted(d.get<0>()) + " must be \"exclusive\", \"shared\" or \"none\", not " +
+                                   quoted(d.get<1>()));
+            rule.mode = *mode;
+            for (const auto &r : rules)
+                if (r.path == rule.path)
+                    throw invalid_args("disk " + quoted(rule.path) + " is listed twice");
+            rules.push_back(rule);
+            listed += (listed.empty() ? "" : ",") + rule.path;
+        }
+        uint32_t grace = kDefaultGraceSeconds;
+        for (const auto &[key, value] : options) {
+            if (key != "grace_seconds")
+                throw invalid_args("unknown option " + quoted(key) + ": RegisterMachine takes grace_seconds");
+            if (value.peekValueType() != "u")
+                throw invalid_args("grace_seconds must be of type u, not " + value.peekValueType());
+            grace = value.get<uint32_t>();
+            if (grace < 1 || grace > 86400)
+                throw invalid_args("grace_seconds must be 1..86400, not " + std::to_string(grace));
+        }
         RequestId id = remember(std::move(result));
-        authorize(id, "RegisterMachine", {{"owner", owner}}, [this, id] {
-            answer_error(id, {ErrorKind::NotSupported, "RegisterMachine is not available in this version of vmleased yet"});
-        });
+        authorize(id, "RegisterMachine", {{"owner", owner}, {"disk", listed}},
+                  [this, id, owner, rules, grace] { backend_.reserve(id, owner, rules, grace); });
     });
 }
 
@@ -399,7 +427,8 @@ void ManagerObject::publish(const Step &step) {
                 if (reply.error) {
                     result.returnError(to_dbus(*reply.error));
                 } else if constexpr (std::is_same_v<R, sdbus::Result<sdbus::ObjectPath>>) {
-                    result.returnResults(sdbus::ObjectPath(lease_object_path(reply.resource)));
+                    result.returnResults(sdbus::ObjectPath(reply.machine.empty() ? lease_object_path(reply.resource)
+                                                                                 : machine_object_path(reply.machine)));
                 } else if constexpr (std::is_same_v<R, sdbus::Result<>>) {
                     result.returnResults();
                 }

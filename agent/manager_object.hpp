@@ -43,6 +43,8 @@ public:
                          LeaseMode mode) = 0;
     virtual void release(RequestId id, const std::string &owner, const std::string &resource) = 0;
     virtual void release_owner(RequestId id, const std::string &owner) = 0;
+    virtual void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
+                         uint32_t grace_seconds) = 0;
     virtual void inspect(RequestId id, const std::string &resource) = 0;
     // Returns an error to answer, or nullopt when the new configuration is in force.
     virtual std::optional<ApiError> reload() = 0;

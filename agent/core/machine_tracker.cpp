@@ -29,6 +29,8 @@ const char *to_string(MachineDisk::State s) {
 }
 
 std::string machine_state(const Machine &m) {
+    if (m.reserved)
+        return "reserved";
     bool acquiring = false;
     for (const auto &d : m.disks) {
         if (d.state == MachineDisk::State::Conflict)
@@ -51,8 +53,10 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
         return step;
     auto [it, added] = machines_.try_emplace(info.name);
     Machine &m = it->second;
+    bool was_reserved = m.reserved;
     m.info = info;
-    if (!added) {
+    m.reserved = false;
+    if (!added && !was_reserved) {
         step.machine_changes.push_back({MachineChange::Kind::Updated, info.name});
         return step;
     }
@@ -73,8 +77,111 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
             if (d.mode != LeaseMode::None)
                 step.append(want(m, d.path, d.mode, MachineDisk::Source::Rule));
     }
-    step.machine_changes.insert(step.machine_changes.begin(), {MachineChange::Kind::Added, info.name});
+    step.machine_changes.insert(step.machine_changes.begin(),
+                                {was_reserved ? MachineChange::Kind::Updated : MachineChange::Kind::Added, info.name});
     return step;
+}
+
+Step MachineTracker::reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
+                             uint32_t grace_seconds) {
+    Step step;
+    auto fail = [&](ErrorKind kind, const std::string &message) {
+        step.replies.push_back({id, ApiError{kind, message}, ""});
+        return std::move(step);
+    };
+    if (machines_.count(owner))
+        return fail(ErrorKind::Failed, "machine " + owner + " is already " +
+                                           (machines_.at(owner).reserved ? "reserved" : "running") +
+                                           "; release it first or use AcquireDisk");
+    if (reservations_.size() >= kMaxReservations)
+        return fail(ErrorKind::LimitsExceeded, std::to_string(kMaxReservations) + " reservations are already waiting");
+    if (disks.size() > kMaxDisksPerMachine)
+        return fail(ErrorKind::LimitsExceeded, "at most " + std::to_string(kMaxDisksPerMachine) + " disks per machine");
+
+    Machine &m = machines_[owner];
+    m.info.name = owner;
+    m.reserved = true;
+    m.on_lockfailure = config_->on_lockfailure;
+    m.on_conflict = config_->on_conflict;
+    step.machine_changes.push_back({MachineChange::Kind::Added, owner});
+    Reservation &r = reservations_[owner];
+    r.reply_to = id;
+    r.grace_seconds = grace_seconds;
+    for (const auto &d : disks) {
+        if (d.mode == LeaseMode::None)
+            continue;
+        MachineDisk md;
+        md.disk = d.path;
+        md.resource = lease_resource_name(d.path);
+        md.mode = d.mode;
+        md.source = MachineDisk::Source::Reservation;
+        m.disks.push_back(md);
+        r.outstanding++;
+    }
+    // Index-based: request_acquire may not keep references into m.disks.
+    for (size_t i = 0; i < m.disks.size(); i++)
+        step.append(request_acquire(m, m.disks[i]));
+    if (r.outstanding == 0)
+        step.append(finish_reservation(owner));
+    return step;
+}
+
+// All of a reservation's acquires are answered: reply, and on failure give
+// back what was taken so the reservation leaves nothing behind.
+Step MachineTracker::finish_reservation(const std::string &owner) {
+    Step step;
+    auto rit = reservations_.find(owner);
+    if (rit == reservations_.end())
+        return step;
+    Reservation r = rit->second;
+    reservations_.erase(rit);
+    auto mit = machines_.find(owner);
+    if (!r.first_error) {
+        step.replies.push_back({r.reply_to, std::nullopt, "", {}, owner});
+        if (mit != machines_.end() && mit->second.reserved)
+            step.grace_timers.push_back({owner, r.grace_seconds});
+        return step;
+    }
+    Rollback &rb = rollbacks_[r.reply_to];
+    rb.reply = {r.reply_to, r.first_error, "", r.holders, owner};
+    if (mit == machines_.end()) {
+        step.replies.push_back(rb.reply);
+        rollbacks_.erase(r.reply_to);
+        return step;
+    }
+    Machine &m = mit->second;
+    std::vector<MachineDisk> kept;
+    for (const auto &d : m.disks) {
+        if (d.source != MachineDisk::Source::Reservation) {
+            kept.push_back(d);
+            continue;
+        }
+        if (d.state == MachineDisk::State::Held) {
+            RequestId id = next_id();
+            requests_[id] = {owner, "", r.reply_to};
+            rb.remaining++;
+            step.append(leases_.release(id, owner, d.resource));
+        }
+    }
+    if (rb.remaining == 0) {
+        step.replies.push_back(rb.reply);
+        rollbacks_.erase(r.reply_to);
+    }
+    m.disks = kept;
+    if (m.reserved) {
+        machines_.erase(mit);
+        step.machine_changes.push_back({MachineChange::Kind::Removed, owner});
+    } else {
+        step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+    }
+    return step;
+}
+
+Step MachineTracker::reservation_expired(const std::string &owner) {
+    auto it = machines_.find(owner);
+    if (it == machines_.end() || !it->second.reserved || reservations_.count(owner))
+        return {};  // it appeared (or is gone, or is still being taken)
+    return machine_gone(owner);
 }
 
 Step MachineTracker::want(Machine &m, const std::string &path, LeaseMode mode, MachineDisk::Source source) {
@@ -127,6 +234,13 @@ Step MachineTracker::machine_gone(const std::string &name) {
     Step step;
     if (!machines_.erase(name))
         return step;
+    if (auto r = reservations_.find(name); r != reservations_.end()) {
+        // Its acquires are still out; whatever they bring back is given back.
+        step.replies.push_back({r->second.reply_to,
+                                ApiError{ErrorKind::Failed, "machine " + name + " went away while being reserved"},
+                                "", {}, name});
+        reservations_.erase(r);
+    }
     RequestId id = next_id();
     requests_[id] = {name, ""};
     step.append(leases_.release_owner(id, name));
@@ -141,6 +255,14 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         return step;
     Pending pending = req->second;
     requests_.erase(req);
+    if (pending.rollback_of) {
+        auto rb = rollbacks_.find(pending.rollback_of);
+        if (rb != rollbacks_.end() && --rb->second.remaining == 0) {
+            step.replies.push_back(rb->second.reply);
+            rollbacks_.erase(rb);
+        }
+        return step;
+    }
     if (pending.disk.empty())
         return step;  // a release for a machine that is gone: nothing more to do
 
@@ -159,6 +281,20 @@ Step MachineTracker::lease_reply(const Reply &reply) {
     if (d == m.disks.end())
         return step;
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+    auto reservation = reservations_.find(m.info.name);
+    if (reservation != reservations_.end() && d->source == MachineDisk::Source::Reservation) {
+        // Part of a RegisterMachine: the caller gets the error; nothing is
+        // terminated, since the VM has not started.
+        Reservation &r = reservation->second;
+        d->state = reply.error ? MachineDisk::State::Failed : MachineDisk::State::Held;
+        if (reply.error && !r.first_error) {
+            r.first_error = reply.error;
+            r.holders = reply.holders;
+        }
+        if (--r.outstanding == 0)
+            step.append(finish_reservation(m.info.name));
+        return step;
+    }
     if (!reply.error) {
         d->state = MachineDisk::State::Held;
         return step;
@@ -182,7 +318,10 @@ Step MachineTracker::lease_reply(const Reply &reply) {
 Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
     Step step = leases_.release_owner(id, owner);
     auto it = machines_.find(owner);
-    if (it != machines_.end()) {
+    if (it != machines_.end() && it->second.reserved && !reservations_.count(owner)) {
+        machines_.erase(it);
+        step.machine_changes.push_back({MachineChange::Kind::Removed, owner});
+    } else if (it != machines_.end()) {
         for (auto &d : it->second.disks)
             if (d.state == MachineDisk::State::Held)
                 d.state = MachineDisk::State::Released;

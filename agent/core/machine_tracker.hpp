@@ -49,13 +49,18 @@ struct Machine {
     LockFailureAction on_lockfailure = LockFailureAction::Poweroff;
     ConflictAction on_conflict = ConflictAction::Terminate;
     bool terminating = false;  // on_conflict asked machined to stop it
+    bool reserved = false;     // RegisterMachine'd, and machined has not registered it yet
 };
-// "running", "conflict" (a disk is held elsewhere), "protecting" (leases still being taken)
+// "reserved" (waiting for machined to register it), "running", "conflict"
+// (a disk is held elsewhere), "protecting" (leases still being taken)
 std::string machine_state(const Machine &m);
 
 // Bound on disks tracked per machine (rules plus discovered), so one machine
 // holding thousands of files open cannot make the agent allocate without end.
 inline constexpr size_t kMaxDisksPerMachine = 256;
+// Bound on reservations waiting for their machine.
+inline constexpr size_t kMaxReservations = 1024;
+inline constexpr uint32_t kDefaultGraceSeconds = 120;
 
 class MachineTracker {
 public:
@@ -73,6 +78,12 @@ public:
     // Machine.Release); the reply goes to request `id`. A tracked machine
     // keeps running, its disks marked released.
     Step release_leases(RequestId id, const std::string &owner);
+    // RegisterMachine: take every disk (mode none: no lease) before the VM
+    // starts, all or nothing; the reply to `id` names the machine. Bound to
+    // the machine of that name when machined registers it; released after
+    // `grace_seconds` if it never does. `disks` must be canonical.
+    Step reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks, uint32_t grace_seconds);
+    Step reservation_expired(const std::string &owner);
     // The lockspace is (re)joined: try again what failed for lack of it.
     Step retry_failed();
 
@@ -89,9 +100,26 @@ private:
     std::map<std::string, Machine> machines_;
     struct Pending {
         std::string machine;
-        std::string disk;  // empty: a release whose reply nobody needs
+        std::string disk;       // empty: a release whose reply nobody needs
+        RequestId rollback_of = 0;  // a release undoing the reservation answered to this request
     };
+    // A failed reservation's reply waits until what it took is given back.
+    struct Rollback {
+        Reply reply;
+        size_t remaining = 0;
+    };
+    std::map<RequestId, Rollback> rollbacks_;  // by the RegisterMachine request
     std::map<RequestId, Pending> requests_;
+    // A RegisterMachine waiting for all its acquires.
+    struct Reservation {
+        RequestId reply_to;
+        size_t outstanding = 0;
+        std::optional<ApiError> first_error;
+        std::vector<uint64_t> holders;
+        uint32_t grace_seconds = kDefaultGraceSeconds;
+    };
+    std::map<std::string, Reservation> reservations_;  // by machine
+    Step finish_reservation(const std::string &owner);
     uint64_t next_ = 1;
 };
 

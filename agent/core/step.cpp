@@ -22,11 +22,17 @@ void move_into(std::vector<T> &to, std::vector<T> &from) {
 void Step::append(Step &&o) {
     move_into(effects, o.effects);
     move_into(machine_effects, o.machine_effects);
+    move_into(grace_timers, o.grace_timers);
     move_into(replies, o.replies);
     move_into(changes, o.changes);
     move_into(conflicts, o.conflicts);
     move_into(machine_changes, o.machine_changes);
     lockspace_state_changed = lockspace_state_changed || o.lockspace_state_changed;
+}
+
+bool Step::empty() const {
+    return effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && changes.empty() &&
+           conflicts.empty() && machine_changes.empty() && !lockspace_state_changed;
 }
 
 }  // namespace vmlease

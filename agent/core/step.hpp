@@ -47,6 +47,7 @@ struct Reply {
     std::optional<ApiError> error;  // nullopt: success
     std::string resource;           // the lease the reply is about (AcquireDisk returns its object)
     std::vector<uint64_t> holders = {};  // LeaseHeld: the host ids holding it
+    std::string machine = {};            // RegisterMachine: the machine the reply is about
 };
 
 // Requests the core makes on its own behalf (for machines) carry ids with
@@ -69,6 +70,11 @@ struct MachineEffect {
     std::string machine;
     int signal = 0;  // for Kill
 };
+// Release a reservation unless its machine has appeared by then.
+struct GraceTimer {
+    std::string machine;
+    uint32_t seconds;
+};
 // A machine's disk is held elsewhere.
 struct ConflictChange {
     std::string machine;
@@ -84,6 +90,7 @@ struct MachineChange {
 struct Step {
     std::vector<SanlockEffect> effects;
     std::vector<MachineEffect> machine_effects;
+    std::vector<GraceTimer> grace_timers;
     std::vector<Reply> replies;
     std::vector<LeaseChange> changes;
     std::vector<ConflictChange> conflicts;
@@ -91,6 +98,8 @@ struct Step {
     bool lockspace_state_changed = false;
 
     void append(Step &&other);
+    // Nothing to do and nothing to tell.
+    bool empty() const;
 };
 
 // What sanlock said about an acquire or release.

@@ -163,6 +163,75 @@ TEST_F(Machined, ADiskOpenedWhileTheMachineRunsIsLeasedToo) {
     EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"hp-1", hotplug}, 10s));
 }
 
+TEST_F(Machined, ARegisteredMachineHoldsItsDisksBeforeItStartsAndUntilItEnds) {
+    const std::string disk = "/srv/vm/pre.img";
+    std::map<std::string, sdbus::Variant> options{{"grace_seconds", sdbus::Variant(uint32_t(60))}};
+    auto path = h1->client->RegisterMachine("vm-pre", {{disk, "exclusive"}, {"/srv/vm/cd.iso", "none"}}, options);
+    EXPECT_EQ(path, "/org/vmlease/machine/vm_2dpre");
+    auto leases = h1->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<0>(), disk);
+    EXPECT_EQ(leases[0].get<2>(), "vm-pre");
+    EXPECT_EQ(leases[0].get<4>(), "held");
+    auto state = [&] {
+        return h1->client->GetManagedObjects().at(path).at("org.vmlease.Machine").at("State").get<std::string>();
+    };
+    EXPECT_EQ(state(), "reserved");
+
+    Child vm = vm_process(root->path(), "vm-pre");
+    ASSERT_EQ(h1->machined->create_machine("vm-pre", vm.pid()).rfind("o ", 0), 0u);
+    EXPECT_TRUE(eventually([&] { return state() == "running"; }, 10s)) << state();
+    EXPECT_EQ(h1->client->ListLeases().size(), 1u);
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"vm-pre", disk}, 10s)) << h1->agent->log();
+    EXPECT_TRUE(h1->client->ListLeases().empty());
+}
+
+TEST_F(Machined, AReservationWhoseMachineNeverAppearsExpires) {
+    const std::string disk = "/srv/vm/never.img";
+    auto start = std::chrono::steady_clock::now();
+    h1->client->RegisterMachine("vm-never", {{disk, "exclusive"}}, {{"grace_seconds", sdbus::Variant(uint32_t(2))}});
+    auto released = h1->client->wait_event("LeaseReleased", {"vm-never", disk}, 15s);
+    ASSERT_TRUE(released) << h1->agent->log();
+    auto after = std::chrono::duration_cast<std::chrono::milliseconds>(released->at - start).count();
+    std::cout << "reservation released after " << after << " ms (grace 2 s)" << std::endl;
+    EXPECT_GE(after, 1900);
+    EXPECT_TRUE(h1->client->ListMachines().empty());
+}
+
+TEST_F(Machined, RegisterMachineIsAllOrNothingAndChecksItsArguments) {
+    const std::string held = "/srv/vm/held.img", free_disk = "/srv/vm/free.img";
+    h1->client->AcquireDisk("someone", held, "exclusive", {});
+    std::string message;
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{free_disk, "exclusive"}, {held, "exclusive"}}, {}); },
+                       &message),
+              "org.vmlease.Error.LeaseHeld");
+    EXPECT_NE(message.find("someone"), std::string::npos) << message;
+    auto leases = h1->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);  // free.img was given back
+    EXPECT_EQ(leases[0].get<2>(), "someone");
+    EXPECT_TRUE(h1->client->ListMachines().empty());
+
+    const std::string invalid = "org.freedesktop.DBus.Error.InvalidArgs";
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{free_disk, "exclusive"}, {free_disk, "shared"}}, {}); }),
+              invalid);
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{free_disk, "rw"}}, {}); }), invalid);
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{"relative.img", "exclusive"}}, {}); }), invalid);
+    EXPECT_EQ(error_of([&] {
+                  h1->client->RegisterMachine("vm-x", {{free_disk, "exclusive"}},
+                                              {{"grace_seconds", sdbus::Variant(std::string("soon"))}});
+              }),
+              invalid);
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {}, {{"bogus", sdbus::Variant(true)}}); }), invalid);
+    std::vector<sdbus::Struct<std::string, std::string>> too_many;
+    for (int i = 0; i < 300; i++)
+        too_many.emplace_back("/srv/vm/many" + std::to_string(i) + ".img", "exclusive");
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", too_many, {}); }),
+              "org.freedesktop.DBus.Error.LimitsExceeded");
+    EXPECT_EQ(h1->client->ListLeases().size(), 1u);
+    h1->client->ReleaseDisk("someone", held);
+}
+
 // --- two hosts, conflicts ------------------------------------------------------------
 
 class MachinedTwoHosts : public ::testing::Test {

@@ -42,8 +42,7 @@ protected:
                     next.append(reg.release_done(r->resource, {0, {}, ""}));
             }
             all.append(std::move(step));
-            if (next.effects.empty() && next.replies.empty() && next.machine_effects.empty() &&
-                next.conflicts.empty() && next.changes.empty() && next.machine_changes.empty())
+            if (next.empty())
                 return all;
             step = std::move(next);
         }
@@ -167,6 +166,68 @@ TEST_F(Tracker, DisksPerMachineAreBounded) {
         many.push_back({"/var/lib/libvirt/images/d" + std::to_string(i) + ".img", true});
     run(tracker.files_discovered("web-1", many));
     EXPECT_EQ(tracker.find("web-1")->disks.size(), kMaxDisksPerMachine);
+}
+
+// --- RegisterMachine ------------------------------------------------------------
+
+TEST_F(Tracker, AReservationTakesAllDisksAndIsBoundWhenTheMachineAppears) {
+    Step s = run(tracker.reserve(77, "vm9", {{"/srv/a.img", LeaseMode::Exclusive}, {"/srv/b.img", LeaseMode::Shared},
+                                              {"/srv/cd.iso", LeaseMode::None}}, 30));
+    const Reply *reply = nullptr;
+    for (const auto &r : s.replies)
+        if (r.request == 77)
+            reply = &r;
+    ASSERT_NE(reply, nullptr);
+    EXPECT_FALSE(reply->error);
+    EXPECT_EQ(reply->machine, "vm9");
+    ASSERT_EQ(s.grace_timers.size(), 1u);
+    EXPECT_EQ(s.grace_timers[0].seconds, 30u);
+    EXPECT_EQ(machine_state(*tracker.find("vm9")), "reserved");
+    EXPECT_EQ(reg.leases().size(), 2u);
+
+    Step appear = run(tracker.machine_appeared(vm("vm9")));
+    EXPECT_TRUE(appear.effects.empty());  // nothing taken twice
+    EXPECT_EQ(machine_state(*tracker.find("vm9")), "running");
+    EXPECT_TRUE(run(tracker.reservation_expired("vm9")).empty());  // bound: the grace period no longer applies
+    EXPECT_EQ(reg.leases().size(), 2u);
+
+    run(tracker.machine_gone("vm9"));
+    EXPECT_TRUE(reg.leases().empty());
+}
+
+TEST_F(Tracker, AReservationIsAllOrNothing) {
+    // another local owner holds b.img
+    run(tracker.machine_appeared(vm("db-1")));
+    Step s = run(tracker.reserve(78, "vm9", {{"/srv/a.img", LeaseMode::Exclusive},
+                                              {"/dev/disk/by-path/lun-1", LeaseMode::Exclusive}}, 30));
+    const Reply *reply = nullptr;
+    for (const auto &r : s.replies)
+        if (r.request == 78)
+            reply = &r;
+    ASSERT_NE(reply, nullptr);
+    ASSERT_TRUE(reply->error);
+    EXPECT_EQ(reply->error->kind, ErrorKind::LeaseHeld);
+    EXPECT_TRUE(s.grace_timers.empty());
+    EXPECT_TRUE(s.machine_effects.empty());  // nothing is terminated for a reservation
+    EXPECT_EQ(tracker.find("vm9"), nullptr);
+    EXPECT_EQ(reg.find(lease_resource_name("/srv/a.img")), nullptr);  // rolled back
+    EXPECT_NE(reg.find(lease_resource_name("/dev/disk/by-path/lun-1")), nullptr);  // db-1 keeps its own
+}
+
+TEST_F(Tracker, AnExpiredReservationIsReleased) {
+    run(tracker.reserve(79, "vm9", {{"/srv/a.img", LeaseMode::Exclusive}}, 5));
+    EXPECT_EQ(reg.leases().size(), 1u);
+    Step s = run(tracker.reservation_expired("vm9"));
+    EXPECT_EQ(tracker.find("vm9"), nullptr);
+    EXPECT_TRUE(reg.leases().empty());
+    EXPECT_EQ(s.machine_changes.back().kind, MachineChange::Kind::Removed);
+}
+
+TEST_F(Tracker, ReservingANameTwiceIsRefused) {
+    run(tracker.reserve(80, "vm9", {}, 5));
+    Step s = tracker.reserve(81, "vm9", {}, 5);
+    ASSERT_EQ(s.replies.size(), 1u);
+    EXPECT_EQ(s.replies[0].error->kind, ErrorKind::Failed);
 }
 
 }  // namespace
