@@ -1,5 +1,7 @@
 #include "completion_queue.hpp"
 
+#include "log.hpp"
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -64,7 +66,13 @@ void CompletionQueue::drain() {
             fn = std::move(state_->items.front());
             state_->items.pop_front();
         }
-        fn();
+        // One failing completion must not strand the ones behind it (the
+        // eventfd counter was already read).
+        try {
+            fn();
+        } catch (const std::exception &e) {
+            log_error(std::string("completing an operation failed: ") + e.what());
+        }
     }
 }
 

@@ -415,7 +415,12 @@ void Daemon::schedule_rejoin() {
 
 int Daemon::on_rejoin_timer(sd_event_source *, uint64_t, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    self->start_join();
+    try {
+        self->start_join();
+    } catch (const std::exception &e) {
+        log_error(std::string("rejoining the lockspace failed: ") + e.what());
+        self->schedule_rejoin();
+    }
     return 0;
 }
 
@@ -459,12 +464,7 @@ int Daemon::on_signal(sd_event_source *s, const struct signalfd_siginfo *si, voi
 }
 
 int Daemon::on_completions(sd_event_source *, int, uint32_t, void *userdata) {
-    auto *self = static_cast<Daemon *>(userdata);
-    try {
-        self->completions_.drain();
-    } catch (const std::exception &e) {
-        log_error(std::string("completing a sanlock operation failed: ") + e.what());
-    }
+    static_cast<Daemon *>(userdata)->completions_.drain();
     return 0;
 }
 

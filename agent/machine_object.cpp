@@ -45,6 +45,15 @@ MachineObject::~MachineObject() {
     unregisterAdaptor();
 }
 
+void MachineObject::Release(sdbus::Result<> &&result) {
+    const sdbus::Message *message = getObject().getCurrentlyProcessedMessage();
+    if (!message) {
+        result.returnError(sdbus::Error("org.vmlease.Error.Failed", "no message is being processed"));
+        return;
+    }
+    on_release_(std::move(result), machine_.info.name, *message);
+}
+
 std::vector<sdbus::Struct<std::string, std::string, std::string, std::string>> MachineObject::Disks() {
     std::vector<sdbus::Struct<std::string, std::string, std::string, std::string>> out;
     for (const auto &d : machine_.disks)

@@ -17,14 +17,17 @@ std::string machine_object_path(const std::string &name);
 class MachineObject final : public sdbus::AdaptorInterfaces<org::vmlease::Machine_adaptor, sdbus::ManagedObject_adaptor,
                                                             sdbus::Properties_adaptor> {
 public:
-    using ReleaseHandler = std::function<void(sdbus::Result<> &&result, const std::string &name)>;
+    // `message` is this object's call (sdbus-c++ keeps the message being
+    // processed per object, so the Manager cannot see it).
+    using ReleaseHandler =
+        std::function<void(sdbus::Result<> &&result, const std::string &name, const sdbus::Message &message)>;
     MachineObject(sdbus::IConnection &connection, const Machine &machine, ReleaseHandler on_release);
     ~MachineObject();
     // Take the tracker's current view; emits PropertiesChanged for what differs.
     void update(const Machine &machine);
 
 private:
-    void Release(sdbus::Result<> &&result) override { on_release_(std::move(result), machine_.info.name); }
+    void Release(sdbus::Result<> &&result) override;
     std::string Name() override { return machine_.info.name; }
     std::string Class() override { return machine_.info.machine_class; }
     uint32_t Leader() override { return machine_.info.leader; }

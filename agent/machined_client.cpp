@@ -108,34 +108,46 @@ void MachinedClient::fetch(const std::string &name, const sdbus::ObjectPath &pat
             if (!*alive)
                 return;
             if (error) {
-                // It went away before we could look at it; MachineRemoved follows.
-                log_debug("cannot read machine " + name + ": " + error->getMessage());
+                // Usually it went away before we could look at it (MachineRemoved follows).
+                log_warning("cannot read machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
             } else {
                 MachineInfo info;
                 info.name = name;
                 info.machine_class = get_or<std::string>(props, "Class", "");
                 info.unit = get_or<std::string>(props, "Unit", "");
                 info.leader = get_or<uint32_t>(props, "Leader", 0);
-                handler_.machine_appeared(info);
+                try {
+                    handler_.machine_appeared(info);
+                } catch (const std::exception &e) {
+                    log_error("handling machine " + name + " failed: " + e.what(), {{"OWNER", name}});
+                }
             }
             run_waiting(name);
         });
 }
 
 void MachinedClient::terminate(const std::string &name) {
+    try {
     manager_->callMethodAsync("TerminateMachine").onInterface(kManagerIface).withArguments(name).uponReplyInvoke(
         [name, alive = alive_](const sdbus::Error *error) {
             if (*alive && error)
                 log_error("cannot terminate machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
         });
+    } catch (const std::exception &e) {
+        log_error("cannot ask machined to terminate machine " + name + ": " + e.what(), {{"OWNER", name}});
+    }
 }
 
 void MachinedClient::kill(const std::string &name, int signal) {
+    try {
     manager_->callMethodAsync("KillMachine").onInterface(kManagerIface).withArguments(name, std::string("all"), signal)
         .uponReplyInvoke([name, alive = alive_](const sdbus::Error *error) {
             if (*alive && error)
                 log_error("cannot signal machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
         });
+    } catch (const std::exception &e) {
+        log_error("cannot ask machined to signal machine " + name + ": " + e.what(), {{"OWNER", name}});
+    }
 }
 
 }  // namespace vmlease

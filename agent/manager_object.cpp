@@ -158,21 +158,30 @@ void ManagerObject::answer_error(RequestId id, const ApiError &error) {
 }
 
 void ManagerObject::authorize(RequestId id, const char *method, std::map<std::string, std::string> details,
-                              std::function<void()> go, const char *interface) {
-    AuthorizationDecision decision = authorization_for(interface, method);
-    if (decision.kind == Authorization::Open)
-        return dispatch(id, go);
-    if (decision.kind == Authorization::Denied)
-        return answer_error(id, {ErrorKind::AccessDenied, std::string(method) + " is not allowed for anyone"});
-    const sdbus::Message *message = getObject().getCurrentlyProcessedMessage();
-    AuthorizationRequest request{message->getSender(), allows_interactive_authorization(*message), decision.action,
-                                 std::move(details)};
-    authorizer_.check(std::move(request), [this, id, go = std::move(go)](std::optional<ApiError> error) {
-        if (error)
-            answer_error(id, *error);
-        else
-            dispatch(id, go);
-    });
+                              std::function<void()> go, const char *interface, const sdbus::Message *message) {
+    // The caller's Result is in pending_ now: every failure is answered from there.
+    try {
+        AuthorizationDecision decision = authorization_for(interface, method);
+        if (decision.kind == Authorization::Open)
+            return dispatch(id, go);
+        if (decision.kind == Authorization::Denied)
+            return answer_error(id, {ErrorKind::AccessDenied, std::string(method) + " is not allowed for anyone"});
+        if (!message)
+            message = getObject().getCurrentlyProcessedMessage();
+        if (!message)
+            return answer_error(id, {ErrorKind::Failed, "cannot identify the caller"});
+        AuthorizationRequest request{message->getSender(), allows_interactive_authorization(*message),
+                                     decision.action, std::move(details)};
+        authorizer_.check(std::move(request), [this, id, go = std::move(go)](std::optional<ApiError> error) {
+            if (error)
+                answer_error(id, *error);
+            else
+                dispatch(id, go);
+        });
+    } catch (const std::exception &e) {
+        log_error(std::string("authorizing ") + method + " failed: " + e.what());
+        answer_error(id, {ErrorKind::Failed, std::string("cannot authorize ") + method + ": " + e.what()});
+    }
 }
 
 RequestId ManagerObject::remember(PendingResult result) {
@@ -281,12 +290,13 @@ std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::O
     return out;
 }
 
-void ManagerObject::release_from_machine_object(sdbus::Result<> &&result, const std::string &name) {
+void ManagerObject::release_from_machine_object(sdbus::Result<> &&result, const std::string &name,
+                                                const sdbus::Message &message) {
     guarded(result, "Release", [&] {
         RequestId id = remember(std::move(result));
         authorize(
             id, "Release", {{"owner", name}}, [this, id, name] { backend_.release_owner(id, name); },
-            "org.vmlease.Machine");
+            "org.vmlease.Machine", &message);
     });
 }
 
@@ -300,10 +310,11 @@ void ManagerObject::sync_machine_objects(const MachineChange &change) {
     }
     if (it == machine_objects_.end())
         machine_objects_.emplace(change.machine,
-                                 std::make_unique<MachineObject>(connection_, *m, [this](sdbus::Result<> &&r,
-                                                                                          const std::string &name) {
-                                     release_from_machine_object(std::move(r), name);
-                                 }));
+                                 std::make_unique<MachineObject>(
+                                     connection_, *m,
+                                     [this](sdbus::Result<> &&r, const std::string &name, const sdbus::Message &msg) {
+                                         release_from_machine_object(std::move(r), name, msg);
+                                     }));
     else
         it->second->update(*m);
 }

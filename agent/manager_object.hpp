@@ -118,9 +118,11 @@ private:
     void answer_error(RequestId id, const ApiError &error);
     // Look the method up in the authorization table and run `go` once the
     // caller is allowed (now for open methods, after polkit otherwise).
+    // `message` is the call being authorized (default: the Manager's own).
     void authorize(RequestId id, const char *method, std::map<std::string, std::string> details,
-                   std::function<void()> go, const char *interface = kManagerInterface);
-    void release_from_machine_object(sdbus::Result<> &&result, const std::string &name);
+                   std::function<void()> go, const char *interface = kManagerInterface,
+                   const sdbus::Message *message = nullptr);
+    void release_from_machine_object(sdbus::Result<> &&result, const std::string &name, const sdbus::Message &message);
     void sync_machine_objects(const MachineChange &change);
     void sync_lease_objects(const LeaseChange &change);
     void emit_property_changes(bool lockspace_changed);

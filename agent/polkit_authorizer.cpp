@@ -48,10 +48,8 @@ void PolkitAuthorizer::check(AuthorizationRequest request, Done done) {
         return done(ApiError{ErrorKind::LimitsExceeded,
                              "this caller already has " + std::to_string(kMaxPendingAuthorizationsPerSender) +
                                  " authorizations in progress"});
-    pending_++;
-    pending_per_sender_[request.sender]++;
-
     auto req = std::make_shared<AuthorizationRequest>(std::move(request));
+    // Counted once sent, so a call that cannot be sent leaks no slot.
     bus_driver_->callMethodAsync("GetConnectionUnixUser")
         .onInterface("org.freedesktop.DBus")
         .withArguments(req->sender)
@@ -68,6 +66,8 @@ void PolkitAuthorizer::check(AuthorizationRequest request, Done done) {
             }
             ask_polkit(req, done);
         });
+    pending_++;
+    pending_per_sender_[req->sender]++;
 }
 
 void PolkitAuthorizer::ask_polkit(std::shared_ptr<AuthorizationRequest> req, Done done) {

@@ -19,8 +19,8 @@
 namespace vmlease {
 
 // Bounds on authorizations in flight, so callers cannot pile up work.
-inline constexpr unsigned kMaxPendingAuthorizations = 256;
-inline constexpr unsigned kMaxPendingAuthorizationsPerSender = 16;
+inline constexpr unsigned kMaxPendingAuthorizations = 512;
+inline constexpr unsigned kMaxPendingAuthorizationsPerSender = 64;
 
 struct AuthorizationRequest {
     std::string sender;  // unique bus name of the caller

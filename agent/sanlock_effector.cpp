@@ -16,6 +16,12 @@ constexpr int kSanlkLeaderMagic = -223;
 // -243..-247: another host holds it; -EAGAIN: another host holds it shared.
 bool held_elsewhere(int rv) { return (rv <= -243 && rv >= -247) || rv == -EAGAIN; }
 
+}  // namespace
+
+bool sanlock_connection_lost(int rv) { return rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN; }
+
+namespace {
+
 // A lease file another host (or libvirt's plugin, which formats in place)
 // has just created may not be formatted yet; give its creator a moment.
 bool freshly_created(const std::string &path) {
@@ -79,16 +85,21 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
 }
 
 void SanlockEffector::release(const ReleaseEffect &effect, Done done) {
+    // The release must go to the connection that holds the lease; the mapping
+    // is dropped only once sanlock has answered, so a retry finds it too.
     auto it = lane_of_.find(effect.resource);
     size_t lane = it == lane_of_.end() ? 0 : it->second;
-    if (it != lane_of_.end())
-        lane_of_.erase(it);
-    lanes_[lane].worker->submit([conn = lanes_[lane].connection, post = post_, effect, done = std::move(done)]() mutable {
+    lanes_[lane].worker->submit([this, conn = lanes_[lane].connection, post = post_, effect,
+                                 done = std::move(done)]() mutable {
         SanlockOutcome out;
         out.rv = conn->release(effect.resource);
         if (out.rv < 0)
             out.detail = sanlock_strerror(out.rv);
-        post([done = std::move(done), out = std::move(out)] { done(out); });
+        post([this, resource = effect.resource, done = std::move(done), out = std::move(out)] {
+            if (!sanlock_connection_lost(out.rv))
+                lane_of_.erase(resource);
+            done(out);
+        });
     });
 }
 

@@ -21,6 +21,8 @@ bool held_elsewhere(int rv) {
            rv == kSanlkAcquireShRetry || rv == kSanlkAcquireOwnedRetry || rv == -EAGAIN;
 }
 
+bool connection_lost(int rv) { return rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN; }
+
 bool has_owner(const Lease &l, const std::string &owner) {
     return std::find(l.owners.begin(), l.owners.end(), owner) != l.owners.end();
 }
@@ -144,6 +146,12 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     auto waiters = std::move(pending.acquirers);
     pending.acquirers.clear();
 
+    if (outcome.rv == 0 && waiters.empty()) {
+        // Everyone who wanted it let go while sanlock was busy: give it back.
+        lease.state = LeaseState::Releasing;
+        step.effects.push_back(ReleaseEffect{resource});
+        return step;
+    }
     if (outcome.rv == 0) {
         lease.state = LeaseState::Held;
         for (const auto &w : waiters) {
@@ -182,8 +190,36 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     return step;
 }
 
+// An owner whose acquire is still with sanlock (or queued behind a release)
+// lets go: its acquire is answered, and the lease is given back when it arrives.
+bool LeaseRegistry::cancel_waiting(Step &step, const std::string &owner, const std::string &resource) {
+    auto p = pending_.find(resource);
+    if (p == pending_.end())
+        return false;
+    bool found = false;
+    for (auto *list : {&p->second.acquirers, &p->second.after_release}) {
+        for (auto w = list->begin(); w != list->end();) {
+            if (w->owner != owner) {
+                ++w;
+                continue;
+            }
+            step.replies.push_back(
+                {w->request, ApiError{ErrorKind::Failed, "released by owner " + owner + " before it was acquired"},
+                 resource});
+            w = list->erase(w);
+            found = true;
+        }
+    }
+    return found;
+}
+
 Step LeaseRegistry::release(RequestId id, const std::string &owner, const std::string &resource) {
     Step step;
+    if (cancel_waiting(step, owner, resource) &&
+        (leases_.find(resource) == leases_.end() || !has_owner(leases_.at(resource), owner))) {
+        step.replies.push_back({id, std::nullopt, resource});
+        return step;
+    }
     auto it = leases_.find(resource);
     if (it == leases_.end() || !has_owner(it->second, owner)) {
         step.replies.push_back({id, ApiError{ErrorKind::NoSuchLease, "owner " + owner + " holds no lease on that disk"},
@@ -196,10 +232,20 @@ Step LeaseRegistry::release(RequestId id, const std::string &owner, const std::s
 
 Step LeaseRegistry::release_owner(RequestId id, const std::string &owner) {
     Step step;
+    bool cancelled = false;
+    std::vector<std::string> waiting_on;
+    for (const auto &[res, p] : pending_)
+        waiting_on.push_back(res);
+    for (const auto &res : waiting_on)
+        cancelled = cancel_waiting(step, owner, res) || cancelled;
     std::vector<std::string> resources;
     for (const auto &[res, lease] : leases_)
         if (has_owner(lease, owner))
             resources.push_back(res);
+    if (resources.empty() && cancelled) {
+        step.replies.push_back({id, std::nullopt, ""});
+        return step;
+    }
     if (resources.empty()) {
         step.replies.push_back({id, ApiError{ErrorKind::NoSuchOwner, "owner " + owner + " holds no lease"}, ""});
         return step;
@@ -252,8 +298,11 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     Pending pending = std::move(pending_[resource]);
     pending_.erase(resource);
 
-    // -ENOENT: sanlock no longer has it (e.g. the lockspace went away), so it is released all the same.
-    if (outcome.rv == 0 || outcome.rv == -ENOENT) {
+    // sanlock takes the lease off the connection before it writes the
+    // release to disk, so whatever it answers the connection no longer holds
+    // it (a failed disk write leaves it to expire). Only when the connection
+    // itself broke is it still held, as an orphan of this host.
+    if (!connection_lost(outcome.rv)) {
         Lease gone = lease;
         gone.owners.clear();
         for (size_t i = 0; i < pending.releasers.size(); i++) {

@@ -69,6 +69,7 @@ private:
     Step start_acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
                        LeaseMode mode);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
+    bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);
     void finish_release_part(Step &step, RequestId id, std::optional<ApiError> error, const std::string &resource);
     ApiError held_error(const Lease &lease, const std::string &disk) const;
 

@@ -48,6 +48,7 @@ protected:
     static void SetUpTestSuite() {
         become_subreaper();
         root = std::make_unique<TempDir>("vml-md");
+        root->make_public();
         lease_dir = *root / "leases";
         std::filesystem::create_directories(lease_dir);
         std::filesystem::create_directories(images_dir(*root));
@@ -161,6 +162,39 @@ TEST_F(Machined, ADiskOpenedWhileTheMachineRunsIsLeasedToo) {
     EXPECT_TRUE(h1->client->wait_for("LeaseAcquired", {"hp-1", hotplug}, 15s)) << h1->agent->log();
     vm.signal(SIGKILL);
     EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"hp-1", hotplug}, 10s));
+}
+
+TEST_F(Machined, MachineReleaseLetsGoOfItsLeasesWhileItRuns) {
+    Child vm = vm_process(root->path(), "db-rel");
+    h1->machined->create_machine("db-rel", vm.pid());
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"db-rel", kDbDisk}, 10s)) << h1->agent->log();
+    const std::string path = "/org/vmlease/machine/db_2drel";
+
+    // Unprivileged callers are refused (no polkit on this bus) and nothing changes.
+    std::string out;
+    run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/busctl",
+         "--address=" + h1->bus_address, "call", "org.vmlease", path, "org.vmlease.Machine", "Release"},
+        {}, &out, 10s);
+    EXPECT_EQ(out, "Call failed: Access denied\n");
+    EXPECT_TRUE(h1->agent->child().running()) << h1->agent->log();
+    // It got as far as asking polkit (none runs on this bus) for the right action.
+    EXPECT_NE(h1->agent->log().find("polkit could not be asked about org.vmlease.release-lease"), std::string::npos)
+        << h1->agent->log();
+    EXPECT_EQ(h1->client->ListLeases().size(), 1u);
+
+    auto machine = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(h1->bus_address), "org.vmlease", path);
+    machine->callMethod("Release").onInterface("org.vmlease.Machine");
+    EXPECT_TRUE(h1->client->ListLeases().empty());
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"db-rel", kDbDisk}, 10s));
+    sdbus::Variant disks;
+    machine->callMethod("Get").onInterface("org.freedesktop.DBus.Properties")
+        .withArguments("org.vmlease.Machine", "Disks").storeResultsTo(disks);
+    auto list = disks.get<std::vector<sdbus::Struct<std::string, std::string, std::string, std::string>>>();
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(list[0].get<2>(), "released");
+    EXPECT_TRUE(vm.running());
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("InterfacesRemoved", {path}, 10s));
 }
 
 TEST_F(Machined, ARegisteredMachineHoldsItsDisksBeforeItStartsAndUntilItEnds) {

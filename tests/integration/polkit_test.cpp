@@ -163,7 +163,7 @@ TEST_F(MockPolkit, AuthorizationsInFlightPerCallerAreBounded) {
     control->callMethod("SetHang").onInterface("org.freedesktop.DBus.Mock").withArguments(true);
     std::string log = *root / "repeat.log";
     std::filesystem::remove(log);
-    Child calls({required_env("CALL_AS"), "--uid", "65534", "--repeat", "20", "AcquireDisk", "vm1", kDisk, "exclusive"},
+    Child calls({required_env("CALL_AS"), "--uid", "65534", "--repeat", "68", "AcquireDisk", "vm1", kDisk, "exclusive"},
                 {{"DBUS_SYSTEM_BUS_ADDRESS", host->bus_address}}, log);
     auto count = [&](const std::string &what) {
         std::string text = read_file(log);
@@ -172,17 +172,17 @@ TEST_F(MockPolkit, AuthorizationsInFlightPerCallerAreBounded) {
             n++;
         return n;
     };
-    // 16 wait for polkit; the 4 beyond the limit are answered at once.
-    ASSERT_TRUE(eventually([&] { return checks().size() >= 16 && count("LimitsExceeded") >= 4; }, 20s))
+    // 64 wait for polkit; the 4 beyond the limit are answered at once.
+    ASSERT_TRUE(eventually([&] { return checks().size() >= 64 && count("LimitsExceeded") >= 4; }, 20s))
         << read_file(log);
-    EXPECT_EQ(checks().size(), 16u);
+    EXPECT_EQ(checks().size(), 64u);
     EXPECT_EQ(count("LimitsExceeded"), 4u);
     EXPECT_EQ(count("OK"), 0u);
     EXPECT_TRUE(host->client->ListLeases().empty());
-    // polkit answers: the 16 go through (the same owner and disk: one lease)
+    // polkit answers: the 64 go through (the same owner and disk: one lease)
     control->callMethod("SetHang").onInterface("org.freedesktop.DBus.Mock").withArguments(false);
     ASSERT_NE(calls.wait(20s), -1);
-    EXPECT_EQ(count("OK"), 16u) << read_file(log);
+    EXPECT_EQ(count("OK"), 64u) << read_file(log);
     EXPECT_EQ(host->client->ListLeases().size(), 1u);
 }
 

@@ -133,10 +133,19 @@ TEST_F(Registry, ReleaseGoesToSanlockAndRemovesTheLease) {
     EXPECT_EQ(reg.find(kRes), nullptr);
 }
 
-TEST_F(Registry, FailedReleaseKeepsTheLeaseHeld) {
+TEST_F(Registry, ReleaseThatFailsOnDiskStillLetsGo) {
+    // sanlock drops the lease from the connection before writing the release.
     hold("vm1");
     reg.release(5, "vm1", kRes);
     Step d = reg.release_done(kRes, fail(-EIO));
+    EXPECT_FALSE(only_reply(d).error);
+    EXPECT_EQ(reg.find(kRes), nullptr);
+}
+
+TEST_F(Registry, ReleaseOverABrokenConnectionKeepsTheLeaseHeld) {
+    hold("vm1");
+    reg.release(5, "vm1", kRes);
+    Step d = reg.release_done(kRes, fail(-EPIPE));
     ASSERT_TRUE(only_reply(d).error);
     EXPECT_EQ(only_reply(d).error->kind, ErrorKind::SanlockFailure);
     EXPECT_TRUE(d.changes.empty());
@@ -205,6 +214,24 @@ TEST_F(Registry, ReleaseOwnerReleasesEverythingThenRepliesOnce) {
     EXPECT_EQ(only_reply(d2).request, 9u);
     EXPECT_TRUE(reg.leases().empty());
     EXPECT_EQ(only_reply(reg.release_owner(10, "vm1")).error->kind, ErrorKind::NoSuchOwner);
+}
+
+TEST_F(Registry, ReleasingAnOwnerWhoseAcquireIsInFlightGivesTheLeaseBack) {
+    reg.acquire(1, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    Step r = reg.release_owner(2, "vm1");
+    ASSERT_EQ(r.replies.size(), 2u);  // the acquire is answered, and the release
+    for (const auto &reply : r.replies) {
+        if (reply.request == 1)
+            EXPECT_TRUE(reply.error);
+        else
+            EXPECT_FALSE(reply.error);
+    }
+    Step d = reg.acquire_done(kRes, ok());
+    ASSERT_EQ(d.effects.size(), 1u);
+    EXPECT_TRUE(std::holds_alternative<ReleaseEffect>(d.effects[0]));
+    EXPECT_TRUE(d.changes.empty());
+    reg.release_done(kRes, ok());
+    EXPECT_EQ(reg.find(kRes), nullptr);
 }
 
 TEST_F(Registry, LockspaceStateChangeIsReportedOnce) {
