@@ -206,23 +206,23 @@ std::optional<ApiError> Daemon::reload() {
         log_error(std::string("configuration rejected, the old one stays in force: ") + e.what());
         return ApiError{ErrorKind::ConfigInvalid, e.what()};
     }
-    auto needs_restart = [&](const char *key, bool changed) -> std::optional<ApiError> {
-        if (!changed)
-            return std::nullopt;
-        return ApiError{ErrorKind::ConfigInvalid,
-                        std::string(key) + " cannot change while vmleased runs; restart it to apply"};
+    // Keys that sanlock or the lease files were set up with.
+    const std::pair<const char *, bool> fixed_keys[] = {
+        {"host_id", next.host_id != config_.host_id},
+        {"lease_dir", next.lease_dir != config_.lease_dir},
+        {"lockspace", next.lockspace != config_.lockspace},
+        {"io_timeout", next.io_timeout != config_.io_timeout},
+        {"lease_file_user/lease_file_group",
+         next_settings.lease_uid != settings_.lease_uid || next_settings.lease_gid != settings_.lease_gid},
+        {"lockfailure_helper", next_settings.killpath != settings_.killpath},
     };
-    for (auto err : {needs_restart("host_id", next.host_id != config_.host_id),
-                     needs_restart("lease_dir", next.lease_dir != config_.lease_dir),
-                     needs_restart("lockspace", next.lockspace != config_.lockspace),
-                     needs_restart("io_timeout", next.io_timeout != config_.io_timeout),
-                     needs_restart("lease_file_user/lease_file_group", next_settings.lease_uid != settings_.lease_uid ||
-                                                                           next_settings.lease_gid != settings_.lease_gid),
-                     needs_restart("lockfailure_helper", next_settings.killpath != settings_.killpath)})
-        if (err) {
-            log_error("configuration rejected, the old one stays in force: " + err->message);
-            return err;
-        }
+    for (const auto &[key, changed] : fixed_keys) {
+        if (!changed)
+            continue;
+        std::string message = std::string(key) + " cannot change while vmleased runs; restart it to apply";
+        log_error("configuration rejected, the old one stays in force: " + message);
+        return ApiError{ErrorKind::ConfigInvalid, message};
+    }
     config_ = std::move(next);
     tracker_.set_config(config_);
     log_info("configuration reloaded from " + options_.config_path);

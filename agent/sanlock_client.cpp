@@ -215,6 +215,19 @@ int SanlockConnection::release(const std::string &resource) {
     return rv;
 }
 
+bool process_holds(const SanlockSettings &s, uint32_t pid, const std::string &resource) {
+    int count = 0;
+    char *state = nullptr;
+    int rv = sanlock_inquire(-1, static_cast<int>(pid), 0, &count, &state);
+    if (rv < 0 || !state)
+        return false;
+    // "lockspace:resource:path:offset:lver" entries, separated by spaces.
+    std::string held(state);
+    free(state);
+    std::string needle = s.lockspace + ":" + resource + ":";
+    return held.rfind(needle, 0) == 0 || held.find(" " + needle) != std::string::npos;
+}
+
 int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners) {
     OneDiskResource r;
     fill_resource(r, s, resource, lease_file_path(s, resource));

@@ -63,6 +63,10 @@ private:
     int fd_ = -1;
 };
 
+// Whether process `pid` (a registered sanlock client, e.g. a VM under
+// libvirt's sanlock plugin) holds `resource` in our lockspace.
+bool process_holds(const SanlockSettings &s, uint32_t pid, const std::string &resource);
+
 struct LeaseOwner {
     uint64_t host_id = 0;
     uint64_t generation = 0;

@@ -72,6 +72,10 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
             }
             if (out.rv < 0)
                 out.detail = sanlock_strerror(out.rv);
+            // -EEXIST: another sanlock client on this host holds it. If that
+            // is the machine's own leader, the VM is protected already.
+            if (out.rv == -EEXIST && effect.owner_pid > 0)
+                out.held_by_owner_process = process_holds(s, effect.owner_pid, effect.resource);
             if (held_elsewhere(out.rv)) {
                 std::vector<LeaseOwner> owners;
                 if (read_lease_owners(s, effect.resource, owners) == 0)

@@ -17,7 +17,7 @@ constexpr int kSanlkAcquireShRetry = -246;
 constexpr int kSanlkAcquireOwnedRetry = -247;
 
 bool held_elsewhere(int rv) {
-    return rv == kSanlkAcquireIdLive || rv == kSanlkAcquireOwned || rv == kSanlkAcquireOther ||
+    return rv == -EEXIST || rv == kSanlkAcquireIdLive || rv == kSanlkAcquireOwned || rv == kSanlkAcquireOther ||
            rv == kSanlkAcquireShRetry || rv == kSanlkAcquireOwnedRetry || rv == -EAGAIN;
 }
 
@@ -59,7 +59,7 @@ ApiError LeaseRegistry::held_error(const Lease &lease, const std::string &disk) 
 }
 
 Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
-                            const std::string &resource, LeaseMode mode) {
+                            const std::string &resource, LeaseMode mode, uint32_t owner_pid) {
     Step step;
     auto fail = [&](ErrorKind k, std::string msg) {
         // Held on this host (by another owner or request): this host is the holder.
@@ -77,7 +77,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     if (it == leases_.end()) {
         if (leases_.size() >= kMaxLeases)
             return fail(ErrorKind::LimitsExceeded, "this host already tracks " + std::to_string(kMaxLeases) + " leases");
-        return start_acquire(id, owner, disk, resource, mode);
+        return start_acquire(id, owner, disk, resource, mode, owner_pid);
     }
 
     Lease &lease = it->second;
@@ -123,7 +123,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
 }
 
 Step LeaseRegistry::start_acquire(RequestId id, const std::string &owner, const std::string &disk,
-                                  const std::string &resource, LeaseMode mode) {
+                                  const std::string &resource, LeaseMode mode, uint32_t owner_pid) {
     Step step;
     Lease lease;
     lease.disk = disk;
@@ -132,7 +132,7 @@ Step LeaseRegistry::start_acquire(RequestId id, const std::string &owner, const 
     lease.state = LeaseState::Acquiring;
     leases_[resource] = lease;
     pending_[resource].acquirers.push_back({id, owner, mode});
-    step.effects.push_back(AcquireEffect{resource, disk, mode});
+    step.effects.push_back(AcquireEffect{resource, disk, mode, owner_pid});
     return step;
 }
 
@@ -146,6 +146,22 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     auto waiters = std::move(pending.acquirers);
     pending.acquirers.clear();
 
+    if (outcome.rv == -EEXIST && outcome.held_by_owner_process) {
+        // The machine's own sanlock client (libvirt's plugin) holds it for
+        // the machine: protected already, not a conflict, and not ours to release.
+        lease.external = true;
+        lease.state = LeaseState::Held;
+        for (const auto &w : waiters) {
+            if (!has_owner(lease, w.owner)) {
+                lease.owners.push_back(w.owner);
+                step.changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
+            }
+            step.replies.push_back({w.request, std::nullopt, resource});
+        }
+        if (waiters.empty())
+            leases_.erase(it);
+        return step;
+    }
     if (outcome.rv == 0 && waiters.empty()) {
         // Everyone who wanted it let go while sanlock was busy: give it back.
         lease.state = LeaseState::Releasing;
@@ -165,7 +181,10 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     }
 
     ApiError err;
-    if (held_elsewhere(outcome.rv)) {
+    if (outcome.rv == -EEXIST) {
+        err = {ErrorKind::LeaseHeld, "disk " + lease.disk + " is held on this host (host id " +
+                                         std::to_string(host_id_) + ") by another sanlock client"};
+    } else if (held_elsewhere(outcome.rv)) {
         std::string holders;
         for (auto h : outcome.holder_host_ids)
             holders += (holders.empty() ? "" : ", ") + std::to_string(h);
@@ -181,7 +200,9 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
                                               (outcome.detail.empty() ? std::to_string(outcome.rv) : outcome.detail)};
     }
     std::vector<uint64_t> holders;
-    if (err.kind == ErrorKind::LeaseHeld)
+    if (outcome.rv == -EEXIST)
+        holders.push_back(host_id_);
+    else if (err.kind == ErrorKind::LeaseHeld)
         holders = outcome.holder_host_ids;
     for (const auto &w : waiters)
         step.replies.push_back({w.request, err, resource, holders});
@@ -268,6 +289,16 @@ Step LeaseRegistry::remove_owner(RequestId id, const std::string &owner, Lease &
         lease.owners.erase(std::find(lease.owners.begin(), lease.owners.end(), owner));
         step.changes.push_back({LeaseChange::Kind::Released, owner, lease});
         finish_release_part(step, id, std::nullopt, lease.resource);
+        return step;
+    }
+    if (lease.external) {
+        // Not ours in sanlock: forget it, the VM's own client keeps holding it.
+        Lease gone = lease;
+        gone.owners.clear();
+        step.changes.push_back({LeaseChange::Kind::Released, owner, gone, true});
+        std::string resource = lease.resource;
+        leases_.erase(resource);
+        finish_release_part(step, id, std::nullopt, resource);
         return step;
     }
     lease.state = LeaseState::Releasing;

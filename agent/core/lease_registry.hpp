@@ -29,8 +29,10 @@ public:
     explicit LeaseRegistry(uint32_t host_id) : host_id_(host_id) {}
 
     // Requests. `disk` must already be canonical (see disk_path.hpp).
+    // `owner_pid`: the owning machine's leader, so that a lease its own
+    // sanlock client already holds is recognised rather than fought over.
     Step acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                 LeaseMode mode);
+                 LeaseMode mode, uint32_t owner_pid = 0);
     Step release(RequestId id, const std::string &owner, const std::string &resource);
     Step release_owner(RequestId id, const std::string &owner);
 
@@ -67,7 +69,7 @@ private:
     };
 
     Step start_acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                       LeaseMode mode);
+                       LeaseMode mode, uint32_t owner_pid);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
     bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);
     void finish_release_part(Step &step, RequestId id, std::optional<ApiError> error, const std::string &resource);

@@ -209,7 +209,7 @@ Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
     d.error.clear();
     RequestId id = next_id();
     requests_[id] = {m.info.name, d.disk};
-    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode);
+    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader);
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     return step;
 }

@@ -26,6 +26,9 @@ struct Lease {
     LeaseMode mode = LeaseMode::Exclusive;
     LeaseState state = LeaseState::Acquiring;
     std::vector<std::string> owners;  // empty while acquiring
+    // Held for the owner by the machine's own sanlock client (libvirt's
+    // plugin in the VM's process), not by vmleased: never released by us.
+    bool external = false;
 };
 
 using RequestId = uint64_t;
@@ -35,6 +38,7 @@ struct AcquireEffect {
     std::string resource;
     std::string disk;
     LeaseMode mode;
+    uint32_t owner_pid = 0;  // the owning machine's leader, if any
 };
 struct ReleaseEffect {
     std::string resource;
@@ -107,6 +111,7 @@ struct SanlockOutcome {
     int rv = 0;                             // sanlock's return code (0 or negative)
     std::vector<uint64_t> holder_host_ids;  // for a lease held elsewhere, if they could be read
     std::string detail;                     // human-readable explanation of a failure
+    bool held_by_owner_process = false;     // -EEXIST, and the holder is the owner's leader process
 };
 
 

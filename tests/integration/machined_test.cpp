@@ -197,6 +197,41 @@ TEST_F(Machined, MachineReleaseLetsGoOfItsLeasesWhileItRuns) {
     EXPECT_TRUE(h1->client->wait_for("InterfacesRemoved", {path}, 10s));
 }
 
+TEST_F(Machined, ALeaseTheVmsOwnSanlockClientHoldsIsNotAConflict) {
+    // libvirt's sanlock plugin: the VM process itself registers with sanlock
+    // and takes its disk's lease (not persistent) before it runs.
+    std::string resource;
+    run({"/bin/sh", "-c", "printf %s '" + kDbDisk + "' | md5sum | cut -c1-32"}, {}, &resource);
+    resource = resource.substr(0, 32);
+    std::map<std::string, std::string> env{{"SANLOCK_RUN_DIR", h1->sanlock.run_dir()}};
+    std::string probe = required_env("SANLOCK_PROBE");
+    run({probe, "-d", lease_dir, "-i", "1", "-t", "1", "lease", resource}, env);  // exists already if another test made it
+    Child vm({probe, "-d", lease_dir, "-i", "1", "-t", "1", "-P", "acquire", resource, "hold", "600"}, env,
+             root->path() + "/libvirt-vm.log");
+    ASSERT_TRUE(eventually([&] {
+        std::string status;
+        run({required_env("SANLOCK"), "client", "status"}, env, &status);
+        return status.find(resource + ":" + lease_dir + "/" + resource + ":0:") != std::string::npos &&
+               status.find(" p " + std::to_string(vm.pid())) != std::string::npos;
+    }, 10s)) << read_file(root->path() + "/libvirt-vm.log");
+
+    h1->machined->create_machine("db-lv", vm.pid());
+    EXPECT_TRUE(h1->client->wait_for("LeaseAcquired", {"db-lv", kDbDisk}, 10s)) << h1->agent->log();
+    EXPECT_FALSE(h1->client->wait_for("LeaseConflict", {"db-lv"}, 1s)) << h1->agent->log();
+    EXPECT_TRUE(vm.running());
+
+    // Another machine wanting that disk on this host is a conflict, with this host as holder.
+    Child other = vm_process(root->path(), "db-other");
+    h1->machined->create_machine("db-other", other.pid());
+    EXPECT_TRUE(h1->client->wait_for("LeaseConflict", {"db-other", kDbDisk, "1"}, 10s)) << h1->agent->log();
+    EXPECT_NE(other.wait(15s), -1) << "the conflicting machine was not terminated";
+    EXPECT_TRUE(vm.running());
+
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"db-lv", kDbDisk}, 10s)) << h1->agent->log();
+    EXPECT_TRUE(h1->client->ListLeases().empty());
+}
+
 TEST_F(Machined, ARegisteredMachineHoldsItsDisksBeforeItStartsAndUntilItEnds) {
     const std::string disk = "/srv/vm/pre.img";
     std::map<std::string, sdbus::Variant> options{{"grace_seconds", sdbus::Variant(uint32_t(60))}};
