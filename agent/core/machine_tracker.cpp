@@ -128,7 +128,7 @@ Step MachineTracker::reserve(RequestId id, const std::string &owner, const std::
 
 // All of a reservation's acquires are answered: reply, and on failure give
 // back what was taken so the reservation leaves nothing behind.
-Step MachineTracker::finish_reservation(const std::string &owner) {
+Step MachineTracker::finish_reservation(std::string owner) {
     Step step;
     auto rit = reservations_.find(owner);
     if (rit == reservations_.end())
@@ -177,7 +177,7 @@ Step MachineTracker::finish_reservation(const std::string &owner) {
     return step;
 }
 
-Step MachineTracker::reservation_expired(const std::string &owner) {
+Step MachineTracker::reservation_expired(std::string owner) {
     auto it = machines_.find(owner);
     if (it == machines_.end() || !it->second.reserved || reservations_.count(owner))
         return {};  // it appeared (or is gone, or is still being taken)
@@ -230,7 +230,7 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
     return step;
 }
 
-Step MachineTracker::machine_gone(const std::string &name) {
+Step MachineTracker::machine_gone(std::string name) {
     Step step;
     if (!machines_.erase(name))
         return step;

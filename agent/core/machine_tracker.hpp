@@ -69,7 +69,7 @@ public:
     void set_config(const Config &config) { config_ = &config; }
 
     Step machine_appeared(const MachineInfo &info);
-    Step machine_gone(const std::string &name);
+    Step machine_gone(std::string name);  // by value: it erases the machine the name may belong to
     // What a scan found open in the machine's processes right now.
     Step files_discovered(const std::string &name, const std::vector<OpenFile> &files);
     // The registry's reply to a request this tracker made.
@@ -83,7 +83,7 @@ public:
     // the machine of that name when machined registers it; released after
     // `grace_seconds` if it never does. `disks` must be canonical.
     Step reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks, uint32_t grace_seconds);
-    Step reservation_expired(const std::string &owner);
+    Step reservation_expired(std::string owner);
     // The lockspace is (re)joined: try again what failed for lack of it.
     Step retry_failed();
 
@@ -119,7 +119,7 @@ private:
         uint32_t grace_seconds = kDefaultGraceSeconds;
     };
     std::map<std::string, Reservation> reservations_;  // by machine
-    Step finish_reservation(const std::string &owner);
+    Step finish_reservation(std::string owner);  // by value: callers pass names of machines it may erase
     uint64_t next_ = 1;
 };
 

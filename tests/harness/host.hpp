@@ -5,9 +5,23 @@
 #include "harness.hpp"
 #include "manager_client.hpp"
 
+#include <filesystem>
 #include <memory>
 
 namespace vmtest {
+
+// Where one test's hosts live: a temporary directory with an (empty) shared
+// lease directory in it. Makes this process a subreaper for what they leave.
+struct Site {
+    explicit Site(const std::string &prefix, bool public_dir = false) : root(prefix) {
+        become_subreaper();
+        if (public_dir)
+            root.make_public();
+        std::filesystem::create_directories(lease_dir());
+    }
+    std::string lease_dir() const { return root / "leases"; }
+    TempDir root;
+};
 
 struct HostOptions {
     std::string extra_yaml;    // appended to the agent's configuration

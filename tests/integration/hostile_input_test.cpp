@@ -25,11 +25,9 @@ std::set<std::string> files_in(const std::string &dir) {
 }
 
 TEST(HostileInput, EveryBadCallGetsAnErrorAndNothingChanges) {
-    become_subreaper();
-    TempDir root("vmlease-hostile");
-    std::string lease_dir = root / "leases";
-    std::filesystem::create_directories(lease_dir);
-    Host h(root.path(), lease_dir, 1);
+    Site site("vmlease-hostile");
+    std::string lease_dir = site.lease_dir();
+    Host h(site.root.path(), lease_dir, 1);
     ManagerClient &c = *h.client;
     ASSERT_TRUE(c.wait_property("LockspaceState", "joined"));
     c.AcquireDisk("keeper", kKeeperDisk, "exclusive", {});

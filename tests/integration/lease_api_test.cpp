@@ -268,11 +268,8 @@ TEST(VmleasedLockspace, UnjoinableLockspaceIsReportedAndRetried) {
 }
 
 TEST(VmleasedShutdown, SigtermStopsCleanlyAndLeavesLeasesHeld) {
-    become_subreaper();
-    TempDir root("vmlease-stop");
-    std::string lease_dir = root / "leases";
-    std::filesystem::create_directories(lease_dir);
-    Host h(root.path(), lease_dir, 1);
+    Site site("vmlease-stop");
+    Host h(site.root.path(), site.lease_dir(), 1);
     ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
     h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
     h.client.reset();
@@ -289,18 +286,16 @@ TEST(VmleasedShutdown, SigtermStopsCleanlyAndLeavesLeasesHeld) {
 TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
     // With SIGKILL restricted, sanlock asks the holder of leases in a removed
     // lockspace to let go by sending SIGTERM from its helper, every second.
-    become_subreaper();
-    TempDir root("vmlease-sigterm");
-    std::string lease_dir = root / "leases";
-    std::filesystem::create_directories(lease_dir);
-    Host h(root.path(), lease_dir, 1);
+    Site site("vmlease-sigterm");
+    std::string lease_dir = site.lease_dir();
+    Host h(site.root.path(), lease_dir, 1);
     ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
     h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
 
     // rem_lockspace waits for the leases to go; run it in the background.
     Child rem({required_env("SANLOCK"), "client", "rem_lockspace", "-s",
                "__LIBVIRT__DISKS__:1:" + lease_dir + "/__LIBVIRT__DISKS__:0"},
-              h.sanlock.env(), root / "rem_lockspace.log");
+              h.sanlock.env(), site.root / "rem_lockspace.log");
     ASSERT_TRUE(h.client->wait_property("LockspaceState", "failed", 20s)) << h.agent->log();
     // Several of sanlock's SIGTERMs later the agent is still there and serving.
     std::this_thread::sleep_for(3s);

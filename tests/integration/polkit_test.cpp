@@ -187,12 +187,8 @@ TEST_F(MockPolkit, AuthorizationsInFlightPerCallerAreBounded) {
 }
 
 TEST(NoPolkit, WithoutPolkitUnprivilegedCallersAreDenied) {
-    become_subreaper();
-    TempDir root("vmlease-nopk");
-    root.make_public();
-    std::string lease_dir = root / "leases";
-    std::filesystem::create_directories(lease_dir);
-    Host h(root.path(), lease_dir, 1);
+    Site site("vmlease-nopk", true);
+    Host h(site.root.path(), site.lease_dir(), 1);
     ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
     std::string reply = call_as_nobody(h, {"AcquireDisk", "vm1", kDisk, "exclusive"});
     EXPECT_EQ(error_name(reply), "org.freedesktop.DBus.Error.AccessDenied");

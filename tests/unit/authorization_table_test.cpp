@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -32,33 +32,54 @@ std::string slurp(const std::string &path) {
     return ss.str();
 }
 
+// Text with <!-- comments --> removed (the documentation mentions names too).
+std::string without_comments(std::string text) {
+    for (size_t open; (open = text.find("<!--")) != std::string::npos;) {
+        size_t close = text.find("-->", open);
+        text.erase(open, close == std::string::npos ? std::string::npos : close + 3 - open);
+    }
+    return text;
+}
+
+// Every `<tag ATTR="value"` in document order, as (tag, value).
+std::vector<std::pair<std::string, std::string>> tags(const std::string &text, const std::vector<std::string> &names,
+                                                      const std::string &attr) {
+    std::vector<std::pair<size_t, std::pair<std::string, std::string>>> found;
+    for (const auto &name : names) {
+        std::string open = "<" + name + " " + attr + "=\"";
+        for (size_t at = text.find(open); at != std::string::npos; at = text.find(open, at + 1)) {
+            size_t start = at + open.size();
+            found.push_back({at, {name, text.substr(start, text.find('"', start) - start)}});
+        }
+    }
+    std::sort(found.begin(), found.end());
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto &f : found)
+        out.push_back(f.second);
+    return out;
+}
+
 // (interface, method) pairs declared in dbus/*.xml.
 std::set<std::pair<std::string, std::string>> xml_methods() {
     std::set<std::pair<std::string, std::string>> out;
-    std::regex token(R"re(<(interface|method)\s+name="([^"]+)")re");
     for (const auto &entry : std::filesystem::directory_iterator(source_root() + "/dbus")) {
         if (entry.path().extension() != ".xml")
             continue;
-        std::string text = slurp(entry.path());
-        // strip comments: the documentation mentions names too
-        text = std::regex_replace(text, std::regex(R"(<!--[\s\S]*?-->)"), "");
         std::string interface;
-        for (std::sregex_iterator it(text.begin(), text.end(), token), end; it != end; ++it) {
-            if ((*it)[1] == "interface")
-                interface = (*it)[2];
+        for (const auto &[tag, value] : tags(without_comments(slurp(entry.path())), {"interface", "method"}, "name")) {
+            if (tag == "interface")
+                interface = value;
             else
-                out.insert({interface, (*it)[2]});
+                out.insert({interface, value});
         }
     }
     return out;
 }
 
 std::set<std::string> policy_actions() {
-    std::string text = slurp(source_root() + "/polkit/org.vmlease.policy");
     std::set<std::string> out;
-    std::regex action(R"re(<action\s+id="([^"]+)")re");
-    for (std::sregex_iterator it(text.begin(), text.end(), action), end; it != end; ++it)
-        out.insert((*it)[1]);
+    for (const auto &[tag, value] : tags(slurp(source_root() + "/polkit/org.vmlease.policy"), {"action"}, "id"))
+        out.insert(value);
     return out;
 }
 
@@ -89,9 +110,9 @@ TEST(AuthorizationTable, EveryActionIsInThePolicyFile) {
 
 TEST(AuthorizationTable, ManageImpliesTheOtherActions) {
     std::string text = slurp(source_root() + "/polkit/org.vmlease.policy");
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(<action id="org.vmlease.manage">[\s\S]*?</action>)")));
-    std::string manage = m.str();
+    size_t start = text.find("<action id=\"org.vmlease.manage\">");
+    ASSERT_NE(start, std::string::npos);
+    std::string manage = text.substr(start, text.find("</action>", start) - start);
     for (const char *a : {"org.vmlease.acquire-lease", "org.vmlease.release-lease", "org.vmlease.cleanup"})
         EXPECT_NE(manage.find(a), std::string::npos) << a;
 }

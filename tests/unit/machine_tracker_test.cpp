@@ -48,6 +48,12 @@ protected:
         }
     }
     static MachineInfo vm(const std::string &name) { return {name, "vm", "machine-" + name + ".scope", 4242}; }
+    static const Reply *reply_for(const Step &s, RequestId id) {
+        for (const auto &r : s.replies)
+            if (r.request == id)
+                return &r;
+        return nullptr;
+    }
 
     Config config;
     LeaseRegistry reg;
@@ -173,10 +179,7 @@ TEST_F(Tracker, DisksPerMachineAreBounded) {
 TEST_F(Tracker, AReservationTakesAllDisksAndIsBoundWhenTheMachineAppears) {
     Step s = run(tracker.reserve(77, "vm9", {{"/srv/a.img", LeaseMode::Exclusive}, {"/srv/b.img", LeaseMode::Shared},
                                               {"/srv/cd.iso", LeaseMode::None}}, 30));
-    const Reply *reply = nullptr;
-    for (const auto &r : s.replies)
-        if (r.request == 77)
-            reply = &r;
+    const Reply *reply = reply_for(s, 77);
     ASSERT_NE(reply, nullptr);
     EXPECT_FALSE(reply->error);
     EXPECT_EQ(reply->machine, "vm9");
@@ -200,10 +203,7 @@ TEST_F(Tracker, AReservationIsAllOrNothing) {
     run(tracker.machine_appeared(vm("db-1")));
     Step s = run(tracker.reserve(78, "vm9", {{"/srv/a.img", LeaseMode::Exclusive},
                                               {"/dev/disk/by-path/lun-1", LeaseMode::Exclusive}}, 30));
-    const Reply *reply = nullptr;
-    for (const auto &r : s.replies)
-        if (r.request == 78)
-            reply = &r;
+    const Reply *reply = reply_for(s, 78);
     ASSERT_NE(reply, nullptr);
     ASSERT_TRUE(reply->error);
     EXPECT_EQ(reply->error->kind, ErrorKind::LeaseHeld);
