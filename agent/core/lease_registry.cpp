@@ -136,6 +136,18 @@ Step LeaseRegistry::start_acquire(RequestId id, const std::string &owner, const 
     return step;
 }
 
+// The lease is held: every waiter becomes an owner and gets its reply.
+void LeaseRegistry::grant(Step &step, Lease &lease, const std::vector<Waiter> &waiters) {
+    lease.state = LeaseState::Held;
+    for (const auto &w : waiters) {
+        if (!has_owner(lease, w.owner)) {
+            lease.owners.push_back(w.owner);
+            step.changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
+        }
+        step.replies.push_back({w.request, std::nullopt, lease.resource});
+    }
+}
+
 Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutcome &outcome) {
     Step step;
     auto it = leases_.find(resource);
@@ -149,17 +161,12 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     if (outcome.rv == -EEXIST && outcome.held_by_owner_process) {
         // The machine's own sanlock client (libvirt's plugin) holds it for
         // the machine: protected already, not a conflict, and not ours to release.
-        lease.external = true;
-        lease.state = LeaseState::Held;
-        for (const auto &w : waiters) {
-            if (!has_owner(lease, w.owner)) {
-                lease.owners.push_back(w.owner);
-                step.changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
-            }
-            step.replies.push_back({w.request, std::nullopt, resource});
-        }
-        if (waiters.empty())
+        if (waiters.empty()) {
             leases_.erase(it);
+            return step;
+        }
+        lease.external = true;
+        grant(step, lease, waiters);
         return step;
     }
     if (outcome.rv == 0 && waiters.empty()) {
@@ -169,14 +176,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         return step;
     }
     if (outcome.rv == 0) {
-        lease.state = LeaseState::Held;
-        for (const auto &w : waiters) {
-            if (!has_owner(lease, w.owner)) {
-                lease.owners.push_back(w.owner);
-                step.changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
-            }
-            step.replies.push_back({w.request, std::nullopt, resource});
-        }
+        grant(step, lease, waiters);
         return step;
     }
 

@@ -72,6 +72,7 @@ private:
                        LeaseMode mode, uint32_t owner_pid);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
     bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);
+    void grant(Step &step, Lease &lease, const std::vector<Waiter> &waiters);
     void finish_release_part(Step &step, RequestId id, std::optional<ApiError> error, const std::string &resource);
     ApiError held_error(const Lease &lease, const std::string &disk) const;
 
