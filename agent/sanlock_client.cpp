@@ -1,5 +1,7 @@
 #include "sanlock_client.hpp"
 
+#include "core/sanlock_codes.hpp"
+
 extern "C" {
 #include <sanlock.h>
 #include <sanlock_admin.h>
@@ -197,7 +199,7 @@ int SanlockConnection::acquire(const std::string &resource, bool shared, bool ad
     r.get()->flags |= SANLK_RES_PERSISTENT | (shared ? SANLK_RES_SHARED : 0);
     sanlk_resource *list[1] = {r.get()};
     rv = sanlock_acquire(fd_, -1, adopt_orphan ? SANLK_ACQUIRE_ORPHAN : 0, 1, list, nullptr);
-    if (rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN)
+    if (sanlock_rv::connection_lost(rv))
         reset();  // the sanlock daemon went away; register again next time
     return rv;
 }
@@ -210,7 +212,7 @@ int SanlockConnection::release(const std::string &resource) {
     fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
     sanlk_resource *list[1] = {r.get()};
     rv = sanlock_release(fd_, -1, 0, 1, list);
-    if (rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN)
+    if (sanlock_rv::connection_lost(rv))
         reset();
     return rv;
 }

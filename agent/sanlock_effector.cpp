@@ -1,5 +1,6 @@
 #include "sanlock_effector.hpp"
 
+#include "core/sanlock_codes.hpp"
 #include "log.hpp"
 
 #include <sys/stat.h>
@@ -11,16 +12,8 @@
 namespace vmlease {
 namespace {
 
-constexpr int kSanlkLeaderMagic = -223;
 
-// -243..-247: another host holds it; -EAGAIN: another host holds it shared.
-bool held_elsewhere(int rv) { return (rv <= -243 && rv >= -247) || rv == -EAGAIN; }
 
-}  // namespace
-
-bool sanlock_connection_lost(int rv) { return rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN; }
-
-namespace {
 
 // A lease file another host (or libvirt's plugin, which formats in place)
 // has just created may not be formatted yet; give its creator a moment.
@@ -66,7 +59,7 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
                 // registry has decided already, so adopt it.
                 if (out.rv == -EUCLEAN)
                     out.rv = conn->acquire(effect.resource, shared, true);
-                if (out.rv != kSanlkLeaderMagic || attempt >= 20 || !freshly_created(lease_file_path(s, effect.resource)))
+                if (out.rv != sanlock_rv::kLeaderMagic || attempt >= 20 || !freshly_created(lease_file_path(s, effect.resource)))
                     break;
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
             }
@@ -76,7 +69,7 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
             // is the machine's own leader, the VM is protected already.
             if (out.rv == -EEXIST && effect.owner_pid > 0)
                 out.held_by_owner_process = process_holds(s, effect.owner_pid, effect.resource);
-            if (held_elsewhere(out.rv)) {
+            if (sanlock_rv::held_by_other_host(out.rv)) {
                 std::vector<LeaseOwner> owners;
                 if (read_lease_owners(s, effect.resource, owners) == 0)
                     for (const auto &o : owners)
@@ -100,7 +93,7 @@ void SanlockEffector::release(const ReleaseEffect &effect, Done done) {
         if (out.rv < 0)
             out.detail = sanlock_strerror(out.rv);
         post([this, resource = effect.resource, done = std::move(done), out = std::move(out)] {
-            if (!sanlock_connection_lost(out.rv))
+            if (!sanlock_rv::connection_lost(out.rv))
                 lane_of_.erase(resource);
             done(out);
         });

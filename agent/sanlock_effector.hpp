@@ -17,10 +17,6 @@
 
 namespace vmlease {
 
-// The connection to the sanlock daemon broke (the daemon stopped): leases on
-// it are orphans still held by this host, not released.
-bool sanlock_connection_lost(int rv);
-
 class SanlockEffector {
 public:
     SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections);

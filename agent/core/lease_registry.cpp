@@ -1,5 +1,7 @@
 #include "lease_registry.hpp"
 
+#include "sanlock_codes.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -7,21 +9,6 @@
 namespace vmlease {
 
 namespace {
-
-// sanlock_rv.h values, repeated here so the core needs no sanlock header.
-constexpr int kSanlkAcquireLockspace = -241;
-constexpr int kSanlkAcquireIdLive = -243;
-constexpr int kSanlkAcquireOwned = -244;
-constexpr int kSanlkAcquireOther = -245;
-constexpr int kSanlkAcquireShRetry = -246;
-constexpr int kSanlkAcquireOwnedRetry = -247;
-
-bool held_elsewhere(int rv) {
-    return rv == -EEXIST || rv == kSanlkAcquireIdLive || rv == kSanlkAcquireOwned || rv == kSanlkAcquireOther ||
-           rv == kSanlkAcquireShRetry || rv == kSanlkAcquireOwnedRetry || rv == -EAGAIN;
-}
-
-bool connection_lost(int rv) { return rv == -EPIPE || rv == -ECONNRESET || rv == -ENOTCONN; }
 
 bool has_owner(const Lease &l, const std::string &owner) {
     return std::find(l.owners.begin(), l.owners.end(), owner) != l.owners.end();
@@ -184,7 +171,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     if (outcome.rv == -EEXIST) {
         err = {ErrorKind::LeaseHeld, "disk " + lease.disk + " is held on this host (host id " +
                                          std::to_string(host_id_) + ") by another sanlock client"};
-    } else if (held_elsewhere(outcome.rv)) {
+    } else if (sanlock_rv::held_by_other_host(outcome.rv)) {
         std::string holders;
         for (auto h : outcome.holder_host_ids)
             holders += (holders.empty() ? "" : ", ") + std::to_string(h);
@@ -192,7 +179,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
                "disk " + lease.disk + " is held by " +
                    (holders.empty() ? std::string("another host") : "host id " + holders) + " (sanlock " +
                    std::to_string(outcome.rv) + ")"};
-    } else if (outcome.rv == kSanlkAcquireLockspace || outcome.rv == -ENOSPC) {
+    } else if (outcome.rv == sanlock_rv::kAcquireLockspace || outcome.rv == -ENOSPC) {
         err = {ErrorKind::LockspaceUnavailable, "sanlock does not have the lockspace joined (" +
                                                     std::to_string(outcome.rv) + ")"};
     } else {
@@ -333,7 +320,7 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     // release to disk, so whatever it answers the connection no longer holds
     // it (a failed disk write leaves it to expire). Only when the connection
     // itself broke is it still held, as an orphan of this host.
-    if (!connection_lost(outcome.rv)) {
+    if (!sanlock_rv::connection_lost(outcome.rv)) {
         Lease gone = lease;
         gone.owners.clear();
         for (size_t i = 0; i < pending.releasers.size(); i++) {
