@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include "bus_event_source.hpp"
+#include "disk_path.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
 #include "signal_origin.hpp"
@@ -73,10 +74,11 @@ SanlockSettings sanlock_settings_for(const Config &config) {
 
 Daemon::Daemon(DaemonOptions options)
     : options_(std::move(options)), config_(load_config(options_.config_path)), settings_(sanlock_settings_for(config_)),
-      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id), tracker_(registry_, config_) {}
+      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id), tracker_(registry_, config_, namer_) {}
 
 Daemon::~Daemon() {
     // Leases stay held (they are PERSISTENT in sanlock); only our objects go.
+    udev_.reset();
     machined_.reset();
     manager_.reset();
     bus_source_.reset();
@@ -123,6 +125,16 @@ int Daemon::run() {
     bus_->requestName(kBusName);
     log_info("vmleased " + std::string(VMLEASE_VERSION) + " serving as host " + std::to_string(settings_.host_id) +
              " on lockspace " + settings_.lockspace + " in " + settings_.lease_dir);
+
+    // Block devices: subscribe, then replay the present ones as if added.
+    try {
+        udev_ = std::make_unique<UdevMonitor>(event_, [this](const DeviceEvent &e) { device_changed(e); });
+        udev_->start();
+    } catch (const std::exception &e) {
+        // Canonical names still come from the udev database; only late LUNs go unnoticed.
+        udev_.reset();
+        log_error(std::string("not watching block devices: ") + e.what());
+    }
 
     // subscribe -> enumerate -> reconcile; READY=1 once the first listing is in.
     machined_ = std::make_unique<MachinedClient>(*bus_, static_cast<MachinedClient::Handler &>(*this));
@@ -299,6 +311,30 @@ void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
         sd_notify(0, "READY=1");
         notify_status();
     }
+}
+
+void Daemon::device_changed(const DeviceEvent &event) {
+    if (manager_)
+        manager_->device_changed(event);
+    if (event.kind == DeviceEvent::Kind::Added) {
+        log_debug("block device " + event.name + " appeared", {{"DISK", event.name}});
+        apply(tracker_.device_appeared());
+        return;
+    }
+    std::string resource = lease_resource_name(event.name);
+    const Lease *lease = registry_.find(resource);
+    if (!lease) {
+        log_debug("block device " + event.name + " went away", {{"DISK", event.name}});
+        return;
+    }
+    // The lease lives in the shared lease directory, not on the device: it
+    // stays held, so no other host can take the disk when the LUN comes back.
+    std::string owners;
+    for (const auto &o : lease->owners)
+        owners += (owners.empty() ? "" : ",") + o;
+    log_message(LOG_WARNING,
+                "block device " + event.name + " went away while leased by " + owners + "; the lease stays held",
+                {{"DISK", event.name}, {"RESOURCE", resource}, {"OWNER", owners}}, message_id::kDeviceRemoved);
 }
 
 void Daemon::scan_machine(const std::string &name) {

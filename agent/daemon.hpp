@@ -10,6 +10,8 @@
 #include "machined_client.hpp"
 #include "manager_object.hpp"
 #include "sanlock_effector.hpp"
+#include "udev_disk_namer.hpp"
+#include "udev_monitor.hpp"
 
 #include <systemd/sd-event.h>
 
@@ -54,6 +56,7 @@ public:
     const LeaseRegistry &registry() const override { return registry_; }
     const MachineTracker &tracker() const override { return tracker_; }
     const SanlockSettings &sanlock_settings() const override { return settings_; }
+    const DiskNamer &disk_namer() const override { return namer_; }
 
 private:
     // MachinedClient::Handler
@@ -62,6 +65,7 @@ private:
     void machines_listed(bool ok, const std::vector<std::string> &names) override;
 
     void scan_machine(const std::string &name);
+    void device_changed(const DeviceEvent &event);
     static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata);
     void arm_grace_timer();
     static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata);
@@ -83,6 +87,7 @@ private:
     Config config_;
     SanlockSettings settings_;
     std::string sanlock_run_dir_;
+    UdevDiskNamer namer_;
     LeaseRegistry registry_;
     MachineTracker tracker_;
     Worker discovery_;
@@ -94,6 +99,7 @@ private:
     std::unique_ptr<class BusEventSource> bus_source_;
     std::unique_ptr<ManagerObject> manager_;
     std::unique_ptr<MachinedClient> machined_;
+    std::unique_ptr<UdevMonitor> udev_;
     sd_event_source *scan_timer_ = nullptr;
     // Reservations waiting for their machine: one timer, armed for the earliest deadline.
     sd_event_source *grace_timer_ = nullptr;

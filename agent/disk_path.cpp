@@ -1,5 +1,7 @@
 #include "disk_path.hpp"
 
+#include "core/disk_namer.hpp"
+
 #include <openssl/evp.h>
 
 #include <array>
@@ -57,6 +59,13 @@ std::string lease_resource_name(const std::string &canonical_path) {
         out += hex[digest[i] & 0xf];
     }
     return out;
+}
+
+DiskName LexicalDiskNamer::canonical(const std::string &path) const {
+    auto normalised = normalise_disk_path(path);
+    if (auto *err = std::get_if<PathError>(&normalised))
+        return {DiskName::Kind::Invalid, err->message};
+    return {DiskName::Kind::Canonical, std::get<std::string>(normalised)};
 }
 
 }  // namespace vmlease

@@ -20,6 +20,7 @@ inline constexpr const char *kLeaseReleased = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a02"
 inline constexpr const char *kLeaseConflict = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a03";
 inline constexpr const char *kLockFailure = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a04";
 inline constexpr const char *kLockspaceState = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a05";
+inline constexpr const char *kDeviceRemoved = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a06";
 }  // namespace message_id
 
 void log_message(int priority, const std::string &message, std::initializer_list<LogField> fields = {},

@@ -2,6 +2,7 @@
 
 #include "core/authorization_table.hpp"
 #include "disk_path.hpp"
+#include "udev_disk_namer.hpp"
 #include "log.hpp"
 
 #include <cerrno>
@@ -23,14 +24,6 @@ sdbus::Error invalid_args(const std::string &message) { return to_dbus({ErrorKin
 void reject_options(const std::map<std::string, sdbus::Variant> &options, const char *method) {
     if (!options.empty())
         throw invalid_args("unknown option " + quoted(options.begin()->first) + ": " + method + " takes no options");
-}
-
-// The canonical path of a disk named by a caller, or InvalidArgs saying why not.
-std::string canonical_disk(const std::string &disk) {
-    auto normalised = normalise_disk_path(disk);
-    if (auto *err = std::get_if<PathError>(&normalised))
-        throw invalid_args("disk: " + err->message);
-    return std::get<std::string>(normalised);
 }
 
 void check_owner(const std::string &owner) {
@@ -184,6 +177,35 @@ void ManagerObject::authorize(RequestId id, const char *method, std::map<std::st
     }
 }
 
+// The canonical name of a disk a caller named, or an error saying why there
+// is none. A device path with no device behind it is refused for taking a
+// lease (its canonical name cannot be known) unless it already is a by-path
+// name; releasing and inspecting accept it as written, so that a lease whose
+// LUN went away can still be looked at and given back.
+std::string ManagerObject::canonical_disk(const std::string &disk, bool taking) const {
+    DiskName name = backend_.disk_namer().canonical(disk);
+    switch (name.kind) {
+    case DiskName::Kind::Canonical: return name.value;
+    case DiskName::Kind::Invalid: throw invalid_args("disk: " + name.value);
+    case DiskName::Kind::Absent:
+        if (taking && name.value.rfind(kByPathDir, 0) != 0)
+            throw to_dbus({ErrorKind::InvalidDisk, "disk " + quoted(disk) +
+                                                       " cannot be resolved: no such device on this host (leases of "
+                                                       "block devices are named after their /dev/disk/by-path link)"});
+        return name.value;
+    }
+    return name.value;
+}
+
+void ManagerObject::device_changed(const DeviceEvent &event) {
+    emit_safely("a device signal", [&] {
+        if (event.kind == DeviceEvent::Kind::Added)
+            emitDeviceAdded(event.name);
+        else
+            emitDeviceRemoved(event.name);
+    });
+}
+
 RequestId ManagerObject::remember(PendingResult result) {
     RequestId id = next_request_++;
     pending_.emplace(id, std::move(result));
@@ -194,7 +216,7 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
                                 std::string mode, std::map<std::string, sdbus::Variant> options) {
     guarded(result, "AcquireDisk", [&] {
         check_owner(owner);
-        std::string canonical = canonical_disk(disk);
+        std::string canonical = canonical_disk(disk, true);
         auto parsed = lease_mode_from_string(mode);
         if (!parsed || *parsed == LeaseMode::None)
             throw invalid_args("mode must be \"exclusive\" or \"shared\", not " + quoted(mode));
@@ -210,7 +232,7 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
 void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std::string disk) {
     guarded(result, "ReleaseDisk", [&] {
         check_owner(owner);
-        std::string canonical = canonical_disk(disk);
+        std::string canonical = canonical_disk(disk, false);
         RequestId id = remember(std::move(result));
         authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", canonical}}, [this, id, owner, canonical] {
             backend_.release(id, owner, lease_resource_name(canonical));
@@ -230,7 +252,7 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
         std::string listed;
         for (const auto &d : disks) {
             DiskRule rule;
-            rule.path = canonical_disk(d.get<0>());
+            rule.path = canonical_disk(d.get<0>(), true);
             auto mode = lease_mode_from_string(d.get<1>());
             if (!mode)
                 throw invalid_args("mode of " + quoted(d.get<0>()) + " must be \"exclusive\", \"shared\" or \"none\", not " +
@@ -321,7 +343,7 @@ void ManagerObject::sync_machine_objects(const MachineChange &change) {
 
 void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
     guarded(result, "InspectDisk", [&] {
-        std::string canonical = canonical_disk(disk);
+        std::string canonical = canonical_disk(disk, false);
         RequestId id = remember(std::move(result));
         authorize(id, "InspectDisk", {{"disk", canonical}},
                   [this, id, canonical] { backend_.inspect(id, lease_resource_name(canonical)); });

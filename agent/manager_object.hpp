@@ -15,6 +15,7 @@
 #include "org_vmlease_Lease_adaptor.h"
 #include "org_vmlease_Manager_adaptor.h"
 #include "sanlock_client.hpp"
+#include "udev_monitor.hpp"
 
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -46,6 +47,7 @@ public:
     virtual void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
                          uint32_t grace_seconds) = 0;
     virtual void inspect(RequestId id, const std::string &resource) = 0;
+    virtual const DiskNamer &disk_namer() const = 0;
     // Returns an error to answer, or nullopt when the new configuration is in force.
     virtual std::optional<ApiError> reload() = 0;
     virtual const LeaseRegistry &registry() const = 0;
@@ -81,6 +83,8 @@ public:
     // Turn a registry Step's replies and changes into D-Bus traffic.
     void publish(const Step &step);
     void answer_inspect(RequestId id, const std::string &resource, int rv, const std::vector<LeaseOwner> &owners);
+    // DeviceAdded / DeviceRemoved.
+    void device_changed(const DeviceEvent &event);
 
 private:
     // org.vmlease.Manager
@@ -114,6 +118,7 @@ private:
     using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult,
                                        sdbus::Result<std::vector<std::string>>>;
     RequestId remember(PendingResult result);
+    std::string canonical_disk(const std::string &disk, bool taking) const;
     void dispatch(RequestId id, const std::function<void()> &fn);
     void answer_error(RequestId id, const ApiError &error);
     // Look the method up in the authorization table and run `go` once the

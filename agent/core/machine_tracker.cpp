@@ -19,6 +19,7 @@ bool any_matches(const std::vector<std::string> &patterns, const std::string &s)
 
 const char *to_string(MachineDisk::State s) {
     switch (s) {
+    case MachineDisk::State::Waiting: return "waiting-for-device";
     case MachineDisk::State::Acquiring: return "acquiring";
     case MachineDisk::State::Held: return "held";
     case MachineDisk::State::Conflict: return "conflict";
@@ -38,6 +39,11 @@ std::string machine_state(const Machine &m) {
         acquiring = acquiring || d.state == MachineDisk::State::Acquiring;
     }
     return acquiring ? "protecting" : "running";
+}
+
+const DiskNamer &MachineTracker::lexical_namer() {
+    static const LexicalDiskNamer namer;
+    return namer;
 }
 
 const Machine *MachineTracker::find(const std::string &name) const {
@@ -185,23 +191,56 @@ Step MachineTracker::reservation_expired(std::string owner) {
 }
 
 Step MachineTracker::want(Machine &m, const std::string &path, LeaseMode mode, MachineDisk::Source source) {
-    Step step;
-    auto canonical = normalise_disk_path(path);
-    if (!std::holds_alternative<std::string>(canonical))
-        return step;  // config validation makes rule paths absolute; discovered paths come from /proc
-    const std::string &disk = std::get<std::string>(canonical);
+    DiskName name = namer_.canonical(path);
+    if (name.kind == DiskName::Kind::Invalid)
+        return {};  // config validation makes rule paths absolute; discovered paths come from /proc
+    if (name.kind == DiskName::Kind::Absent && source != MachineDisk::Source::Rule)
+        return {};  // a file that is open exists; only a rule may name a device not there yet
+    return want_named(m, name, path, mode, source);
+}
+
+Step MachineTracker::want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
+                                MachineDisk::Source source) {
+    bool waiting = name.kind == DiskName::Kind::Absent;
+    const std::string &disk = waiting ? path : name.value;
     for (const auto &d : m.disks)
         if (d.disk == disk)
-            return step;  // already wanted (a rule and discovery may name the same disk)
+            return {};  // already wanted (a rule and discovery may name the same disk)
     if (m.disks.size() >= kMaxDisksPerMachine)
-        return step;
+        return {};
     MachineDisk d;
     d.disk = disk;
-    d.resource = lease_resource_name(disk);
     d.mode = mode;
     d.source = source;
+    if (waiting) {
+        d.state = MachineDisk::State::Waiting;
+        m.disks.push_back(d);
+        Step step;
+        step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+        return step;
+    }
+    d.resource = lease_resource_name(disk);
     m.disks.push_back(d);
     return request_acquire(m, m.disks.back());
+}
+
+Step MachineTracker::device_appeared() {
+    Step step;
+    for (auto &[name, m] : machines_) {
+        // Index-based: want_named appends to m.disks.
+        for (size_t i = 0; i < m.disks.size(); i++) {
+            if (m.disks[i].state != MachineDisk::State::Waiting)
+                continue;
+            DiskName now = namer_.canonical(m.disks[i].disk);
+            if (now.kind != DiskName::Kind::Canonical)
+                continue;
+            MachineDisk waiting = m.disks[i];
+            m.disks.erase(m.disks.begin() + static_cast<std::ptrdiff_t>(i));
+            step.append(want_named(m, now, waiting.disk, waiting.mode, waiting.source));
+            i--;  // the disk now at i has not been looked at yet
+        }
+    }
+    return step;
 }
 
 Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
@@ -223,9 +262,14 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
         // Read-only use needs no lease; only what the machine can write is protected.
         if (!f.writable)
             continue;
-        if (!any_matches(config_->discovery.include, f.path) || any_matches(config_->discovery.exclude, f.path))
+        // Patterns match the canonical name: "/dev/disk/by-path/*" catches
+        // a VM that opened /dev/sdc.
+        DiskName disk = namer_.canonical(f.path);
+        if (disk.kind != DiskName::Kind::Canonical)
             continue;
-        step.append(want(it->second, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
+        if (!any_matches(config_->discovery.include, disk.value) || any_matches(config_->discovery.exclude, disk.value))
+            continue;
+        step.append(want_named(it->second, disk, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
     }
     return step;
 }

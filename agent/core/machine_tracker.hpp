@@ -8,6 +8,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "disk_namer.hpp"
 #include "lease_registry.hpp"
 #include "step.hpp"
 
@@ -33,8 +34,10 @@ struct OpenFile {
 
 struct MachineDisk {
     enum class Source { Rule, Discovered, Reservation };
-    enum class State { Acquiring, Held, Conflict, Failed, Released };
-    std::string disk;
+    // Waiting: a rule names a device this host does not have (yet), e.g. a
+    // LUN logged in after the VM started; taken when the device appears.
+    enum class State { Waiting, Acquiring, Held, Conflict, Failed, Released };
+    std::string disk;      // canonical; while Waiting, the path as the rule wrote it
     std::string resource;
     LeaseMode mode = LeaseMode::Exclusive;
     Source source = Source::Rule;
@@ -64,7 +67,11 @@ inline constexpr uint32_t kDefaultGraceSeconds = 120;
 
 class MachineTracker {
 public:
-    MachineTracker(LeaseRegistry &leases, const Config &config) : leases_(leases), config_(&config) {}
+    // `namer` turns the paths of rules and of discovered files into canonical
+    // disk names; it must outlive the tracker.
+    MachineTracker(LeaseRegistry &leases, const Config &config, const DiskNamer &namer = lexical_namer())
+        : leases_(leases), config_(&config), namer_(namer) {}
+    static const DiskNamer &lexical_namer();
     // After a reload: rules apply to machines that appear from now on.
     void set_config(const Config &config) { config_ = &config; }
 
@@ -86,17 +93,23 @@ public:
     Step reservation_expired(std::string owner);
     // The lockspace is (re)joined: try again what failed for lack of it.
     Step retry_failed();
+    // A block device appeared (udev): disks rules name that were waiting for
+    // a device are named again, and taken if they now resolve.
+    Step device_appeared();
 
     const std::map<std::string, Machine> &machines() const { return machines_; }
     const Machine *find(const std::string &name) const;
 
 private:
     Step want(Machine &m, const std::string &disk, LeaseMode mode, MachineDisk::Source source);
+    Step want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
+                    MachineDisk::Source source);
     Step request_acquire(Machine &m, MachineDisk &d);
     RequestId next_id() { return kInternalRequest | next_++; }
 
     LeaseRegistry &leases_;
     const Config *config_;
+    const DiskNamer &namer_;
     std::map<std::string, Machine> machines_;
     struct Pending {
         std::string machine;

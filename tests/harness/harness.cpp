@@ -73,7 +73,8 @@ std::string read_file(const std::string &path) {
 
 // --- processes ------------------------------------------------------------
 
-Child::Child(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string &log_path)
+Child::Child(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string &log_path,
+             int stdin_fd, int stdout_fd)
     : log_(log_path) {
     std::vector<std::string> envs;
     for (char **e = environ; *e; e++) {
@@ -101,9 +102,8 @@ Child::Child(std::vector<std::string> argv, std::map<std::string, std::string> e
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, nullptr);
-        int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
-        dup2(logfd, 1);
+        dup2(stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY), 0);
+        dup2(stdout_fd >= 0 ? stdout_fd : logfd, 1);
         dup2(logfd, 2);
         execve(cargv[0], cargv.data(), cenv.data());
         dprintf(2, "exec %s: %s\n", cargv[0], strerror(errno));
@@ -305,6 +305,9 @@ Agent::Agent(const std::string &dir, const std::string &bus_address, const Sanlo
             {"RUNTIME_DIRECTORY", dir + "/runtime"},
             {"STATE_DIRECTORY", dir + "/state"},
             {"NOTIFY_SOCKET", dir + "/notify.sock"}};
+    for (const auto &[k, v] : config.env)
+        env_[k] = v;
+    wrapper_ = config.wrapper;
     start();
 }
 
@@ -318,7 +321,10 @@ void Agent::start() {
     if (bind(sock, reinterpret_cast<sockaddr *>(&addr), sizeof addr) < 0)
         fail("cannot bind " + sock_path);
 
-    child_ = Child({required_env("VMLEASED"), "--config", config_path_}, env_, dir_ + "/vmleased.log");
+    std::vector<std::string> argv = wrapper_;
+    for (const auto &a : {required_env("VMLEASED"), std::string("--config"), config_path_})
+        argv.push_back(a);
+    child_ = Child(argv, env_, dir_ + "/vmleased.log");
 
     // Wait for READY=1 on the notify socket: the agent's own "I am up" event.
     auto deadline = Clock::now() + 30s;

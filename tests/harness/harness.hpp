@@ -40,7 +40,10 @@ std::string read_file(const std::string &path);
 class Child {
 public:
     Child() = default;
-    Child(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string &log_path);
+    // `stdin_fd`/`stdout_fd`: the child's stdin/stdout instead of /dev/null
+    // and the log (stderr always goes to the log).
+    Child(std::vector<std::string> argv, std::map<std::string, std::string> env, const std::string &log_path,
+          int stdin_fd = -1, int stdout_fd = -1);
     Child(Child &&) noexcept;
     Child &operator=(Child &&) noexcept;
     ~Child();
@@ -102,6 +105,8 @@ struct AgentConfig {
     std::string lease_dir;
     uint32_t io_timeout = 1;
     std::string extra_yaml;  // appended to the generated file
+    std::vector<std::string> wrapper;          // runs vmleased (e.g. in a namespace)
+    std::map<std::string, std::string> env;   // added to its environment
 };
 
 std::string config_yaml(const AgentConfig &c);
@@ -122,6 +127,7 @@ public:
 private:
     std::string dir_, bus_address_, config_path_;
     std::map<std::string, std::string> env_;
+    std::vector<std::string> wrapper_;
     Child child_;
 };
 

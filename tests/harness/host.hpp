@@ -27,6 +27,8 @@ struct HostOptions {
     std::string extra_yaml;    // appended to the agent's configuration
     bool with_machined = false;  // the real systemd-machined on the host's bus
     bool start_agent = true;   // false: call start_agent() later
+    std::vector<std::string> agent_wrapper;          // see AgentConfig
+    std::map<std::string, std::string> agent_env;
 };
 
 struct Host {
@@ -42,6 +44,8 @@ struct Host {
         config.host_id = host_id;
         config.lease_dir = lease_dir;
         config.extra_yaml = options.extra_yaml;
+        config.wrapper = options.agent_wrapper;
+        config.env = options.agent_env;
         if (options.start_agent)
             start_agent();
     }

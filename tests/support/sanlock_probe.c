@@ -17,6 +17,8 @@
  *   -s         shared lease (SANLK_RES_SHARED) for acquire commands
  *   -P         NOT persistent (default: SANLK_RES_PERSISTENT)
  *   -k PATH    killpath (default /bin/true), -a ARG killpath args (default "arg")
+ *   -K         sanlock_killpath flag SANLK_KILLPATH_PID: sanlock appends the
+ *              client pid as the last argument (without it, it does not)
  *   -m N       max_hosts for write_lockspace (default 0)
  *   -p N       join: poll inq(0) N times, 200 ms apart, before INQ_WAIT (default 0)
  *
@@ -38,6 +40,15 @@
  *   sigterm NAME SECS    hold NAME with RESTRICT_SIGKILL; report every SIGTERM's
  *                        sender (signalfd ssi_pid, its comm and PPid) for SECS s,
  *                        then try a new acquire and release
+ *   lockfail NAME SECS [release]
+ *                        for lock-failure tests (tests/support/faultfs.c): hold
+ *                        NAME (killpath -k/-a, RESTRICT_SIGKILL) for SECS s and
+ *                        log every SIGTERM/SIGUSR1 with its wall-clock time
+ *                        ("@<epoch s>", comparable with `date +%s.%N`) and
+ *                        sender. With "release", the first SIGUSR1 (sent by
+ *                        the killpath program, as vmlease-lockfailure tells
+ *                        the agent) makes it sanlock_release the lease.
+ *                        SIGKILL shows as exit status 137 to the caller.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,6 +81,7 @@ static int shared;
 static int persistent = 1;
 static const char *killpath = "/bin/true";
 static const char *killargs = "arg";
+static uint32_t killpath_flags; /* -K: SANLK_KILLPATH_PID */
 static int max_hosts;   /* -m: write_lockspace max_hosts */
 static int inq_polls;   /* -p: inq(0) polls (200 ms apart) before INQ_WAIT */
 
@@ -318,7 +330,7 @@ static int open_conn(void)
 	if (sock < 0)
 		return sock;
 	t0 = now_ms();
-	int rv = sanlock_killpath(sock, 0, killpath, (char *)killargs);
+	int rv = sanlock_killpath(sock, killpath_flags, killpath, (char *)killargs);
 	REPORT("sanlock_killpath", rv, t0);
 	t0 = now_ms();
 	rv = sanlock_restrict(sock, SANLK_RESTRICT_SIGKILL);
@@ -648,6 +660,62 @@ static int cmd_sigterm(const char *name, int secs)
 	return 0;
 }
 
+/* ---- i: lock failure (faultfs) ---- */
+static double wall_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmd_lockfail(const char *name, int secs, int release_on_usr1)
+{
+	struct sanlk_resource *res = new_res(name, NULL);
+	sigset_t set;
+	char desc[128];
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+
+	int sock = open_conn();
+	if (sock < 0)
+		return 1;
+	set_acq_flags(res);
+	if (do_acquire(sock, res, 0, "sanlock_acquire") < 0)
+		return 2;
+	printf("@%.3f holding %s; pid %d\n", wall_s(), name, getpid());
+
+	double t0 = now_ms();
+	int nterm = 0, nusr1 = 0, held = 1;
+	while (now_ms() - t0 < secs * 1000.0) {
+		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+		int left = (int)(secs * 1000.0 - (now_ms() - t0));
+		if (poll(&pfd, 1, left > 0 ? left : 0) <= 0)
+			continue;
+		struct signalfd_siginfo si;
+		if (read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		double w = wall_s();
+		describe_pid(si.ssi_pid, desc, sizeof(desc));
+		printf("@%.3f %s #%d from %s\n", w, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGUSR1",
+		       si.ssi_signo == SIGTERM ? ++nterm : ++nusr1, desc);
+		if (si.ssi_signo == SIGUSR1 && release_on_usr1 && held) {
+			set_acq_flags(res);
+			double t1 = now_ms();
+			int rv = sanlock_release(sock, -1, 0, 1, &res);
+			printf("@%.3f sanlock_release rv=%d (%s) %.1f ms\n", wall_s(), rv, rvstr(rv),
+			       now_ms() - t1);
+			held = rv < 0;
+		}
+	}
+	printf("@%.3f done: %d SIGTERM, %d SIGUSR1, lease %s\n", wall_s(), nterm, nusr1,
+	       held ? "still held" : "released");
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "see the comment at the top of sanlock_probe.c\n");
@@ -659,7 +727,7 @@ int main(int argc, char **argv)
 	int opt;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((opt = getopt(argc, argv, "d:i:t:L:sPk:a:m:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:i:t:L:sPk:Ka:m:p:")) != -1) {
 		switch (opt) {
 		case 'd': lease_dir = optarg; break;
 		case 'i': host_id = strtoull(optarg, NULL, 10); break;
@@ -668,6 +736,7 @@ int main(int argc, char **argv)
 		case 's': shared = 1; break;
 		case 'P': persistent = 0; break;
 		case 'k': killpath = optarg; break;
+		case 'K': killpath_flags = SANLK_KILLPATH_PID; break;
 		case 'a': killargs = optarg; break;
 		case 'm': max_hosts = atoi(optarg); break;
 		case 'p': inq_polls = atoi(optarg); break;
@@ -701,6 +770,8 @@ int main(int argc, char **argv)
 		return cmd_owners(argv[1]);
 	if (!strcmp(cmd, "bench") && argc >= 2)
 		return cmd_bench(atoi(argv[1]), argc >= 3 ? argv[2] : "bench");
+	if (!strcmp(cmd, "lockfail") && argc >= 3)
+		return cmd_lockfail(argv[1], atoi(argv[2]), argc >= 4 && !strcmp(argv[3], "release"));
 	if (!strcmp(cmd, "sigterm") && argc >= 3)
 		return cmd_sigterm(argv[1], atoi(argv[2]));
 	usage();

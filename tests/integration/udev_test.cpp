@@ -1,0 +1,230 @@
+// Disk identity and block device events with an emulated udev (umockdev):
+// disks carry ID_PATH and /dev/disk/by-path links; the real vmleased runs
+// inside the testbed with a udev database, next to the real
+// systemd-machined and a real sanlock daemon.
+#include "host.hpp"
+#include "udev_testbed.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+using namespace vmtest;
+
+namespace {
+
+// What the testbed names a disk's by-path link (tests/support/umockdev_probe.py).
+std::string by_path_of(const std::string &name) {
+    return "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:" + std::to_string(name.back() - 'a') + ":0";
+}
+
+std::string md5_of(const std::string &s) {
+    std::string out;
+    run({"/bin/sh", "-c", "printf %s \"$0\" | md5sum", s}, {}, &out);
+    return out.substr(0, 32);
+}
+
+class Udev : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vml-udev");
+        lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+        testbed = std::make_unique<UdevTestbed>(*root / "testbed");
+        for (const char *name : {"sdb", "sdc"})
+            disks[name] = testbed->add(name);
+        disks["sdd"] = testbed->add("sdd", false);  // no vmlease tag: no events, still canonicalised
+
+        HostOptions o;
+        o.with_machined = true;
+        o.agent_wrapper = testbed->agent_wrapper();
+        o.agent_env = testbed->agent_env();
+        o.extra_yaml = "machines:\n"
+                       "  - match: \"late-*\"\n"
+                       "    disks:\n"
+                       "      - {path: " + by_path_of("sde") + ", mode: exclusive}\n";
+        h = std::make_unique<Host>(root->path(), lease_dir, 1, o);
+        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined")) << h->agent->log();
+        testbed->wait_for_listeners(1);
+    }
+    static void TearDownTestSuite() {
+        h.reset();
+        testbed.reset();
+        root.reset();
+    }
+    void SetUp() override { h->client->clear_events(); }
+    void TearDown() override {
+        if (HasFailure())
+            std::cerr << "--- vmleased log ---\n" << h->agent->log() << std::endl;
+    }
+    static size_t count_of(const std::string &name) {
+        auto events = h->client->events();
+        return std::count_if(events.begin(), events.end(), [&](const Event &e) { return e.name == name; });
+    }
+
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::string lease_dir;
+    static inline std::unique_ptr<UdevTestbed> testbed;
+    static inline std::map<std::string, EmulatedDisk> disks;
+    static inline std::unique_ptr<Host> h;
+};
+
+TEST_F(Udev, TheTestbedGivesDisksTheirByPathNames) {
+    EXPECT_EQ(disks["sdb"].by_path, by_path_of("sdb"));
+    EXPECT_EQ(disks["sdc"].by_path, by_path_of("sdc"));
+    EXPECT_NE(disks["sdb"].by_id.find("/dev/disk/by-id/"), std::string::npos);
+}
+
+TEST_F(Udev, EveryNameOfABlockDeviceLeadsToItsByPathLease) {
+    const std::string by_path = disks["sdb"].by_path;
+    const std::string resource = md5_of(by_path);
+    std::cout << "canonical name of /dev/sdb and " << disks["sdb"].by_id << ": " << by_path << " (lease " << resource
+              << ")" << std::endl;
+
+    auto lease = h->client->AcquireDisk("vm-c", "/dev/sdb", "exclusive", {});
+    EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + resource);
+    EXPECT_TRUE(h->client->wait_for("LeaseAcquired", {"vm-c", by_path}, 10s)) << h->agent->log();
+    // The by-id link, the by-path link and a roundabout spelling are the same disk.
+    for (const std::string &name : {disks["sdb"].by_id, by_path, std::string("/dev/./disk/../sdb")})
+        EXPECT_EQ(std::string(h->client->AcquireDisk("vm-c", name, "exclusive", {})), std::string(lease)) << name;
+    auto leases = h->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<0>(), by_path);
+    EXPECT_EQ(leases[0].get<1>(), resource);
+    EXPECT_TRUE(std::filesystem::exists(lease_dir + "/" + resource));
+
+    auto inspected = h->client->InspectDisk(disks["sdb"].by_id);
+    EXPECT_EQ(std::get<0>(inspected), resource);
+
+    // A disk without the vmlease tag is named the same way.
+    EXPECT_EQ(std::string(h->client->AcquireDisk("vm-d", "/dev/sdd", "exclusive", {})),
+              "/org/vmlease/lease/" + md5_of(disks["sdd"].by_path));
+    h->client->ReleaseDisk("vm-d", disks["sdd"].by_path);
+
+    h->client->ReleaseDisk("vm-c", disks["sdb"].by_id);
+    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"vm-c", by_path}, 10s));
+    EXPECT_TRUE(h->client->ListLeases().empty());
+}
+
+TEST_F(Udev, ADevicePathWithNoDeviceIsRefusedWithAClearError) {
+    std::string message;
+    EXPECT_EQ(error_of([&] { h->client->AcquireDisk("vm-c", "/dev/sdz", "exclusive", {}); }, &message),
+              "org.vmlease.Error.InvalidDisk");
+    EXPECT_NE(message.find("/dev/sdz"), std::string::npos) << message;
+    EXPECT_NE(message.find("no such device"), std::string::npos) << message;
+    EXPECT_TRUE(h->client->ListLeases().empty());
+}
+
+TEST_F(Udev, DevicesPresentAtStartAndAddedLaterAreSignalled) {
+    // sdc was there before the agent started: its removal is only noticed
+    // because the start-up enumeration knew it.
+    testbed->remove("sdc");
+    EXPECT_TRUE(h->client->wait_for("DeviceRemoved", {disks["sdc"].by_path}, 10s)) << h->agent->log();
+    disks["sdc"] = testbed->add("sdc");
+    EXPECT_TRUE(h->client->wait_for("DeviceAdded", {disks["sdc"].by_path}, 10s));
+    // Untagged devices are filtered out by the monitor; the tagged one after it arrives.
+    testbed->add("sdf", false);
+    testbed->add("sdg");
+    ASSERT_TRUE(h->client->wait_for("DeviceAdded", {by_path_of("sdg")}, 10s));
+    EXPECT_FALSE(h->client->wait_for("DeviceAdded", {by_path_of("sdf")}, 0s));
+    testbed->remove("sdf");
+    testbed->remove("sdg");
+    EXPECT_TRUE(h->client->wait_for("DeviceRemoved", {by_path_of("sdg")}, 10s));
+}
+
+TEST_F(Udev, ALunThatAppearsAfterItsMachineStartedGetsItsLease) {
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/late-1.log");
+    ASSERT_EQ(h->machined->create_machine("late-1", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("InterfacesAdded", {"/org/vmlease/machine/late_2d1"}, 10s)) << h->agent->log();
+    auto machine_disks = [] {
+        auto managed = h->client->GetManagedObjects();
+        return managed.at(sdbus::ObjectPath("/org/vmlease/machine/late_2d1"))
+            .at("org.vmlease.Machine")
+            .at("Disks")
+            .get<std::vector<sdbus::Struct<std::string, std::string, std::string, std::string>>>();
+    };
+    auto waiting = machine_disks();
+    ASSERT_EQ(waiting.size(), 1u);
+    EXPECT_EQ(waiting[0].get<0>(), by_path_of("sde"));
+    EXPECT_EQ(waiting[0].get<2>(), "waiting-for-device");
+    EXPECT_TRUE(h->client->ListLeases().empty());
+
+    disks["sde"] = testbed->add("sde");
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"late-1", by_path_of("sde")}, 10s)) << h->agent->log();
+    EXPECT_EQ(machine_disks()[0].get<2>(), "held");
+
+    // The device goes away; the lease lives on the lease directory and stays.
+    testbed->remove("sde");
+    ASSERT_TRUE(h->client->wait_for("DeviceRemoved", {by_path_of("sde")}, 10s));
+    auto leases = h->client->ListLeases();
+    ASSERT_EQ(leases.size(), 1u);
+    EXPECT_EQ(leases[0].get<2>(), "late-1");
+    EXPECT_EQ(leases[0].get<4>(), "held");
+    EXPECT_NE(h->agent->log().find("went away while leased by late-1; the lease stays held"), std::string::npos);
+    EXPECT_FALSE(h->client->wait_for("LeaseReleased", {"late-1"}, 0s));
+
+    h->machined->call("TerminateMachine", {"s", "late-1"});
+    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"late-1", by_path_of("sde")}, 10s));
+}
+
+TEST_F(Udev, AnEventStormDoesNotKeepDbusCallsWaiting) {
+    constexpr unsigned kEvents = 5000;
+    using Clock = std::chrono::steady_clock;
+    std::atomic<bool> stop{false};
+    struct Call {
+        Clock::time_point sent, answered;
+    };
+    std::vector<Call> calls;
+    // A second client calls the agent in a loop while the storm goes on.
+    std::thread caller([&] {
+        ManagerClient client(h->bus_address);
+        while (!stop) {
+            Call c{Clock::now(), {}};
+            client.ListLeases();
+            (void)client.LockspaceState();
+            c.answered = Clock::now();
+            calls.push_back(c);
+        }
+    });
+    auto start = Clock::now();
+    double send_seconds = testbed->burst(kEvents, "sdb", "sdc");
+    bool all = eventually([&] { return count_of("DeviceAdded") + count_of("DeviceRemoved") >= kEvents; }, 120s);
+    auto end = Clock::now();
+    stop = true;
+    caller.join();
+    ASSERT_TRUE(all) << count_of("DeviceAdded") << " added, " << count_of("DeviceRemoved") << " removed";
+    EXPECT_EQ(count_of("DeviceAdded"), kEvents / 2);
+    EXPECT_EQ(count_of("DeviceRemoved"), kEvents / 2);
+
+    // The last storm signal arrived at `last`; calls answered before it were
+    // answered while events were still being handled.
+    auto events = h->client->events();
+    auto last = events.back().at;
+    size_t during = 0;
+    auto worst = Clock::duration::zero();
+    for (const auto &c : calls) {
+        if (c.sent >= start && c.answered <= last)
+            during++;
+        if (c.sent >= start && c.sent <= last)
+            worst = std::max(worst, c.answered - c.sent);
+    }
+    double seconds = std::chrono::duration<double>(last - start).count();
+    std::cout << kEvents << " udev events: sent in " << send_seconds << " s, all signalled after " << seconds
+              << " s (" << static_cast<int>(kEvents / seconds) << " events/s); " << during
+              << " D-Bus calls answered during the storm, worst "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() << " ms" << std::endl;
+    EXPECT_GT(during, 0u) << "no D-Bus call was answered while the storm was handled";
+    (void)end;
+    // Both disks are present again and the agent still knows them.
+    testbed->remove("sdb");
+    EXPECT_TRUE(h->client->wait_for("DeviceRemoved", {disks["sdb"].by_path}, 10s));
+    disks["sdb"] = testbed->add("sdb");
+    EXPECT_TRUE(h->agent->child().running());
+}
+
+}  // namespace
