@@ -20,7 +20,11 @@ inline constexpr const char *kLeaseReleased = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a02"
 inline constexpr const char *kLeaseConflict = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a03";
 inline constexpr const char *kLockFailure = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a04";
 inline constexpr const char *kLockspaceState = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a05";
-inline constexpr const char *kDeviceRemoved = "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a06";
+inline constexpr const char *kDeviceAdded = "edeb60e43b384f98a74b3a01968b9a99";
+inline constexpr const char *kDeviceRemoved = "eb51c37df22a4b0b94fe15fdd7b7cc2d";
+inline constexpr const char *kLockFailureAction = "4a18cd03ea52455abe990a4f3510d6e5";
+inline constexpr const char *kWatchdogMissing = "c8207076a2334ec8b856818315ded1b6";
+inline constexpr const char *kLeaseCleanup = "1f3f6fc7da9040cc86c19d77b7ad0c82";
 }  // namespace message_id
 
 void log_message(int priority, const std::string &message, std::initializer_list<LogField> fields = {},

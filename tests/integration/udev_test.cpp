@@ -44,6 +44,8 @@ protected:
         o.with_machined = true;
         o.agent_wrapper = testbed->agent_wrapper();
         o.agent_env = testbed->agent_env();
+        o.agent_env["LD_PRELOAD"] = required_env("DROP_UEVENT_SHIM") + " " + o.agent_env["LD_PRELOAD"];
+        o.agent_env["VMLEASE_TEST_DROP_UEVENTS"] = drop_trigger();
         o.extra_yaml = "machines:\n"
                        "  - match: \"late-*\"\n"
                        "    disks:\n"
@@ -62,6 +64,7 @@ protected:
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << h->agent->log() << std::endl;
     }
+    static std::string drop_trigger() { return *root / "drop-next-uevent"; }
     static size_t count_of(const std::string &name) {
         auto events = h->client->events();
         return std::count_if(events.begin(), events.end(), [&](const Event &e) { return e.name == name; });
@@ -135,6 +138,17 @@ TEST_F(Udev, DevicesPresentAtStartAndAddedLaterAreSignalled) {
     testbed->remove("sdf");
     testbed->remove("sdg");
     EXPECT_TRUE(h->client->wait_for("DeviceRemoved", {by_path_of("sdg")}, 10s));
+}
+
+TEST_F(Udev, ALostEventIsMadeUpForByEnumeratingAgain) {
+    // The next datagram the monitor reads is consumed and reported as ENOBUFS.
+    write_file(drop_trigger(), "");
+    testbed->remove("sdc");
+    ASSERT_TRUE(h->client->wait_for("DeviceRemoved", {disks["sdc"].by_path}, 10s)) << h->agent->log();
+    EXPECT_FALSE(std::filesystem::exists(drop_trigger())) << "the event was not dropped";
+    EXPECT_NE(h->agent->log().find("udev events were lost"), std::string::npos);
+    disks["sdc"] = testbed->add("sdc");
+    EXPECT_TRUE(h->client->wait_for("DeviceAdded", {disks["sdc"].by_path}, 10s));
 }
 
 TEST_F(Udev, ALunThatAppearsAfterItsMachineStartedGetsItsLease) {

@@ -21,8 +21,9 @@
  *     -o max_threads=N       worker thread limit (default 4096; a hung
  *                            request holds one thread)
  *     -o max_background=N    kernel limit of async (aio) requests in flight
- *                            (default 1024; the kernel default 12 would make
- *                            io_submit() itself block once 12 aio are hung)
+ *                            (default 1024 instead of the kernel's 12, so
+ *                            hung aio requests do not make new ones queue
+ *                            in the kernel)
  *     -d                     libfuse debug output on stderr
  *     other -o options go to libfuse (e.g. allow_other, auto_unmount)
  *
@@ -59,12 +60,14 @@
  * - A hung request that faultfs has received cannot be killed away: a
  *   process waiting for it stays in D state even after SIGKILL (unless
  *   -o hang_intr and the request is synchronous), and a process with hung aio
- *   cannot finish exiting (exit_aio waits).  Free them by switching to ok or
- *   eio, by killing faultfs (the kernel then fails every request with
- *   ENOTCONN), or via /sys/fs/fuse/connections/N/abort.
- * - Stop sanlock (or switch to ok/eio first) before stopping faultfs: a
- *   daemon with files open on the mount keeps the mount busy; faultfs's own
- *   unmount is lazy, `fusermount3 -u -z MNT` likewise.
+ *   cannot finish exiting (sanlock after SIGKILL: state "Zl" until the I/O
+ *   ends).  Free them by switching to ok or eio, or by stopping faultfs
+ *   (SIGTERM: hung requests fail with EIO, then it unmounts; SIGKILL: the
+ *   kernel fails them with ECONNABORTED/ENOTCONN).
+ * - In hang mode `sanlock client shutdown -f 1 -w 1` never returns and the
+ *   daemon does not exit: switch to ok/eio first, then stop sanlock, then
+ *   faultfs.  `fusermount3 -u MNT` fails with EBUSY while sanlock has the
+ *   lease files open; `fusermount3 -u -z MNT` detaches lazily.
  */
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE

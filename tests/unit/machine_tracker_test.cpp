@@ -230,4 +230,58 @@ TEST_F(Tracker, ReservingANameTwiceIsRefused) {
     EXPECT_EQ(s.replies[0].error->kind, ErrorKind::Failed);
 }
 
+
+// The names the daemon's udev namer would give: /dev/sdc is the by-path LUN
+// once it exists; before that a rule's device path is Absent.
+class DeviceNamer final : public DiskNamer {
+public:
+    DiskName canonical(const std::string &path) const override {
+        if (path == "/dev/sdc" || path == kLun)
+            return present ? DiskName{DiskName::Kind::Canonical, kLun} : DiskName{DiskName::Kind::Absent, path};
+        return LexicalDiskNamer().canonical(path);
+    }
+    static inline const std::string kLun = "/dev/disk/by-path/ip-192.0.2.8:3260-iscsi-iqn.2026-01.example:lun-1";
+    bool present = false;
+};
+
+class TrackerWithDevices : public Tracker {
+protected:
+    TrackerWithDevices() : devices(reg, config, namer) {
+        config.machines[0].disks = {{DeviceNamer::kLun, LeaseMode::Exclusive}};
+        config.discovery.include = {"/dev/disk/by-path/*"};
+    }
+    DeviceNamer namer;
+    MachineTracker devices;
+};
+
+TEST_F(TrackerWithDevices, ARuleDiskWaitsForItsDeviceAndIsTakenWhenItAppears) {
+    Step s = devices.machine_appeared(vm("db-1"));
+    EXPECT_TRUE(s.effects.empty());
+    ASSERT_EQ(devices.find("db-1")->disks.size(), 1u);
+    EXPECT_EQ(devices.find("db-1")->disks[0].state, MachineDisk::State::Waiting);
+    EXPECT_STREQ(to_string(devices.find("db-1")->disks[0].state), "waiting-for-device");
+    EXPECT_TRUE(devices.device_appeared().empty());  // some other device
+
+    namer.present = true;
+    s = devices.device_appeared();
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(s.effects[0]).resource, lease_resource_name(DeviceNamer::kLun));
+    EXPECT_EQ(devices.find("db-1")->disks[0].state, MachineDisk::State::Acquiring);
+    EXPECT_TRUE(devices.device_appeared().empty());  // taken once
+}
+
+TEST_F(TrackerWithDevices, DiscoveredDevicesAreMatchedAndLeasedByTheirCanonicalName) {
+    namer.present = true;
+    config.machines.clear();
+    devices.machine_appeared(vm("web-1"));
+    Step s = devices.files_discovered("web-1", {{"/dev/sdc", true}});
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_EQ(devices.find("web-1")->disks[0].disk, DeviceNamer::kLun);
+    // A device path that resolves to nothing is not a disk to protect.
+    namer.present = false;
+    devices.machine_appeared(vm("web-2"));
+    EXPECT_TRUE(devices.files_discovered("web-2", {{"/dev/sdc", true}}).effects.empty());
+    EXPECT_TRUE(devices.find("web-2")->disks.empty());
+}
+
 }  // namespace

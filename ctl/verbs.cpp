@@ -1,0 +1,318 @@
+#include "verbs.hpp"
+
+#include "bus.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+namespace vmleasectl {
+namespace {
+
+constexpr const char *kGreen = "\x1b[0;1;32m";
+constexpr const char *kYellow = "\x1b[0;1;33m";
+constexpr const char *kRed = "\x1b[0;1;31m";
+
+// "Label: value" lines, labels right-aligned as in machinectl status.
+void print_fields(const std::vector<std::pair<std::string, std::string>> &fields) {
+    size_t w = 0;
+    for (const auto &[label, _] : fields)
+        w = std::max(w, label.size());
+    for (const auto &[label, value] : fields)
+        std::cout << std::setw(static_cast<int>(w)) << label << ": " << value << "\n";
+}
+
+// One JSON object per table row, keys from `keys` in order.
+Json rows_to_objects(const Json &rows, const std::vector<const char *> &keys) {
+    Json out = Json::array();
+    for (const auto &row : rows) {
+        Json o = Json::object();
+        for (size_t i = 0; i < keys.size() && i < row.size(); i++)
+            o[keys[i]] = row[i];
+        out.push_back(o);
+    }
+    return out;
+}
+
+Table rows_to_table(std::vector<std::string> header, const Json &rows, size_t columns) {
+    Table t{std::move(header), {}};
+    for (const auto &row : rows) {
+        std::vector<std::string> cells;
+        for (size_t i = 0; i < columns && i < row.size(); i++) {
+            std::string text = to_text(row[i]);
+            cells.push_back(text.empty() ? "-" : text);
+        }
+        t.rows.push_back(std::move(cells));
+    }
+    return t;
+}
+
+std::string state_colored(const Output &out, const std::string &state) {
+    if (state == "joined")
+        return highlight(out, state, kGreen);
+    return highlight(out, state, state == "failed" || state == "absent" ? kRed : kYellow);
+}
+
+// --- status -----------------------------------------------------------------
+
+const char *const kStatusFields[] = {"Version",        "HostId",         "Lockspace",  "LeaseDirectory",
+                                     "LockspaceState", "LeaseCount",     "MachineCount"};
+
+int verb_status(Context &c, const Args &) {
+    Json props = call_method(c.bus, {.interface = kPropertiesInterface,
+                                     .member = "GetAll",
+                                     .reply_signature = "a{sv}",
+                                     .what = "cannot read vmleased's status",
+                                     .append = [](sd_bus_message *m) {
+                                         check(sd_bus_message_append(m, "s", kManagerInterface), "cannot build call");
+                                     }})[0];
+    Json warnings = props.value("Warnings", Json::array());
+    if (c.out.json != JsonMode::Off) {
+        Json o = Json::object();
+        for (const auto &[k, v] : props.items())
+            o[snake_case(k)] = v;
+        o["warnings"] = warnings;
+        print_json(c.out, o);
+        return kExitOk;
+    }
+    std::vector<std::pair<std::string, std::string>> fields;
+    for (const char *name : kStatusFields)
+        if (props.contains(name))
+            fields.emplace_back(name, name == std::string("LockspaceState")
+                                          ? state_colored(c.out, to_text(props[name]))
+                                          : to_text(props[name]));
+    print_fields(fields);
+    for (const auto &w : warnings)
+        std::cout << highlight(c.out, "Warning: " + to_text(w), kYellow) << "\n";
+    return kExitOk;
+}
+
+// --- list, machines, inspect ------------------------------------------------
+
+int verb_list(Context &c, const Args &) {
+    Json rows = call_method(c.bus, {.member = "ListLeases", .reply_signature = "a(ssssso)",
+                                    .what = "cannot list leases"})[0];
+    if (c.out.json != JsonMode::Off) {
+        print_json(c.out, rows_to_objects(rows, {"disk", "resource", "owner", "mode", "state", "object"}));
+        return kExitOk;
+    }
+    print_table(c.out, rows_to_table({"DISK", "RESOURCE", "OWNER", "MODE", "STATE"}, rows, 5));
+    print_footer(c.out, rows.size(), "lease", "leases", "listed");
+    return kExitOk;
+}
+
+int verb_machines(Context &c, const Args &) {
+    Json rows = call_method(c.bus, {.member = "ListMachines", .reply_signature = "a(ssuuo)",
+                                    .what = "cannot list machines"})[0];
+    if (c.out.json != JsonMode::Off) {
+        print_json(c.out, rows_to_objects(rows, {"name", "class", "leader", "leases", "object"}));
+        return kExitOk;
+    }
+    Table t = rows_to_table({"NAME", "CLASS", "LEADER", "LEASES"}, rows, 4);
+    for (auto &row : t.rows)
+        if (row.size() > 2 && row[2] == "0")
+            row[2] = "-";  // no leader process (yet)
+    print_table(c.out, t);
+    print_footer(c.out, rows.size(), "machine", "machines", "listed");
+    return kExitOk;
+}
+
+int verb_inspect(Context &c, const Args &args) {
+    std::string disk = absolute_disk(args[0]);
+    Json r = call_method(c.bus, {.member = "InspectDisk", .reply_signature = "ssa(ttss)",
+                                 .what = "cannot inspect " + disk,
+                                 .append = [&](sd_bus_message *m) {
+                                     check(sd_bus_message_append(m, "s", disk.c_str()), "cannot build call");
+                                 }});
+    if (c.out.json != JsonMode::Off) {
+        print_json(c.out, Json{{"disk", disk},
+                               {"resource", r[0]},
+                               {"lease_file", r[1]},
+                               {"owners", rows_to_objects(r[2], {"host_id", "generation", "state", "where"})}});
+        return kExitOk;
+    }
+    print_fields({{"Disk", disk}, {"Resource", to_text(r[0])}, {"Lease file", to_text(r[1])}});
+    std::cout << "\n";
+    print_table(c.out, rows_to_table({"HOST-ID", "GENERATION", "STATE", "WHERE"}, r[2], 4));
+    print_footer(c.out, r[2].size(), "owner", "owners", "listed");
+    return kExitOk;
+}
+
+// --- acquire, release, register, release-machine ---------------------------
+
+int verb_acquire(Context &c, const Args &args) {
+    const std::string &owner = args[0];
+    std::string disk = absolute_disk(args[1]);
+    const char *mode = c.options.shared ? "shared" : "exclusive";
+    Json r = call_method(c.bus, {.member = "AcquireDisk", .reply_signature = "o",
+                                 .what = "cannot acquire " + disk + " for " + owner,
+                                 .append = [&](sd_bus_message *m) {
+                                     check(sd_bus_message_append(m, "sssa{sv}", owner.c_str(), disk.c_str(), mode, 0),
+                                           "cannot build call");
+                                 },
+                                 .timeout = kLongTimeout});
+    if (c.out.json != JsonMode::Off)
+        print_json(c.out, Json{{"owner", owner}, {"disk", disk}, {"mode", mode}, {"lease", r[0]}});
+    else
+        std::cout << "Acquired " << mode << " lease on " << disk << " for " << owner << ": " << to_text(r[0]) << "\n";
+    return kExitOk;
+}
+
+int verb_release(Context &c, const Args &args) {
+    const std::string &owner = args[0];
+    std::string disk = absolute_disk(args[1]);
+    call_method(c.bus, {.member = "ReleaseDisk", .reply_signature = "",
+                        .what = "cannot release " + disk + " for " + owner,
+                        .append = [&](sd_bus_message *m) {
+                            check(sd_bus_message_append(m, "ss", owner.c_str(), disk.c_str()), "cannot build call");
+                        },
+                        .timeout = kLongTimeout});
+    if (c.out.json != JsonMode::Off)
+        print_json(c.out, Json{{"owner", owner}, {"disk", disk}, {"released", true}});
+    else
+        std::cout << "Released the lease of " << owner << " on " << disk << ".\n";
+    return kExitOk;
+}
+
+struct DiskSpec {
+    std::string path;
+    std::string mode;
+};
+
+// PATH, PATH:exclusive, PATH:shared or PATH:none (a path may itself contain ':').
+DiskSpec parse_disk_spec(const std::string &arg) {
+    size_t colon = arg.rfind(':');
+    if (colon != std::string::npos) {
+        std::string mode = arg.substr(colon + 1);
+        if (mode == "exclusive" || mode == "shared" || mode == "none")
+            return {absolute_disk(arg.substr(0, colon)), mode};
+    }
+    return {absolute_disk(arg), "exclusive"};
+}
+
+void append_register_args(sd_bus_message *m, const std::string &owner, const std::vector<DiskSpec> &disks,
+                          const std::optional<uint32_t> &grace) {
+    check(sd_bus_message_append(m, "s", owner.c_str()), "cannot build call");
+    check(sd_bus_message_open_container(m, 'a', "(ss)"), "cannot build call");
+    for (const auto &d : disks)
+        check(sd_bus_message_append(m, "(ss)", d.path.c_str(), d.mode.c_str()), "cannot build call");
+    check(sd_bus_message_close_container(m), "cannot build call");
+    if (grace)
+        check(sd_bus_message_append(m, "a{sv}", 1, "grace_seconds", "u", *grace), "cannot build call");
+    else
+        check(sd_bus_message_append(m, "a{sv}", 0), "cannot build call");
+}
+
+int verb_register(Context &c, const Args &args) {
+    const std::string &owner = args[0];
+    std::vector<DiskSpec> disks;
+    for (size_t i = 1; i < args.size(); i++)
+        disks.push_back(parse_disk_spec(args[i]));
+    Json r = call_method(c.bus, {.member = "RegisterMachine", .reply_signature = "o",
+                                 .what = "cannot register " + owner,
+                                 .append = [&](sd_bus_message *m) {
+                                     append_register_args(m, owner, disks, c.options.grace_seconds);
+                                 },
+                                 .timeout = kLongTimeout});
+    if (c.out.json != JsonMode::Off) {
+        Json list = Json::array();
+        for (const auto &d : disks)
+            list.push_back({{"disk", d.path}, {"mode", d.mode}});
+        Json o{{"owner", owner}, {"machine", r[0]}, {"disks", list}};
+        if (c.options.grace_seconds)
+            o["grace_seconds"] = *c.options.grace_seconds;
+        print_json(c.out, o);
+        return kExitOk;
+    }
+    std::cout << "Registered " << owner << " with " << disks.size() << (disks.size() == 1 ? " disk" : " disks")
+              << ": " << to_text(r[0]) << "\n";
+    return kExitOk;
+}
+
+int verb_release_machine(Context &c, const Args &args) {
+    const std::string &owner = args[0];
+    call_method(c.bus, {.member = "ReleaseMachine", .reply_signature = "",
+                        .what = "cannot release the leases of " + owner,
+                        .append = [&](sd_bus_message *m) {
+                            check(sd_bus_message_append(m, "s", owner.c_str()), "cannot build call");
+                        },
+                        .timeout = kLongTimeout});
+    if (c.out.json != JsonMode::Off)
+        print_json(c.out, Json{{"owner", owner}, {"released", true}});
+    else
+        std::cout << "Released every lease of " << owner << ".\n";
+    return kExitOk;
+}
+
+// --- cleanup, reload ---------------------------------------------------------
+
+int verb_cleanup(Context &c, const Args &) {
+    bool dry = c.options.dry_run;
+    Json removed = call_method(c.bus, {.member = "CleanupLeases", .reply_signature = "as",
+                                       .what = dry ? "cannot list unused lease files" : "cannot clean up lease files",
+                                       .append = [&](sd_bus_message *m) {
+                                           check(sd_bus_message_append(m, "b", static_cast<int>(dry)),
+                                                 "cannot build call");
+                                       },
+                                       .timeout = kLongTimeout})[0];
+    if (c.out.json != JsonMode::Off) {
+        print_json(c.out, Json{{"removed", removed}, {"dry_run", dry}});
+        return kExitOk;
+    }
+    for (const auto &path : removed)
+        std::cout << (dry ? "Would remove " : "Removed ") << to_text(path) << "\n";
+    print_footer(c.out, removed.size(), "lease file", "lease files", dry ? "would be removed" : "removed");
+    return kExitOk;
+}
+
+int verb_reload(Context &c, const Args &) {
+    call_method(c.bus, {.member = "Reload", .reply_signature = "", .what = "cannot reload the configuration",
+                        .timeout = kLongTimeout});
+    if (c.out.json != JsonMode::Off)
+        print_json(c.out, Json{{"reloaded", true}});
+    else
+        std::cout << "Reloaded the configuration.\n";
+    return kExitOk;
+}
+
+constexpr size_t kAny = SIZE_MAX;
+
+const Verb kVerbs[] = {
+    {"status", 0, 0, 0, false, true, verb_status},
+    {"list", 0, 0, 0, false, true, verb_list},
+    {"machines", 0, 0, 0, false, true, verb_machines},
+    {"inspect", 1, 1, 0, false, true, verb_inspect},
+    {"acquire", 2, 2, kOptShared, true, false, verb_acquire},
+    {"release", 2, 2, 0, true, false, verb_release},
+    {"register", 2, kAny, kOptGrace, true, false, verb_register},
+    {"release-machine", 1, 1, 0, true, false, verb_release_machine},
+    {"cleanup", 0, 0, kOptDryRun, true, false, verb_cleanup},
+    {"reload", 0, 0, 0, true, false, verb_reload},
+    {"monitor", 0, 0, 0, false, false, verb_monitor},
+};
+
+}  // namespace
+
+const Verb *find_verb(const std::string &name) {
+    auto it = std::find_if(std::begin(kVerbs), std::end(kVerbs), [&](const Verb &v) { return name == v.name; });
+    return it == std::end(kVerbs) ? nullptr : &*it;
+}
+
+std::string absolute_disk(const std::string &disk) {
+    if (disk.empty())
+        usage_error("a DISK is empty");
+    if (disk[0] == '/')
+        return disk;
+    std::error_code ec;
+    auto cwd = std::filesystem::current_path(ec);
+    if (ec)
+        throw Failure{kExitFailure, "cannot make " + disk + " absolute: " + ec.message()};
+    return (cwd / disk).lexically_normal().string();
+}
+
+}  // namespace vmleasectl
