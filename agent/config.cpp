@@ -435,9 +435,9 @@ void copy_member(Config &to, const Config &from) {
 
 // The single list of top-level keys: it drives parsing, the unknown-key
 // message and drop-in merging, so adding a key is a one-line change.
-const std::array<TopKey, 12> &top_keys() {
+const std::array<TopKey, 13> &top_keys() {
     using P = DocumentParser;
-    static const std::array<TopKey, 12> table{{
+    static const std::array<TopKey, 13> table{{
         {"host_id", [](P &p, const Value &v, Config &c) { c.host_id = p.integer(v, 1, 2000); },
          &copy_member<&Config::host_id>},
         {"lease_dir", [](P &p, const Value &v, Config &c) { c.lease_dir = normalise_absolute(p.absolute_path(v)); },
@@ -463,6 +463,8 @@ const std::array<TopKey, 12> &top_keys() {
          &copy_member<&Config::discovery>},
         {"machines", [](P &p, const Value &v, Config &c) { c.machines = p.machines(v); },
          &copy_member<&Config::machines>},
+        {"cleanup_min_age", [](P &p, const Value &v, Config &c) { c.cleanup_min_age = p.integer(v, 0, 31536000); },
+         &copy_member<&Config::cleanup_min_age>},
     }};
     return table;
 }

@@ -56,6 +56,8 @@ struct Config {
     Discovery discovery;
     std::vector<MachineRule> machines;
     std::string lockfailure_helper;  // empty: the installed vmlease-lockfailure
+    // CleanupLeases leaves lease files younger than this alone (seconds).
+    uint32_t cleanup_min_age = 3600;
 
     // Files that contributed, in the order they were applied (for logging).
     std::vector<std::string> sources;

@@ -4,6 +4,7 @@
 #include "disk_path.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
+#include "sanlock_watchdog.hpp"
 #include "signal_origin.hpp"
 #include "version.hpp"
 
@@ -94,6 +95,9 @@ Daemon::~Daemon() {
 
 int Daemon::run() {
     check(sd_event_default(&event_), "cannot create the event loop");
+    // Feeds WatchdogSec= from the loop itself: a hung loop gets us restarted
+    // (harmless: leases are persistent and re-adopted at start).
+    check(sd_event_set_watchdog(event_, true), "cannot set up the service watchdog");
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -121,6 +125,10 @@ int Daemon::run() {
     bus_source_ = std::make_unique<BusEventSource>(event_, *bus_);
     effector_ = std::make_unique<SanlockEffector>(settings_, completions_, options_.sanlock_connections);
     manager_ = std::make_unique<ManagerObject>(*bus_, *this, VMLEASE_VERSION);
+    if (auto warning = sanlock_watchdog_warning(sanlock_run_dir_)) {
+        warnings_.push_back(*warning);
+        log_message(LOG_WARNING, *warning, {}, message_id::kWatchdogMissing);
+    }
     start_join();
     bus_->requestName(kBusName);
     log_info("vmleased " + std::string(VMLEASE_VERSION) + " serving as host " + std::to_string(settings_.host_id) +
@@ -205,6 +213,24 @@ void Daemon::release_owner(RequestId id, const std::string &owner) { apply(track
 void Daemon::inspect(RequestId id, const std::string &resource) {
     effector_->inspect(resource, [this, id, resource](int rv, std::vector<LeaseOwner> owners) {
         manager_->answer_inspect(id, resource, rv, owners);
+    });
+}
+
+void Daemon::clean_up(RequestId id, bool dry_run) {
+    std::set<std::string> held;
+    for (const auto &[resource, lease] : registry_.leases())
+        held.insert(resource);
+    effector_->clean_up(std::move(held), config_.cleanup_min_age, dry_run, [this, id, dry_run](CleanupResult result) {
+        for (const auto &path : result.removed)
+            log_message(dry_run ? LOG_DEBUG : LOG_NOTICE,
+                        (dry_run ? "would delete unused lease file " : "deleted unused lease file ") + path,
+                        {{"LEASE_FILE", path}, {"RESOURCE", path.substr(path.rfind('/') + 1)}},
+                        dry_run ? nullptr : message_id::kLeaseCleanup);
+        for (const auto &why : result.skipped)
+            log_debug("cleanup kept " + why);
+        for (const auto &error : result.errors)
+            log_error("cleanup: " + error);
+        manager_->answer_cleanup(id, result);
     });
 }
 

@@ -52,6 +52,8 @@ public:
     void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
                  uint32_t grace_seconds) override;
     void inspect(RequestId id, const std::string &resource) override;
+    void clean_up(RequestId id, bool dry_run) override;
+    std::vector<std::string> warnings() const override { return warnings_; }
     std::optional<ApiError> reload() override;
     const LeaseRegistry &registry() const override { return registry_; }
     const MachineTracker &tracker() const override { return tracker_; }
@@ -110,6 +112,7 @@ private:
     unsigned join_failures_ = 0;
     uint64_t last_lock_failure_log_ = 0;
     std::string last_join_error_;
+    std::vector<std::string> warnings_;
 };
 
 }  // namespace vmlease

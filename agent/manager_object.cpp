@@ -378,12 +378,29 @@ void ManagerObject::answer_inspect(RequestId id, const std::string &resource, in
     pending_.erase(it);
 }
 
-void ManagerObject::CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool) {
+void ManagerObject::CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool dry_run) {
     guarded(result, "CleanupLeases", [&] {
         RequestId id = remember(std::move(result));
-        authorize(id, "CleanupLeases", {}, [this, id] {
-            answer_error(id, {ErrorKind::NotSupported, "CleanupLeases is not available in this version of vmleased yet"});
-        });
+        authorize(id, "CleanupLeases", {{"dry_run", dry_run ? "true" : "false"}},
+                  [this, id, dry_run] { backend_.clean_up(id, dry_run); });
+    });
+}
+
+// Honest about partial success: if any file could not be handled the call
+// fails, and the error says what was removed all the same.
+void ManagerObject::answer_cleanup(RequestId id, const CleanupResult &result) {
+    if (!result.errors.empty()) {
+        std::string message = "could not clean up " + std::to_string(result.errors.size()) + " lease file(s): ";
+        for (size_t i = 0; i < result.errors.size() && i < 5; i++)
+            message += (i ? "; " : "") + result.errors[i];
+        message += "; removed " + std::to_string(result.removed.size()) + " other(s)";
+        return answer_error(id, {ErrorKind::Failed, message});
+    }
+    dispatch(id, [&] {
+        auto it = pending_.find(id);
+        if (auto *r = it == pending_.end() ? nullptr : std::get_if<sdbus::Result<std::vector<std::string>>>(&it->second))
+            r->returnResults(result.removed);
+        pending_.erase(id);
     });
 }
 

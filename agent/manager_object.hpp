@@ -14,6 +14,7 @@
 #include "polkit_authorizer.hpp"
 #include "org_vmlease_Lease_adaptor.h"
 #include "org_vmlease_Manager_adaptor.h"
+#include "lease_cleanup.hpp"
 #include "sanlock_client.hpp"
 #include "udev_monitor.hpp"
 
@@ -47,6 +48,8 @@ public:
     virtual void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
                          uint32_t grace_seconds) = 0;
     virtual void inspect(RequestId id, const std::string &resource) = 0;
+    virtual void clean_up(RequestId id, bool dry_run) = 0;
+    virtual std::vector<std::string> warnings() const = 0;
     virtual const DiskNamer &disk_namer() const = 0;
     // Returns an error to answer, or nullopt when the new configuration is in force.
     virtual std::optional<ApiError> reload() = 0;
@@ -83,6 +86,7 @@ public:
     // Turn a registry Step's replies and changes into D-Bus traffic.
     void publish(const Step &step);
     void answer_inspect(RequestId id, const std::string &resource, int rv, const std::vector<LeaseOwner> &owners);
+    void answer_cleanup(RequestId id, const CleanupResult &result);
     // DeviceAdded / DeviceRemoved.
     void device_changed(const DeviceEvent &event);
 
@@ -111,6 +115,7 @@ private:
     std::string LeaseDirectory() override { return backend_.sanlock_settings().lease_dir; }
     std::string LockspaceState() override { return to_string(backend_.registry().lockspace_state()); }
     uint32_t LeaseCount() override { return static_cast<uint32_t>(backend_.registry().leases().size()); }
+    std::vector<std::string> Warnings() override { return backend_.warnings(); }
     uint32_t MachineCount() override { return static_cast<uint32_t>(backend_.tracker().machines().size()); }
 
     using InspectResult =

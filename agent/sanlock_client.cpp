@@ -190,13 +190,13 @@ int SanlockConnection::ensure_registered() {
     return 0;
 }
 
-int SanlockConnection::acquire(const std::string &resource, bool shared, bool adopt_orphan) {
+int SanlockConnection::acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent) {
     int rv = ensure_registered();
     if (rv < 0)
         return rv;
     OneDiskResource r;
     fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
-    r.get()->flags |= SANLK_RES_PERSISTENT | (shared ? SANLK_RES_SHARED : 0);
+    r.get()->flags |= (persistent ? SANLK_RES_PERSISTENT : 0) | (shared ? SANLK_RES_SHARED : 0);
     sanlk_resource *list[1] = {r.get()};
     rv = sanlock_acquire(fd_, -1, adopt_orphan ? SANLK_ACQUIRE_ORPHAN : 0, 1, list, nullptr);
     if (sanlock_rv::connection_lost(rv))

@@ -52,7 +52,9 @@ public:
     SanlockConnection(const SanlockConnection &) = delete;
     SanlockConnection &operator=(const SanlockConnection &) = delete;
 
-    int acquire(const std::string &resource, bool shared, bool adopt_orphan);
+    // `persistent` false: the lease goes with the connection (cleanup's
+    // short-lived holds must not survive a crash as orphans).
+    int acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent = true);
     int release(const std::string &resource);
 
 private:

@@ -122,4 +122,13 @@ void SanlockEffector::inspect(const std::string &resource, std::function<void(in
     });
 }
 
+void SanlockEffector::clean_up(std::set<std::string> held_here, uint32_t min_age_seconds, bool dry_run,
+                               std::function<void(CleanupResult)> done) {
+    admin_.submit([s = settings_, post = post_, held = std::move(held_here), min_age_seconds, dry_run,
+                   done = std::move(done)]() mutable {
+        CleanupResult result = clean_up_lease_files(s, held, min_age_seconds, dry_run);
+        post([done = std::move(done), result = std::move(result)] { done(result); });
+    });
+}
+
 }  // namespace vmlease

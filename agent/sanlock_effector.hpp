@@ -5,6 +5,7 @@
 #pragma once
 
 #include "completion_queue.hpp"
+#include "lease_cleanup.hpp"
 #include "core/lease_registry.hpp"
 #include "sanlock_client.hpp"
 #include "worker.hpp"
@@ -28,6 +29,8 @@ public:
     void release(const ReleaseEffect &effect, Done done);
     void join_lockspace(std::function<void(int rv, std::string detail)> done);
     void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);
+    void clean_up(std::set<std::string> held_here, uint32_t min_age_seconds, bool dry_run,
+                  std::function<void(CleanupResult)> done);
 
     const SanlockSettings &settings() const { return settings_; }
 

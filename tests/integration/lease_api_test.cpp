@@ -209,9 +209,12 @@ TEST_F(LeaseApi, BadInputGetsAClearErrorAndChangesNothing) {
     EXPECT_EQ(leases[0].get<2>(), "keeper");
 }
 
-TEST_F(LeaseApi, MethodsNotInThisVersionSaySo) {
-    std::string message;
-    EXPECT_EQ(error_of([&] { client().CleanupLeases(true); }, &message), "org.freedesktop.DBus.Error.NotSupported");
+TEST_F(LeaseApi, CleanupLeavesLeaseFilesYoungerThanAnHourAlone) {
+    client().AcquireDisk("young", "/srv/young.img", "exclusive", {});
+    client().ReleaseDisk("young", "/srv/young.img");
+    EXPECT_TRUE(client().CleanupLeases(true).empty());
+    EXPECT_TRUE(client().CleanupLeases(false).empty());
+    EXPECT_TRUE(std::filesystem::exists(std::get<1>(client().InspectDisk("/srv/young.img"))));
     EXPECT_TRUE(client().ListMachines().empty());
 }
 

@@ -1,0 +1,133 @@
+// Safe cleanup of unused lease files (CleanupLeases, vmleasectl cleanup):
+// two simulated hosts share a lease directory; host 1 cleans up while host 2
+// holds leases. Nothing in use anywhere may be deleted.
+#include "host.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+using namespace vmtest;
+
+namespace {
+
+const std::map<std::string, sdbus::Variant> kNoOptions;
+constexpr int kMinAge = 2;  // host 1's cleanup_min_age, seconds
+
+std::string disk(const std::string &name) { return "/var/lib/libvirt/images/" + name + ".img"; }
+
+class Cleanup : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vml-cleanup");
+        lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+        HostOptions o;
+        o.extra_yaml = "cleanup_min_age: " + std::to_string(kMinAge) + "\n";
+        h1 = std::make_unique<Host>(root->path(), lease_dir, 1, o);
+        h2 = std::make_unique<Host>(root->path(), lease_dir, 2);
+        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined")) << h1->agent->log();
+        ASSERT_TRUE(h2->client->wait_property("LockspaceState", "joined")) << h2->agent->log();
+    }
+    static void TearDownTestSuite() {
+        h2.reset();
+        h1.reset();
+        root.reset();
+    }
+    void TearDown() override {
+        if (HasFailure())
+            for (auto *h : {h1.get(), h2.get()})
+                std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
+    }
+    static std::string file_of(Host &h, const std::string &d) { return std::get<1>(h.client->InspectDisk(d)); }
+    static std::vector<std::string> sorted(std::vector<std::string> v) {
+        std::sort(v.begin(), v.end());
+        return v;
+    }
+
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::string lease_dir;
+    static inline std::unique_ptr<Host> h1, h2;
+};
+
+TEST_F(Cleanup, OnlyFilesNoHostUsesAreDeletedAndDryRunDeletesNothing) {
+    // Host 2 holds a and b; c (taken and given back on host 1) and d (on
+    // host 2) are unused; e is held on host 1 itself.
+    for (const char *n : {"a", "b", "d"})
+        h2->client->AcquireDisk("vm-2", disk(n), "exclusive", kNoOptions);
+    h2->client->AcquireDisk("vm-3", disk("s"), "shared", kNoOptions);
+    h2->client->ReleaseDisk("vm-2", disk("d"));
+    h1->client->AcquireDisk("vm-1", disk("c"), "exclusive", kNoOptions);
+    h1->client->ReleaseDisk("vm-1", disk("c"));
+    h1->client->AcquireDisk("vm-1", disk("e"), "exclusive", kNoOptions);
+    std::string unused_c = file_of(*h1, disk("c")), unused_d = file_of(*h1, disk("d"));
+    std::vector<std::string> in_use;
+    for (const char *n : {"a", "b", "s", "e"})
+        in_use.push_back(file_of(*h1, disk(n)));
+
+    // Everything is younger than the minimum age: nothing qualifies yet.
+    EXPECT_TRUE(h1->client->CleanupLeases(true).empty());
+    EXPECT_TRUE(h1->client->CleanupLeases(false).empty());
+    std::this_thread::sleep_for(std::chrono::seconds(kMinAge + 1));  // let the files age
+
+    auto would = h1->client->CleanupLeases(true);
+    EXPECT_EQ(sorted(would), sorted({unused_c, unused_d}));
+    for (const auto &f : would)
+        EXPECT_TRUE(std::filesystem::exists(f)) << "a dry run deleted " << f;
+
+    auto removed = h1->client->CleanupLeases(false);
+    EXPECT_EQ(sorted(removed), sorted({unused_c, unused_d}));
+    EXPECT_FALSE(std::filesystem::exists(unused_c));
+    EXPECT_FALSE(std::filesystem::exists(unused_d));
+    for (const auto &f : in_use)
+        EXPECT_TRUE(std::filesystem::exists(f)) << "deleted a lease file in use: " << f;
+    EXPECT_TRUE(std::filesystem::exists(lease_dir + "/__LIBVIRT__DISKS__"));
+
+    // The holders still hold; other hosts are still kept out.
+    EXPECT_EQ(h2->client->ListLeases().size(), 3u);
+    EXPECT_EQ(h1->client->ListLeases().size(), 1u);
+    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("vm-1", disk("a"), "exclusive", kNoOptions); }),
+              "org.vmlease.Error.LeaseHeld");
+    // A deleted lease file is simply made again when its disk is next used.
+    h2->client->AcquireDisk("vm-2", disk("c"), "exclusive", kNoOptions);
+    EXPECT_TRUE(std::filesystem::exists(unused_c));
+    // A second run finds nothing more to do.
+    EXPECT_TRUE(h1->client->CleanupLeases(false).empty());
+    std::string out;
+    EXPECT_EQ(run({required_env("VMLEASECTL"), "--no-ask-password", "cleanup", "--dry-run"},
+                  {{"DBUS_SYSTEM_BUS_ADDRESS", h1->bus_address}}, &out),
+              0)
+        << out;
+
+    for (const auto &l : h2->client->ListLeases())
+        h2->client->ReleaseDisk(l.get<2>(), l.get<0>());
+    h1->client->ReleaseDisk("vm-1", disk("e"));
+}
+
+TEST_F(Cleanup, FilesThatAreNotLeasesAreNeverTouched) {
+    std::string notes = lease_dir + "/README", odd = lease_dir + "/0123456789abcdef0123456789ABCDEF";
+    write_file(notes, "shared lease directory\n");
+    write_file(odd, "not ours\n");
+    std::this_thread::sleep_for(std::chrono::seconds(kMinAge + 1));
+    auto removed = h1->client->CleanupLeases(false);
+    EXPECT_TRUE(std::filesystem::exists(notes));
+    EXPECT_TRUE(std::filesystem::exists(odd));
+    for (const auto &f : removed)
+        EXPECT_NE(f, notes);
+}
+
+TEST_F(Cleanup, SanlockRunningWithoutItsWatchdogIsWarnedAbout) {
+    // The test hosts run "sanlock daemon -w 0", as Debian ships it.
+    auto warnings = h1->client->Warnings();
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find("without its watchdog"), std::string::npos) << warnings[0];
+    EXPECT_NE(h1->agent->log().find("without its watchdog"), std::string::npos);
+    std::string out;
+    EXPECT_EQ(run({required_env("VMLEASECTL"), "status"}, {{"DBUS_SYSTEM_BUS_ADDRESS", h1->bus_address}}, &out), 0);
+    EXPECT_NE(out.find("without its watchdog"), std::string::npos) << out;
+}
+
+}  // namespace
