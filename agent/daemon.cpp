@@ -2,6 +2,7 @@
 
 #include "bus_event_source.hpp"
 #include "disk_path.hpp"
+#include "lockfailure_plan.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
 #include "sanlock_watchdog.hpp"
@@ -15,6 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -80,6 +82,7 @@ Daemon::Daemon(DaemonOptions options)
 Daemon::~Daemon() {
     // Leases stay held (they are PERSISTENT in sanlock); only our objects go.
     udev_.reset();
+    lockfailure_listener_.reset();
     machined_.reset();
     manager_.reset();
     bus_source_.reset();
@@ -125,6 +128,14 @@ int Daemon::run() {
     bus_source_ = std::make_unique<BusEventSource>(event_, *bus_);
     effector_ = std::make_unique<SanlockEffector>(settings_, completions_, options_.sanlock_connections);
     manager_ = std::make_unique<ManagerObject>(*bus_, *this, VMLEASE_VERSION);
+    try {
+        lockfailure_listener_ = std::make_unique<LockFailureListener>(
+            event_, runtime_directory() + "/" + kLockFailureSocket, [this] { lock_failure("vmlease-lockfailure reported"); });
+    } catch (const std::exception &e) {
+        // The helper then acts on its own from the plan file.
+        log_error(std::string("cannot hear the lock-failure helper: ") + e.what());
+    }
+    write_lockfailure_plan();
     if (auto warning = sanlock_watchdog_warning(sanlock_run_dir_)) {
         warnings_.push_back(*warning);
         log_message(LOG_WARNING, *warning, {}, message_id::kWatchdogMissing);
@@ -278,6 +289,8 @@ void Daemon::apply(Step step) {
             followup.append(tracker_.lease_reply(reply));
     if (step.lockspace_state_changed && registry_.lockspace_state() == LockspaceState::Joined)
         followup.append(tracker_.retry_failed());
+    // Before anyone hears of a new lease: the helper's fallback covers it.
+    write_lockfailure_plan();
 
     log_changes(step);
     if (manager_)
@@ -292,15 +305,68 @@ void Daemon::apply(Step step) {
         arm_grace_timer();
     }
     for (const auto &action : step.machine_effects) {
-        if (!machined_)
-            continue;
-        if (action.kind == MachineEffect::Kind::Terminate)
-            machined_->terminate(action.machine);
-        else
-            machined_->kill(action.machine, action.signal);
+        auto f = std::find_if(step.lock_failures.begin(), step.lock_failures.end(),
+                              [&](const LockFailureChange &c) { return c.owner == action.machine; });
+        carry_out(action, f == step.lock_failures.end() ? nullptr : &*f);
     }
+    // Actions with no machine effect are complete already.
+    for (const auto &f : step.lock_failures)
+        if (std::none_of(step.machine_effects.begin(), step.machine_effects.end(),
+                         [&](const MachineEffect &e) { return e.machine == f.owner; }))
+            log_message(f.action == "ignore" ? LOG_ALERT : LOG_WARNING,
+                        "lock failure: " + f.owner + ": " + f.action + "; its leases are released" +
+                            (f.action == "ignore" ? " and it keeps running UNPROTECTED" : ""),
+                        {{"OWNER", f.owner}, {"ACTION", f.action}, {"RESULT", "leases released"},
+                         {"LOCKSPACE", settings_.lockspace}},
+                        message_id::kLockFailureAction);
     if (!followup.empty())
         apply(std::move(followup));
+}
+
+void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *failure) {
+    if (!machined_)
+        return;
+    MachinedClient::Done done;
+    if (failure)
+        done = [this, f = *failure](const std::string &error) {
+            std::string result = error.empty() ? "done" : "failed: " + error;
+            log_message(error.empty() ? LOG_WARNING : LOG_CRIT,
+                        "lock failure: " + f.owner + ": " + f.action + " " + result +
+                            (f.note.empty() ? "" : " (" + f.note + ")"),
+                        {{"OWNER", f.owner}, {"ACTION", f.action}, {"RESULT", result},
+                         {"LOCKSPACE", settings_.lockspace}},
+                        message_id::kLockFailureAction);
+        };
+    switch (effect.kind) {
+    case MachineEffect::Kind::Terminate: machined_->terminate(effect.machine, std::move(done)); break;
+    case MachineEffect::Kind::Kill: machined_->kill(effect.machine, effect.signal, std::move(done)); break;
+    case MachineEffect::Kind::StartUnit:
+        log_notice("lockspace is back: starting " + effect.unit + " again (on_lockfailure: restart)");
+        machined_->start_unit(effect.unit, std::move(done));
+        break;
+    }
+}
+
+// What vmlease-lockfailure applies if this agent cannot answer it.
+void Daemon::write_lockfailure_plan() {
+    LockFailurePlan plan;
+    if (const char *bus = getenv("DBUS_SYSTEM_BUS_ADDRESS"))
+        plan.bus_address = bus;
+    std::set<std::string> owners;
+    for (const auto &[resource, lease] : registry_.leases())
+        owners.insert(lease.owners.begin(), lease.owners.end());
+    for (const auto &owner : owners)
+        if (const Machine *m = tracker_.find(owner); m && !m->reserved)
+            plan.machines.push_back({owner, to_string(m->on_lockfailure)});
+    std::string text = format_plan(plan);
+    if (text == written_plan_)
+        return;
+    if (!write_plan_file(runtime_directory() + "/" + kLockFailurePlanFile, text)) {
+        log_error("cannot write " + runtime_directory() + "/" + kLockFailurePlanFile +
+                  "; the lock-failure helper could not act without the agent");
+        return;
+    }
+    written_plan_ = text;
 }
 
 // --- machines ------------------------------------------------------------------
@@ -444,12 +510,13 @@ void Daemon::notify_status() {
 void Daemon::start_join() {
     bool first = registry_.lockspace_state() == LockspaceState::Absent;
     apply(registry_.set_lockspace_state(first ? LockspaceState::Joining : LockspaceState::Rejoining));
-    effector_->join_lockspace([this](int rv, std::string detail) { join_finished(rv, detail); });
+    effector_->join_lockspace(after_failure_, [this](int rv, std::string detail) { join_finished(rv, detail); });
 }
 
 void Daemon::join_finished(int rv, const std::string &detail) {
     if (rv == 0) {
         join_failures_ = 0;
+        after_failure_ = false;
         last_join_error_.clear();
         apply(registry_.set_lockspace_state(LockspaceState::Joined));
         return;
@@ -489,19 +556,25 @@ int Daemon::on_rejoin_timer(sd_event_source *, uint64_t, void *userdata) {
 // --- sources -------------------------------------------------------------------
 
 void Daemon::on_lock_failure_signal(pid_t sender) {
-    // sanlock repeats the signal every second while the failure lasts.
-    uint64_t now = now_usec();
-    if (now - last_lock_failure_log_ > 10 * 1000000ull) {
-        last_lock_failure_log_ = now;
-        log_message(LOG_CRIT,
-                    "sanlock (pid " + std::to_string(sender) + ") reports a failure of lockspace " +
-                        settings_.lockspace + "; the leases held here are no longer protected",
-                    {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
-    }
-    if (registry_.lockspace_state() == LockspaceState::Joined) {
-        apply(registry_.set_lockspace_state(LockspaceState::Failed));
-        schedule_rejoin();
-    }
+    lock_failure("sanlock (pid " + std::to_string(sender) + ") signalled");
+}
+
+void Daemon::lock_failure(const std::string &how) {
+    // sanlock repeats its signal every second while leases are still held;
+    // one failure is handled once, until the lockspace is joined again.
+    if (registry_.lockspace_state() != LockspaceState::Joined)
+        return;
+    log_message(LOG_CRIT,
+                how + ": lockspace " + settings_.lockspace +
+                    " failed; applying each machine's on_lockfailure and releasing every lease",
+                {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
+    after_failure_ = true;
+    apply(registry_.set_lockspace_state(LockspaceState::Failed));
+    apply(tracker_.lock_failed());
+    // sanlock refuses new acquires on connections it targeted: start afresh
+    // once the releases queued above are done.
+    effector_->reconnect_all();
+    schedule_rejoin();
 }
 
 int Daemon::on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

@@ -7,6 +7,7 @@
 #include "config.hpp"
 #include "core/lease_registry.hpp"
 #include "core/machine_tracker.hpp"
+#include "lockfailure_listener.hpp"
 #include "machined_client.hpp"
 #include "manager_object.hpp"
 #include "sanlock_effector.hpp"
@@ -79,6 +80,10 @@ private:
     void join_finished(int rv, const std::string &detail);
     void schedule_rejoin();
     void on_lock_failure_signal(pid_t sender);
+    // sanlock says the lockspace failed (its SIGTERM, or the killpath helper).
+    void lock_failure(const std::string &how);
+    void carry_out(const MachineEffect &effect, const LockFailureChange *failure);
+    void write_lockfailure_plan();
     void notify_status();
 
     static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata);
@@ -102,6 +107,9 @@ private:
     std::unique_ptr<ManagerObject> manager_;
     std::unique_ptr<MachinedClient> machined_;
     std::unique_ptr<UdevMonitor> udev_;
+    std::unique_ptr<LockFailureListener> lockfailure_listener_;
+    bool after_failure_ = false;  // the next join must not take the failed lockspace for a joined one
+    std::string written_plan_;
     sd_event_source *scan_timer_ = nullptr;
     // Reservations waiting for their machine: one timer, armed for the earliest deadline.
     sd_event_source *grace_timer_ = nullptr;

@@ -126,27 +126,46 @@ void MachinedClient::fetch(const std::string &name, const sdbus::ObjectPath &pat
         });
 }
 
-void MachinedClient::terminate(const std::string &name) {
-    try {
-    manager_->callMethodAsync("TerminateMachine").onInterface(kManagerIface).withArguments(name).uponReplyInvoke(
-        [name, alive = alive_](const sdbus::Error *error) {
-            if (*alive && error)
-                log_error("cannot terminate machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
-        });
-    } catch (const std::exception &e) {
-        log_error("cannot ask machined to terminate machine " + name + ": " + e.what(), {{"OWNER", name}});
-    }
+void MachinedClient::terminate(const std::string &name, Done done) {
+    call(*manager_, "TerminateMachine", "cannot terminate machine " + name, name, std::move(done),
+         [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(name); });
 }
 
-void MachinedClient::kill(const std::string &name, int signal) {
+void MachinedClient::kill(const std::string &name, int signal, Done done) {
+    call(*manager_, "KillMachine", "cannot signal machine " + name, name, std::move(done),
+         [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(name, std::string("all"), signal); });
+}
+
+void MachinedClient::start_unit(const std::string &unit, Done done) {
+    if (!systemd_)
+        systemd_ = sdbus::createProxy(bus_, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
+    call(*systemd_, "StartUnit", "cannot start " + unit, "", std::move(done),
+         [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(unit, std::string("replace")); },
+         "org.freedesktop.systemd1.Manager");
+}
+
+// One asynchronous call; its failure is logged here, once, and reported to `done`.
+void MachinedClient::call(sdbus::IProxy &proxy, const char *method, const std::string &what, const std::string &owner,
+                          Done done, const std::function<void(sdbus::AsyncMethodInvoker &)> &arguments,
+                          const char *interface) {
+    auto report = [what, owner, done](const std::string &error) {
+        if (!error.empty())
+            log_error(what + ": " + error, {{"OWNER", owner}});
+        if (done)
+            done(error);
+    };
     try {
-    manager_->callMethodAsync("KillMachine").onInterface(kManagerIface).withArguments(name, std::string("all"), signal)
-        .uponReplyInvoke([name, alive = alive_](const sdbus::Error *error) {
-            if (*alive && error)
-                log_error("cannot signal machine " + name + ": " + error->getMessage(), {{"OWNER", name}});
+        // The invoker keeps a reference to the method name: it must outlive the call.
+        const std::string name(method);
+        sdbus::AsyncMethodInvoker invoker(proxy, name);
+        invoker.onInterface(interface ? interface : kManagerIface);
+        arguments(invoker);
+        invoker.uponReplyInvoke([report, alive = alive_](const sdbus::Error *error) {
+            if (*alive)
+                report(error ? error->getMessage() : "");
         });
     } catch (const std::exception &e) {
-        log_error("cannot ask machined to signal machine " + name + ": " + e.what(), {{"OWNER", name}});
+        report(e.what());
     }
 }
 

@@ -34,8 +34,12 @@ public:
 
     // Subscribe, then list. Call once, after the handler is ready for events.
     void start();
-    void terminate(const std::string &name);
-    void kill(const std::string &name, int signal);
+    // `done` (optional) hears the outcome: "" on success, else the error.
+    using Done = std::function<void(const std::string &error)>;
+    void terminate(const std::string &name, Done done = {});
+    void kill(const std::string &name, int signal, Done done = {});
+    // Through systemd, not machined: on_lockfailure restart of a service.
+    void start_unit(const std::string &unit, Done done = {});
 
 private:
     void list_machines();
@@ -45,6 +49,9 @@ private:
     Handler &handler_;
     std::unique_ptr<sdbus::IProxy> manager_;
     std::unique_ptr<sdbus::IProxy> bus_driver_;
+    std::unique_ptr<sdbus::IProxy> systemd_;
+    void call(sdbus::IProxy &proxy, const char *method, const std::string &what, const std::string &owner, Done done,
+              const std::function<void(sdbus::AsyncMethodInvoker &)> &arguments, const char *interface = nullptr);
     std::map<std::string, std::unique_ptr<sdbus::IProxy>> machine_proxies_;
     // Callbacks waiting for a machine's properties; run when they arrive or
     // when the machine goes away first (dropping its proxy drops the call).

@@ -467,6 +467,9 @@ void ManagerObject::publish(const Step &step) {
         emit_safely("machine object change", [&] { sync_machine_objects(change); });
     for (const auto &c : step.conflicts)
         emit_safely("LeaseConflict", [&] { emitLeaseConflict(c.machine, c.disk, c.holder_host_id); });
+    for (const auto &f : step.lock_failures)
+        emit_safely("LockFailure",
+                    [&] { emitLockFailure(f.owner, backend_.sanlock_settings().lockspace, f.action); });
     for (const auto &reply : step.replies) {
         auto it = pending_.find(reply.request);
         if (it == pending_.end())

@@ -135,10 +135,10 @@ int ensure_lockspace_file(const SanlockSettings &s, std::string &detail) {
         detail);
 }
 
-int join_lockspace(const SanlockSettings &s) {
+int join_lockspace(const SanlockSettings &s, bool after_failure) {
     sanlk_lockspace ls = make_lockspace(s, s.lease_dir + "/" + s.lockspace);
     int rv = sanlock_add_lockspace_timeout(&ls, SANLK_ADD_ASYNC, s.io_timeout);
-    if (rv == -EEXIST)
+    if (rv == -EEXIST && !after_failure)
         return 0;  // already joined (e.g. the agent restarted under a running sanlock)
     if (rv < 0 && rv != -EINPROGRESS)
         return rv;

@@ -33,8 +33,10 @@ std::string sanlock_strerror(int rv);
 int ensure_lockspace_file(const SanlockSettings &s, std::string &detail);
 
 // Ask sanlock to join the lockspace (SANLK_ADD_ASYNC) and wait until it has
-// (or failed). Returns 0 once joined, including when it already was.
-int join_lockspace(const SanlockSettings &s);
+// (or failed). Returns 0 once joined, including when it already was, unless
+// `after_failure`: then a lockspace sanlock still lists is the failed one
+// on its way out, and -EEXIST says "not yet".
+int join_lockspace(const SanlockSettings &s, bool after_failure = false);
 
 // Create and format the lease file for a resource if missing (same link trick).
 int ensure_lease_file(const SanlockSettings &s, const std::string &resource, std::string &detail);
@@ -56,6 +58,9 @@ public:
     // short-lived holds must not survive a crash as orphans).
     int acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent = true);
     int release(const std::string &resource);
+    // Register anew on next use: sanlock refuses new acquires for good on a
+    // connection it has targeted after a lock failure.
+    void reconnect() { reset(); }
 
 private:
     int ensure_registered();

@@ -100,13 +100,20 @@ void SanlockEffector::release(const ReleaseEffect &effect, Done done) {
     });
 }
 
-void SanlockEffector::join_lockspace(std::function<void(int, std::string)> done) {
-    admin_.submit([s = settings_, post = post_, done = std::move(done)]() mutable {
+void SanlockEffector::reconnect_all() {
+    for (auto &lane : lanes_)
+        lane.worker->submit([connection = lane.connection] { connection->reconnect(); });
+}
+
+void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int, std::string)> done) {
+    admin_.submit([s = settings_, post = post_, after_failure, done = std::move(done)]() mutable {
         std::string detail;
         int rv = ensure_lockspace_file(s, detail);
         if (rv == 0) {
-            rv = vmlease::join_lockspace(s);
-            if (rv < 0)
+            rv = vmlease::join_lockspace(s, after_failure);
+            if (rv == -EEXIST)
+                detail = "lockspace " + s.lockspace + " is still being removed after its failure";
+            else if (rv < 0)
                 detail = "sanlock could not join lockspace " + s.lockspace + " as host " + std::to_string(s.host_id) +
                          ": " + sanlock_strerror(rv);
         }

@@ -27,7 +27,9 @@ public:
     // `done` runs on the loop thread.
     void acquire(const AcquireEffect &effect, Done done);
     void release(const ReleaseEffect &effect, Done done);
-    void join_lockspace(std::function<void(int rv, std::string detail)> done);
+    void join_lockspace(bool after_failure, std::function<void(int rv, std::string detail)> done);
+    // After the releases already queued, every connection registers anew.
+    void reconnect_all();
     void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);
     void clean_up(std::set<std::string> held_here, uint32_t min_age_seconds, bool dry_run,
                   std::function<void(CleanupResult)> done);

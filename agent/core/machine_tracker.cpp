@@ -5,6 +5,8 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <csignal>
+#include <set>
 
 namespace vmlease {
 namespace {
@@ -354,7 +356,7 @@ Step MachineTracker::lease_reply(const Reply &reply) {
     if (m.on_conflict == ConflictAction::Terminate && !m.terminating) {
         // Fail closed: a VM whose disk someone else holds must not keep writing it.
         m.terminating = true;
-        step.machine_effects.push_back({MachineEffect::Kind::Terminate, m.info.name});
+        step.machine_effects.push_back(MachineEffect::terminate(m.info.name));
     }
     return step;
 }
@@ -380,6 +382,63 @@ Step MachineTracker::retry_failed() {
         for (auto &d : m.disks)
             if (d.state == MachineDisk::State::Failed)
                 step.append(request_acquire(m, d));
+    for (auto &unit : restart_units_)
+        step.machine_effects.push_back(MachineEffect::start_unit(unit));
+    restart_units_.clear();
+    return step;
+}
+
+Step MachineTracker::lock_failed() {
+    Step step;
+    std::set<std::string> owners;
+    for (const auto &[resource, lease] : leases_.leases())
+        owners.insert(lease.owners.begin(), lease.owners.end());
+    for (const auto &owner : owners) {
+        auto it = machines_.find(owner);
+        if (it == machines_.end() || it->second.reserved) {
+            step.lock_failures.push_back({owner, "release", ""});
+        } else {
+            Machine &m = it->second;
+            LockFailureChange change{owner, to_string(m.on_lockfailure), ""};
+            switch (m.on_lockfailure) {
+            case LockFailureAction::Poweroff:
+                step.machine_effects.push_back(MachineEffect::kill(owner, SIGKILL));
+                break;
+            case LockFailureAction::Terminate:
+                step.machine_effects.push_back(MachineEffect::terminate(owner));
+                break;
+            case LockFailureAction::Pause:
+                step.machine_effects.push_back(MachineEffect::kill(owner, SIGSTOP));
+                break;
+            case LockFailureAction::Ignore:
+                break;
+            case LockFailureAction::Restart: {
+                const std::string &unit = m.info.unit;
+                bool service = unit.size() > 8 && unit.compare(unit.size() - 8, 8, ".service") == 0;
+                step.machine_effects.push_back(MachineEffect::terminate(owner));
+                if (service)
+                    restart_units_.push_back(unit);
+                else
+                    change.note = "unit " + (unit.empty() ? std::string("(none)") : unit) +
+                                  " is not a service, so restart acts as terminate";
+                break;
+            }
+            }
+            step.lock_failures.push_back(change);
+        }
+        RequestId id = next_id();
+        requests_[id] = {owner, ""};
+        step.append(leases_.release_owner(id, owner));
+        if (it != machines_.end()) {
+            // Taken again after the rejoin if the machine is still there.
+            for (auto &d : it->second.disks)
+                if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring) {
+                    d.state = MachineDisk::State::Failed;
+                    d.error = "the lockspace failed";
+                }
+            step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+        }
+    }
     return step;
 }
 

@@ -93,6 +93,13 @@ public:
     Step reservation_expired(std::string owner);
     // The lockspace is (re)joined: try again what failed for lack of it.
     Step retry_failed();
+    // This host lost its lockspace: every owner's leases are no longer
+    // protected and other hosts may take them soon. Applies each machine's
+    // on_lockfailure (poweroff: SIGKILL, terminate, pause: SIGSTOP, ignore,
+    // restart: terminate now and start its service unit again after the
+    // rejoin) and releases what every owner holds. Disks of machines left
+    // running (pause, ignore) are taken again once the lockspace is back.
+    Step lock_failed();
     // A block device appeared (udev): disks rules name that were waiting for
     // a device are named again, and taken if they now resolve.
     Step device_appeared();
@@ -134,6 +141,7 @@ private:
     std::map<std::string, Reservation> reservations_;  // by machine
     Step finish_reservation(std::string owner);  // by value: callers pass names of machines it may erase
     uint64_t next_ = 1;
+    std::vector<std::string> restart_units_;  // service units to start after the rejoin
 };
 
 }  // namespace vmlease

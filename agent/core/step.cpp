@@ -27,12 +27,14 @@ void Step::append(Step &&o) {
     move_into(changes, o.changes);
     move_into(conflicts, o.conflicts);
     move_into(machine_changes, o.machine_changes);
+    move_into(lock_failures, o.lock_failures);
     lockspace_state_changed = lockspace_state_changed || o.lockspace_state_changed;
 }
 
 bool Step::empty() const {
     return effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && changes.empty() &&
-           conflicts.empty() && machine_changes.empty() && !lockspace_state_changed;
+           conflicts.empty() && machine_changes.empty() && lock_failures.empty() &&
+           !lockspace_state_changed;
 }
 
 }  // namespace vmlease

@@ -70,9 +70,15 @@ struct LeaseChange {
 // --- machines -------------------------------------------------------------
 // Something to do to a machine through systemd-machined.
 struct MachineEffect {
-    enum class Kind { Terminate, Kill } kind;
+    // StartUnit: systemd starts `unit` again (on_lockfailure: restart).
+    enum class Kind { Terminate, Kill, StartUnit } kind;
     std::string machine;
-    int signal = 0;  // for Kill
+    int signal = 0;    // for Kill
+    std::string unit;  // for StartUnit
+
+    static MachineEffect terminate(std::string machine) { return {Kind::Terminate, std::move(machine), 0, ""}; }
+    static MachineEffect kill(std::string machine, int sig) { return {Kind::Kill, std::move(machine), sig, ""}; }
+    static MachineEffect start_unit(std::string unit) { return {Kind::StartUnit, "", 0, std::move(unit)}; }
 };
 // Release a reservation unless its machine has appeared by then.
 struct GraceTimer {
@@ -84,6 +90,13 @@ struct ConflictChange {
     std::string machine;
     std::string disk;
     uint32_t holder_host_id;
+};
+// The lockspace failed under an owner's leases: what was done about it
+// (an on_lockfailure action, or "release" for an owner that is no machine).
+struct LockFailureChange {
+    std::string owner;
+    std::string action;
+    std::string note;  // e.g. why restart acted as terminate
 };
 // A machine appeared, changed (disks, state) or went away.
 struct MachineChange {
@@ -99,6 +112,7 @@ struct Step {
     std::vector<LeaseChange> changes;
     std::vector<ConflictChange> conflicts;
     std::vector<MachineChange> machine_changes;
+    std::vector<LockFailureChange> lock_failures;
     bool lockspace_state_changed = false;
 
     void append(Step &&other);

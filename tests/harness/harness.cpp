@@ -229,7 +229,12 @@ SanlockDaemon::SanlockDaemon(const std::string &dir) : dir_(dir), run_dir_(dir +
     std::string sanlock = required_env("SANLOCK");
     child_ = Child({sanlock, "daemon", "-D", "-w", "0", "-l", "0", "-h", "0", "-L", "-1", "-S", "-1", "-U", "root",
                     "-G", "root"},
-                   {{"SANLOCK_RUN_DIR", run_dir_}, {"LD_PRELOAD", required_env("SANLOCK_SHIM")}}, dir_ + "/sanlock.log");
+                   // The killpath helper sanlock runs inherits this environment:
+                   // a sanitized helper must tolerate the preloaded shim.
+                   {{"SANLOCK_RUN_DIR", run_dir_},
+                    {"LD_PRELOAD", required_env("SANLOCK_SHIM")},
+                    {"ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=1"}},
+                   dir_ + "/sanlock.log");
     bool up = eventually(
         [&] {
             if (!child_.running())

@@ -317,7 +317,7 @@ TEST(ConfigErrors, UnknownTopLevelKey) {
     EXPECT_EQ(error_of("host_id: 1\nhostid: 2\n"),
               "t.yaml:2:1: hostid: unknown key (expected one of host_id, lease_dir, lockspace, io_timeout, "
               "auto_disk_leases, on_conflict, on_lockfailure, lease_file_user, lease_file_group, "
-              "lockfailure_helper, discovery, machines)");
+              "lockfailure_helper, discovery, machines, cleanup_min_age)");
 }
 
 TEST(ConfigErrors, UnknownKeyInADisk) {
@@ -520,6 +520,12 @@ TEST(ConfigLoad, SyntaxErrorInADropInNamesTheDropIn) {
     std::string main = dir.write("vmlease.yaml", "host_id: 3\n");
     std::string bad = dir.write("vmlease.d/10-bad.yaml", "lockspace: [x\n");
     EXPECT_STARTS_WITH(load_error_of(main), bad + ":2:1: YAML syntax error: ");
+}
+
+TEST(ConfigCleanup, MinimumAgeDefaultsToAnHourAndIsBounded) {
+    EXPECT_EQ(parse_config("host_id: 1\n", "t.yaml").cleanup_min_age, 3600u);
+    EXPECT_EQ(parse_config("host_id: 1\ncleanup_min_age: 5\n", "t.yaml").cleanup_min_age, 5u);
+    EXPECT_EQ(error_of("host_id: 1\ncleanup_min_age: -1\n").rfind("t.yaml:2:18: cleanup_min_age:", 0), 0u);
 }
 
 }  // namespace

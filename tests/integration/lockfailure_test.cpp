@@ -1,0 +1,215 @@
+// Lock failure: this host loses its lockspace while machines hold leases.
+// Real sanlock, real systemd-machined, the real vmleased and its killpath
+// helper; the storage failure is real too (faultfs, a FUSE file system that
+// starts failing on command).
+#include "faultfs.hpp"
+#include "host.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace vmtest;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+char process_state(pid_t pid) {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    auto close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+}
+
+std::string rules(const std::string &images, const std::vector<std::pair<std::string, std::string>> &machines) {
+    std::string y = "machines:\n";
+    for (const auto &[name, action] : machines)
+        y += "  - match: \"" + name + "\"\n    on_lockfailure: " + action + "\n    disks:\n      - {path: " + images +
+             "/" + name + ".img, mode: exclusive}\n";
+    return y;
+}
+
+double seconds(Clock::time_point from, Clock::time_point to) { return std::chrono::duration<double>(to - from).count(); }
+
+const std::vector<std::pair<std::string, std::string>> kActions = {
+    {"lf-off", "poweroff"}, {"lf-term", "terminate"}, {"lf-pause", "pause"}, {"lf-ign", "ignore"}, {"lf-rst", "restart"}};
+
+class LockFailure : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vml-lf");
+        std::filesystem::create_directories(*root / "leases");
+        HostOptions o;
+        o.with_machined = true;
+        o.extra_yaml = rules(*root / "images", kActions);
+        h = std::make_unique<Host>(root->path(), *root / "leases", 1, o);
+        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined")) << h->agent->log();
+    }
+    static void TearDownTestSuite() {
+        h.reset();
+        root.reset();
+    }
+    void TearDown() override {
+        if (HasFailure())
+            std::cerr << "--- vmleased log ---\n" << h->agent->log() << std::endl;
+    }
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::unique_ptr<Host> h;
+};
+
+TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
+    std::map<std::string, Child> vms;
+    for (const auto &[name, action] : kActions) {
+        vms[name] = Child({"/bin/sleep", "600"}, {}, root->path() + "/" + name + ".log");
+        ASSERT_EQ(h->machined->create_machine(name, vms[name].pid()).rfind("o ", 0), 0u);
+    }
+    for (const auto &[name, action] : kActions)
+        ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {name}, 10s)) << name << "\n" << h->agent->log();
+    h->client->clear_events();
+
+    // The lockspace goes away under held leases: sanlock SIGTERMs the agent
+    // (from its helper process) until they are released.
+    std::string out;
+    int rc = run({required_env("SANLOCK"), "client", "rem_lockspace", "-s",
+                  "__LIBVIRT__DISKS__:1:" + *root / "leases/__LIBVIRT__DISKS__" + ":0"},
+                 h->sanlock.env(), &out, 60s);
+    EXPECT_EQ(rc, 0) << out;
+
+    for (const auto &[name, action] : kActions) {
+        EXPECT_TRUE(h->client->wait_for("LockFailure", {name, "__LIBVIRT__DISKS__", action}, 20s)) << name;
+        EXPECT_TRUE(h->client->wait_for("LeaseReleased", {name}, 20s)) << name;
+    }
+    int st = vms["lf-off"].wait(20s);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "poweroff: status " << st;
+    for (const char *name : {"lf-term", "lf-rst"}) {
+        st = vms[name].wait(20s);
+        EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM) << name << ": status " << st;
+    }
+    EXPECT_TRUE(eventually([&] { return process_state(vms["lf-pause"].pid()) == 'T'; }, 10s))
+        << "pause: state " << process_state(vms["lf-pause"].pid());
+    EXPECT_TRUE(vms["lf-ign"].running());
+    EXPECT_NE(process_state(vms["lf-ign"].pid()), 'T');
+    EXPECT_NE(h->agent->log().find("restart acts as terminate"), std::string::npos);
+    EXPECT_TRUE(h->agent->child().running()) << "sanlock killed the agent";
+
+    // The lockspace is joined again by itself; machines still running are
+    // protected again.
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", 60s)) << h->agent->log();
+    for (const char *name : {"lf-pause", "lf-ign"})
+        EXPECT_TRUE(h->client->wait_for("LeaseAcquired", {name}, 20s)) << name;
+    auto props = h->client->events();
+    bool saw_failed = false, saw_rejoining = false;
+    (void)props;
+    std::string log = h->agent->log();
+    saw_failed = log.find("lockspace __LIBVIRT__DISKS__ is failed") != std::string::npos;
+    saw_rejoining = log.find("lockspace __LIBVIRT__DISKS__ is rejoining") != std::string::npos;
+    EXPECT_TRUE(saw_failed && saw_rejoining) << "LockspaceState did not go failed -> rejoining -> joined";
+
+    vms["lf-pause"].signal(SIGCONT);
+    for (const char *name : {"lf-pause", "lf-ign"})
+        h->machined->call("TerminateMachine", {"s", name});
+    for (const char *name : {"lf-pause", "lf-ign"})
+        EXPECT_NE(vms[name].wait(20s), -1) << name;
+}
+
+// --- storage that really fails ---------------------------------------------------
+
+class StorageLoss : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        become_subreaper();
+        root = std::make_unique<TempDir>("vml-fs");
+        fs = std::make_unique<FaultFs>(*root / "backing", *root / "leases", *root / "faultfs.log");
+        HostOptions o;
+        o.with_machined = true;
+        o.extra_yaml = rules(*root / "images", {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}});
+        h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
+        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined")) << h->agent->log();
+    }
+    static void TearDownTestSuite() {
+        // Storage back first: sanlock cannot stop with I/O hung or failing.
+        if (fs)
+            fs->set("ok");
+        h.reset();
+        fs.reset();
+        root.reset();
+    }
+    void TearDown() override {
+        if (fs)
+            fs->set("ok");
+        if (HasFailure() && h) {
+            // sanlock's log of kills and killpath runs, and what the helper said.
+            std::istringstream sanlock_log(read_file(h->dir + "/sanlock/sanlock.log"));
+            std::string relevant;
+            for (std::string line; std::getline(sanlock_log, line);)
+                if (line.find("kill") != std::string::npos || line.find("lock-failure") != std::string::npos ||
+                    line.find("vmlease") != std::string::npos || line.find("helper") != std::string::npos)
+                    relevant += line + "\n";
+            if (relevant.size() > 8000)
+                relevant = relevant.substr(0, 4000) + "\n...\n" + relevant.substr(relevant.size() - 4000);
+            std::cerr << "--- vmleased log ---\n" << h->agent->log() << "\n--- sanlock log (kills, helper) ---\n"
+                      << relevant << std::endl;
+        }
+    }
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::unique_ptr<FaultFs> fs;
+    static inline std::unique_ptr<Host> h;
+};
+
+TEST_F(StorageLoss, TheKillpathHelperReportsAndTheAgentActsThenRejoins) {
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-a.log");
+    ASSERT_EQ(h->machined->create_machine("fs-a", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-a"}, 10s)) << h->agent->log();
+
+    auto t0 = Clock::now();
+    fs->set("eio");
+    auto failure = h->client->wait_event("LockFailure", {"fs-a", "__LIBVIRT__DISKS__", "poweroff"}, 60s);
+    ASSERT_TRUE(failure) << h->agent->log();
+    int st = vm.wait(20s);
+    auto killed = Clock::now();
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+    auto released = h->client->wait_event("LeaseReleased", {"fs-a"}, 20s);
+    ASSERT_TRUE(released);
+    EXPECT_NE(h->agent->log().find("vmlease-lockfailure reported"), std::string::npos)
+        << "the failure did not come through the killpath helper";
+    std::cout << "io_timeout 1, storage EIO -> LockFailure " << seconds(t0, failure->at) << " s, VM killed (seen) "
+              << seconds(t0, killed) << " s, lease released " << seconds(t0, released->at) << " s" << std::endl;
+
+    fs->set("ok");
+    auto healed = Clock::now();
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", 90s)) << h->agent->log();
+    std::cout << "storage back -> lockspace joined " << seconds(healed, Clock::now()) << " s" << std::endl;
+    EXPECT_NO_THROW(h->client->AcquireDisk("after", "/srv/after.img", "exclusive", {}));
+    h->client->ReleaseDisk("after", "/srv/after.img");
+}
+
+TEST_F(StorageLoss, TheHelperStopsTheVmItselfWhenTheAgentCannotAnswer) {
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-b.log");
+    ASSERT_EQ(h->machined->create_machine("fs-b", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-b"}, 10s)) << h->agent->log();
+
+    // What the helper will act on without the agent.
+    std::string plan = read_file(h->dir + "/agent/runtime/lockfailure-plan");
+    EXPECT_NE(plan.find("machine fs-b poweroff"), std::string::npos) << plan;
+    h->agent->child().signal(SIGSTOP);
+    auto t0 = Clock::now();
+    fs->set("eio");
+    int st = vm.wait(60s);
+    auto killed = Clock::now();
+    bool agent_stopped = process_state(h->agent->child().pid()) == 'T';
+    h->agent->child().signal(SIGCONT);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+    EXPECT_TRUE(agent_stopped) << "the agent was running after all";
+    std::cout << "agent stopped, storage EIO -> VM killed by the helper " << seconds(t0, killed) << " s" << std::endl;
+
+    fs->set("ok");
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", 90s)) << h->agent->log();
+    EXPECT_TRUE(h->client->ListLeases().empty());
+}
+
+}  // namespace
