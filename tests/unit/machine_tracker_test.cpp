@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <map>
+
 using namespace vmlease;
 
 namespace {
@@ -282,6 +285,54 @@ TEST_F(TrackerWithDevices, DiscoveredDevicesAreMatchedAndLeasedByTheirCanonicalN
     devices.machine_appeared(vm("web-2"));
     EXPECT_TRUE(devices.files_discovered("web-2", {{"/dev/sdc", true}}).effects.empty());
     EXPECT_TRUE(devices.find("web-2")->disks.empty());
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(Tracker, ALockFailureAppliesEachMachinesActionAndReleasesEverything) {
+    config.machines.push_back({"keep-*", {{"/srv/keep.img", LeaseMode::Exclusive}}, LockFailureAction::Ignore, {}});
+    config.machines.push_back({"svc-*", {{"/srv/svc.img", LeaseMode::Exclusive}}, LockFailureAction::Restart, {}});
+    config.machines.push_back({"scope-*", {{"/srv/scope.img", LeaseMode::Exclusive}}, LockFailureAction::Restart, {}});
+    run(tracker.machine_appeared(vm("db-1")));  // pause (rule above)
+    run(tracker.machine_appeared(vm("keep-1")));
+    run(tracker.machine_appeared({"svc-1", "vm", "qemu-svc.service", 42}));
+    run(tracker.machine_appeared(vm("scope-1")));
+    run(reg.acquire(7, "api-owner", "/srv/api.img", lease_resource_name("/srv/api.img"), LeaseMode::Exclusive));
+
+    reg.set_lockspace_state(LockspaceState::Failed);
+    Step s = run(tracker.lock_failed());
+    std::map<std::string, std::string> actions;
+    for (const auto &f : s.lock_failures)
+        actions[f.owner] = f.action;
+    EXPECT_EQ(actions, (std::map<std::string, std::string>{{"api-owner", "release"}, {"db-1", "pause"},
+                                                           {"keep-1", "ignore"}, {"scope-1", "restart"},
+                                                           {"svc-1", "restart"}}));
+    std::map<std::string, MachineEffect> effects;
+    for (const auto &e : s.machine_effects)
+        effects[e.machine] = e;
+    ASSERT_EQ(effects.size(), 3u);  // ignore and a non-machine owner get no machine action
+    EXPECT_EQ(effects["db-1"].kind, MachineEffect::Kind::Kill);
+    EXPECT_EQ(effects["db-1"].signal, SIGSTOP);
+    EXPECT_EQ(effects["svc-1"].kind, MachineEffect::Kind::Terminate);
+    EXPECT_EQ(effects["scope-1"].kind, MachineEffect::Kind::Terminate);
+    for (const auto &f : s.lock_failures) {
+        if (f.owner == "scope-1") {
+            EXPECT_NE(f.note.find("acts as terminate"), std::string::npos);
+        }
+    }
+    EXPECT_TRUE(reg.leases().empty()) << "every lease is released";
+
+    // Back: disks of machines still there are taken again, the service is started.
+    reg.set_lockspace_state(LockspaceState::Joined);
+    Step back = run(tracker.retry_failed());
+    ASSERT_EQ(back.machine_effects.size(), 1u);
+    EXPECT_EQ(back.machine_effects[0].kind, MachineEffect::Kind::StartUnit);
+    EXPECT_EQ(back.machine_effects[0].unit, "qemu-svc.service");
+    EXPECT_NE(reg.find(lease_resource_name("/srv/keep.img")), nullptr);
+    EXPECT_EQ(reg.find(lease_resource_name("/srv/api.img")), nullptr);  // not a machine: the caller takes it again
+    EXPECT_TRUE(run(tracker.retry_failed()).machine_effects.empty());    // started once
 }
 
 }  // namespace
