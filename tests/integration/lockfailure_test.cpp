@@ -128,8 +128,14 @@ protected:
         HostOptions o;
         o.with_machined = true;
         o.extra_yaml = rules(*root / "images", {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}});
+        o.start_agent = false;
         h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
-        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined")) << h->agent->log();
+        // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
+        // sanlock's slower timeline by hand (about 80 s to the killpath).
+        if (const char *t = getenv("VMLEASE_TEST_IO_TIMEOUT"))
+            h->config.io_timeout = static_cast<uint32_t>(std::stoul(t));
+        h->start_agent();
+        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", 120s)) << h->agent->log();
     }
     static void TearDownTestSuite() {
         // Storage back first: sanlock cannot stop with I/O hung or failing.
@@ -156,6 +162,8 @@ protected:
                       << relevant << std::endl;
         }
     }
+    // Deadlines grow with sanlock's io_timeout.
+    static std::chrono::milliseconds slow(std::chrono::milliseconds d) { return d * h->config.io_timeout; }
     static inline std::unique_ptr<TempDir> root;
     static inline std::unique_ptr<FaultFs> fs;
     static inline std::unique_ptr<Host> h;
@@ -168,7 +176,7 @@ TEST_F(StorageLoss, TheKillpathHelperReportsAndTheAgentActsThenRejoins) {
 
     auto t0 = Clock::now();
     fs->set("eio");
-    auto failure = h->client->wait_event("LockFailure", {"fs-a", "__LIBVIRT__DISKS__", "poweroff"}, 60s);
+    auto failure = h->client->wait_event("LockFailure", {"fs-a", "__LIBVIRT__DISKS__", "poweroff"}, slow(60s));
     ASSERT_TRUE(failure) << h->agent->log();
     int st = vm.wait(20s);
     auto killed = Clock::now();
@@ -177,12 +185,12 @@ TEST_F(StorageLoss, TheKillpathHelperReportsAndTheAgentActsThenRejoins) {
     ASSERT_TRUE(released);
     EXPECT_NE(h->agent->log().find("vmlease-lockfailure reported"), std::string::npos)
         << "the failure did not come through the killpath helper";
-    std::cout << "io_timeout 1, storage EIO -> LockFailure " << seconds(t0, failure->at) << " s, VM killed (seen) "
+    std::cout << "io_timeout " << h->config.io_timeout << ", storage EIO -> LockFailure " << seconds(t0, failure->at) << " s, VM killed (seen) "
               << seconds(t0, killed) << " s, lease released " << seconds(t0, released->at) << " s" << std::endl;
 
     fs->set("ok");
     auto healed = Clock::now();
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", 90s)) << h->agent->log();
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
     std::cout << "storage back -> lockspace joined " << seconds(healed, Clock::now()) << " s" << std::endl;
     EXPECT_NO_THROW(h->client->AcquireDisk("after", "/srv/after.img", "exclusive", {}));
     h->client->ReleaseDisk("after", "/srv/after.img");
@@ -199,7 +207,7 @@ TEST_F(StorageLoss, TheHelperStopsTheVmItselfWhenTheAgentCannotAnswer) {
     h->agent->child().signal(SIGSTOP);
     auto t0 = Clock::now();
     fs->set("eio");
-    int st = vm.wait(60s);
+    int st = vm.wait(slow(60s));
     auto killed = Clock::now();
     bool agent_stopped = process_state(h->agent->child().pid()) == 'T';
     h->agent->child().signal(SIGCONT);
@@ -208,7 +216,7 @@ TEST_F(StorageLoss, TheHelperStopsTheVmItselfWhenTheAgentCannotAnswer) {
     std::cout << "agent stopped, storage EIO -> VM killed by the helper " << seconds(t0, killed) << " s" << std::endl;
 
     fs->set("ok");
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", 90s)) << h->agent->log();
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
     EXPECT_TRUE(h->client->ListLeases().empty());
 }
 
