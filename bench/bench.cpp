@@ -1,0 +1,612 @@
+// vmlease-bench: the figures of issue 9, each next to a baseline measured in
+// the same run on the same daemons (real sanlock, real dbus-daemon, real
+// systemd-machined, umockdev), printed as one table. Run it through
+// bench/run, which builds it and sets the environment the harness needs.
+#include "host.hpp"
+#include "udev_testbed.hpp"
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace vmtest;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- reporting ----
+
+struct Row {
+    std::string figure, measured, baseline, ratio, target, met;
+};
+std::vector<Row> rows;
+bool verbose = getenv("BENCH_VERBOSE") != nullptr;
+
+void note(const std::string &s) {
+    std::cerr << "[bench] " << s << std::endl;
+}
+
+std::string fixed(double v, int digits = 2) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*f", digits, v);
+    return buf;
+}
+
+std::string yes_no(bool met) { return met ? "yes" : "NO"; }
+
+void add(const std::string &figure, const std::string &measured, const std::string &baseline = "-",
+         const std::string &ratio = "-", const std::string &target = "-", const std::string &met = "-") {
+    rows.push_back({figure, measured, baseline, ratio, target, met});
+    note(figure + ": " + measured + " | " + baseline + " | " + ratio + " | " + target + " | " + met);
+}
+
+void print_table() {
+    const char *heads[] = {"figure", "measured", "baseline (same run)", "ratio", "target", "met?"};
+    size_t w[6];
+    for (int i = 0; i < 6; i++)
+        w[i] = std::string(heads[i]).size();
+    for (const auto &r : rows) {
+        const std::string *f[] = {&r.figure, &r.measured, &r.baseline, &r.ratio, &r.target, &r.met};
+        for (int i = 0; i < 6; i++)
+            w[i] = std::max(w[i], f[i]->size());
+    }
+    auto line = [&](const std::string *f[]) {
+        std::string s = "|";
+        for (int i = 0; i < 6; i++)
+            s += " " + *f[i] + std::string(w[i] - f[i]->size(), ' ') + " |";
+        std::cout << s << "\n";
+    };
+    std::string hs[6];
+    for (int i = 0; i < 6; i++)
+        hs[i] = heads[i];
+    const std::string *hp[] = {&hs[0], &hs[1], &hs[2], &hs[3], &hs[4], &hs[5]};
+    line(hp);
+    std::string sep = "|";
+    for (int i = 0; i < 6; i++)
+        sep += std::string(w[i] + 2, '-') + "|";
+    std::cout << sep << "\n";
+    for (const auto &r : rows) {
+        const std::string *f[] = {&r.figure, &r.measured, &r.baseline, &r.ratio, &r.target, &r.met};
+        line(f);
+    }
+    std::cout.flush();
+}
+
+// ---- measuring ----
+
+double ms_since(Clock::time_point t0, Clock::time_point t1 = Clock::now()) {
+    return std::chrono::duration<double, std::milli>(t1 - t0).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+    if (v.empty())
+        return 0;
+    std::sort(v.begin(), v.end());
+    size_t i = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+}
+
+std::vector<double> time_calls(unsigned n, const std::function<void()> &call) {
+    std::vector<double> out;
+    out.reserve(n);
+    for (unsigned i = 0; i < n; i++) {
+        auto t0 = Clock::now();
+        call();
+        out.push_back(ms_since(t0));
+    }
+    return out;
+}
+
+// KiB of a /proc/PID/status field (VmRSS, VmHWM); -1 if unreadable.
+long status_kib(pid_t pid, const std::string &field) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(field + ":", 0) == 0)
+            return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
+    }
+    return -1;
+}
+
+std::string comm_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+    std::string s;
+    std::getline(in, s);
+    return s;
+}
+
+pid_t parent_of(pid_t pid) {
+    long ppid = status_kib(pid, "PPid");
+    return static_cast<pid_t>(ppid);
+}
+
+// vmleased's pid: the agent child itself, or (under a wrapper that does not
+// exec) its descendant named vmleased.
+pid_t agent_pid(Agent &agent) {
+    pid_t top = agent.child().pid();
+    if (comm_of(top) == "vmleased")
+        return top;
+    for (const auto &e : std::filesystem::directory_iterator("/proc")) {
+        std::string name = e.path().filename();
+        if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0])))
+            continue;
+        pid_t p = static_cast<pid_t>(std::stol(name));
+        if (comm_of(p) != "vmleased")
+            continue;
+        for (pid_t a = p; a > 1; a = parent_of(a))
+            if (a == top)
+                return p;
+    }
+    return top;
+}
+
+size_t count_events(ManagerClient &c, const std::string &name, const std::string &owner_prefix = "",
+                    Clock::time_point *last = nullptr) {
+    size_t n = 0;
+    for (const auto &e : c.events()) {
+        if (e.name != name)
+            continue;
+        if (!owner_prefix.empty() && (e.args.empty() || e.args[0].rfind(owner_prefix, 0) != 0))
+            continue;
+        n++;
+        if (last)
+            *last = std::max(*last, e.at);
+    }
+    return n;
+}
+
+size_t held_count(ManagerClient &c, const std::string &owner_prefix) {
+    size_t n = 0;
+    for (const auto &l : c.ListLeases())
+        if (l.get<2>().rfind(owner_prefix, 0) == 0 && l.get<4>() == "held")
+            n++;
+    return n;
+}
+
+std::string run_raw(const std::vector<std::string> &args, const SanlockDaemon &sanlock) {
+    std::vector<std::string> argv{required_env("BENCH_RAW")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    int rc = run(argv, sanlock.env(), &out, std::chrono::seconds(300));
+    if (rc != 0)
+        throw std::runtime_error("vmlease-bench-raw " + args[0] + " failed (" + std::to_string(rc) + "): " + out);
+    return out;
+}
+
+double raw_value(const std::string &out, const std::string &key) {
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(key + " ", 0) == 0)
+            return std::strtod(line.c_str() + key.size() + 1, nullptr);
+    throw std::runtime_error("no " + key + " in: " + out);
+}
+
+std::vector<double> raw_list_ms(const std::string &out, const std::string &key) {
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(key + " ", 0) != 0)
+            continue;
+        std::istringstream vals(line.substr(key.size() + 1));
+        std::vector<double> v;
+        double us;
+        while (vals >> us)
+            v.push_back(us / 1000.0);
+        return v;
+    }
+    throw std::runtime_error("no " + key + " in: " + out);
+}
+
+std::string kib_str(long kib) { return kib < 0 ? "?" : fixed(kib / 1024.0, 2) + " MiB"; }
+
+template <typename F>
+void section(const std::string &name, F &&f) {
+    note("--- " + name + " ---");
+    auto t0 = Clock::now();
+    try {
+        f();
+    } catch (const std::exception &e) {
+        add(name + ": FAILED", e.what());
+    }
+    note(name + " took " + fixed(ms_since(t0) / 1000.0, 1) + " s");
+}
+
+// ---- the machined host: figures 1, 2, 3, 5, 6 ----
+
+constexpr unsigned kVms = 100, kVmDisks = 2;
+constexpr unsigned kRecMachines = 10, kRecDisks = 100;
+constexpr unsigned kBulk = 1000;
+
+std::string vm_name(unsigned i) {
+    char b[32];
+    snprintf(b, sizeof b, "bvm-%03u", i);
+    return b;
+}
+std::string rec_name(unsigned i) { return "rec-" + std::to_string(i); }
+
+std::string rules_yaml(const std::string &images) {
+    std::string y = "machines:\n";
+    for (unsigned i = 0; i < kVms; i++) {
+        y += "  - match: \"" + vm_name(i) + "\"\n    disks:\n";
+        for (unsigned d = 0; d < kVmDisks; d++)
+            y += "      - {path: " + images + "/" + vm_name(i) + "-" + std::to_string(d) + ".img, mode: exclusive}\n";
+    }
+    for (unsigned i = 0; i < kRecMachines; i++) {
+        y += "  - match: \"" + rec_name(i) + "\"\n    disks:\n";
+        for (unsigned d = 0; d < kRecDisks; d++)
+            y += "      - {path: " + images + "/" + rec_name(i) + "-" + std::to_string(d) + ".img, mode: exclusive}\n";
+    }
+    return y;
+}
+
+struct MachineStarter {
+    explicit MachineStarter(const std::string &address)
+        : proxy(sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(address), "org.freedesktop.machine1",
+                                   "/org/freedesktop/machine1")) {
+        proxy->uponSignal("MachineNew")
+            .onInterface("org.freedesktop.machine1.Manager")
+            .call([this](const std::string &name, const sdbus::ObjectPath &) {
+                std::lock_guard lock(mutex);
+                machine_new.emplace_back(name, Clock::now());
+            });
+        proxy->finishRegistration();
+    }
+    void create(const std::string &name, pid_t leader) {
+        proxy->callMethodAsync("CreateMachine")
+            .onInterface("org.freedesktop.machine1.Manager")
+            .withArguments(name, std::vector<uint8_t>{}, std::string("vmlease-bench"), std::string("vm"),
+                           static_cast<uint32_t>(leader), std::string(""),
+                           std::vector<sdbus::Struct<std::string, sdbus::Variant>>{})
+            .uponReplyInvoke([this, name](const sdbus::Error *error, const sdbus::ObjectPath &) {
+                std::lock_guard lock(mutex);
+                if (error)
+                    errors.push_back(name + ": " + error->getMessage());
+                replies++;
+                last_reply = Clock::now();
+            });
+    }
+    size_t new_count(const std::string &prefix, Clock::time_point *first) {
+        std::lock_guard lock(mutex);
+        size_t n = 0;
+        for (const auto &[name, at] : machine_new) {
+            if (name.rfind(prefix, 0) != 0)
+                continue;
+            if (n++ == 0 || at < *first)
+                *first = at;
+        }
+        return n;
+    }
+
+    std::unique_ptr<sdbus::IProxy> proxy;
+    std::mutex mutex;
+    std::vector<std::pair<std::string, Clock::time_point>> machine_new;
+    std::vector<std::string> errors;
+    unsigned replies = 0;
+    Clock::time_point last_reply;
+};
+
+std::vector<Child> sleepers(const std::string &dir, unsigned n, const std::string &tag) {
+    std::vector<Child> out;
+    for (unsigned i = 0; i < n; i++)
+        out.emplace_back(std::vector<std::string>{"/bin/sleep", "3600"}, std::map<std::string, std::string>{},
+                         dir + "/" + tag + "-" + std::to_string(i) + ".log");
+    return out;
+}
+
+void machined_host_figures() {
+    Site site("vml-bench");
+    std::string images = site.root / "images";
+    std::string raw_dir = site.root / "raw";
+    std::filesystem::create_directories(images);
+    std::filesystem::create_directories(raw_dir);
+    std::filesystem::create_directories(site.root / "vms");
+
+    HostOptions o;
+    o.with_machined = true;
+    o.extra_yaml = rules_yaml(images);
+    auto t_host = Clock::now();
+    Host h(site.root.path(), site.lease_dir(), 1, o);
+    if (!h.client->wait_property("LockspaceState", "joined"))
+        throw std::runtime_error("lockspace not joined: " + h.agent->log());
+    note("host up and joined in " + fixed(ms_since(t_host) / 1000.0, 1) + " s");
+    const std::string ls = "__LIBVIRT__DISKS__";
+    pid_t apid = agent_pid(*h.agent);
+
+    // 5. idle RSS
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    long rss_idle = status_kib(apid, "VmRSS");
+    add("5. vmleased RSS idle (joined, no lease)", kib_str(rss_idle), "-", "-", "< 8 MiB",
+        yes_no(rss_idle >= 0 && rss_idle < 8 * 1024));
+
+    // 2. single lease AcquireDisk -> reply vs raw sanlock_acquire
+    long rss_zero = -1;
+    section("2. single lease", [&] {
+        constexpr unsigned kCycles = 200;
+        std::string disk = images + "/solo.img";
+        std::ofstream(disk).put('x');
+        h.client->AcquireDisk("solo", disk, "exclusive", {});  // creates the lease file
+        h.client->ReleaseDisk("solo", disk);
+        std::vector<double> acq, rel;
+        for (unsigned i = 0; i < kCycles; i++) {
+            auto t0 = Clock::now();
+            h.client->AcquireDisk("solo", disk, "exclusive", {});
+            auto t1 = Clock::now();
+            h.client->ReleaseDisk("solo", disk);
+            acq.push_back(ms_since(t0, t1));
+            rel.push_back(ms_since(t1));
+        }
+        std::string out = run_raw({"cycles", raw_dir, ls, "1", std::to_string(kCycles + 1)}, h.sanlock);
+        auto raw_acq = raw_list_ms(out, "acquire_us");
+        raw_acq.erase(raw_acq.begin());  // the first one registers nothing new, but warms up
+        double a50 = percentile(acq, 50), a99 = percentile(acq, 99);
+        double r50 = percentile(raw_acq, 50), r99 = percentile(raw_acq, 99);
+        add("2. AcquireDisk->reply p50 (200 cycles)", fixed(a50, 3) + " ms", "raw sanlock_acquire " + fixed(r50, 3) + " ms",
+            fixed(a50 / r50, 2) + "x", "-", "-");
+        add("2. AcquireDisk->reply p99", fixed(a99, 3) + " ms", "raw sanlock_acquire " + fixed(r99, 3) + " ms",
+            fixed(a99 / r99, 2) + "x", "-", "-");
+        double overhead = (a50 - r50) / r50 * 100.0;
+        add("2. agent overhead per lease (p50)", fixed(a50 - r50, 3) + " ms", fixed(r50, 3) + " ms raw",
+            fixed(overhead, 1) + "%", "< 10% of raw", yes_no(overhead < 10.0));
+        add("2. ReleaseDisk->reply p50/p99", fixed(percentile(rel, 50), 3) + "/" + fixed(percentile(rel, 99), 3) + " ms",
+            "raw sanlock_release " + fixed(percentile(raw_list_ms(out, "release_us"), 50), 3) + "/" +
+                fixed(percentile(raw_list_ms(out, "release_us"), 99), 3) + " ms");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        rss_zero = status_kib(apid, "VmRSS");
+    });
+
+    // 3 + 5. 1,000 API leases: RSS at 100 and 1,000; ListLeases, property Get, GetId
+    section("3/5. 1,000 leases", [&] {
+        long rss100 = -1;
+        auto t0 = Clock::now();
+        for (unsigned i = 0; i < kBulk; i++) {
+            h.client->AcquireDisk("bulk", images + "/bulk-" + std::to_string(i) + ".img", "exclusive", {});
+            if (i + 1 == 100) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                rss100 = status_kib(apid, "VmRSS");
+            }
+        }
+        note("1,000 AcquireDisk (serial, new lease files) in " + fixed(ms_since(t0) / 1000.0, 2) + " s");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        long rss1000 = status_kib(apid, "VmRSS");
+        add("5. vmleased RSS at 0 / 100 / 1,000 leases",
+            kib_str(rss_zero) + " / " + kib_str(rss100) + " / " + kib_str(rss1000));
+        double per = static_cast<double>(rss1000 - rss_zero) / kBulk;
+        add("5. RSS per held lease (0->1,000)", fixed(per, 2) + " KiB", "-", "-", "< 2 KiB", yes_no(per < 2.0));
+
+        auto bus = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(h.bus_address), "org.freedesktop.DBus",
+                                      "/org/freedesktop/DBus");
+        auto getid = [&] {
+            std::string id;
+            bus->callMethod("GetId").onInterface("org.freedesktop.DBus").storeResultsTo(id);
+        };
+        time_calls(50, getid);
+        auto t_id = Clock::now();
+        auto ids = time_calls(2000, getid);
+        double id_rate = 2000 / (ms_since(t_id) / 1000.0);
+        size_t n_listed = 0;
+        time_calls(5, [&] { n_listed = h.client->ListLeases().size(); });
+        if (n_listed != kBulk)
+            throw std::runtime_error("ListLeases returned " + std::to_string(n_listed) + " leases");
+        auto t_ll = Clock::now();
+        auto lists = time_calls(300, [&] { (void)h.client->ListLeases(); });
+        double ll_rate = 300 / (ms_since(t_ll) / 1000.0);
+        time_calls(50, [&] { (void)h.client->LockspaceState(); });
+        auto t_get = Clock::now();
+        auto gets = time_calls(2000, [&] { (void)h.client->LockspaceState(); });
+        double get_rate = 2000 / (ms_since(t_get) / 1000.0);
+        double id50 = percentile(ids, 50), id99 = percentile(ids, 99);
+        add("3. bus round trip GetId p50/p99 (baseline)", fixed(id50, 3) + "/" + fixed(id99, 3) + " ms, " +
+                                                             fixed(id_rate, 0) + " calls/s");
+        double l99 = percentile(lists, 99);
+        add("3. ListLeases(1,000) p50/p99, calls/s",
+            fixed(percentile(lists, 50), 3) + "/" + fixed(l99, 3) + " ms, " + fixed(ll_rate, 0) + "/s",
+            "GetId " + fixed(id50, 3) + "/" + fixed(id99, 3) + " ms", fixed(percentile(lists, 50) / id50, 1) + "x (p50)",
+            "p99 < 5 ms", yes_no(l99 < 5.0));
+        double g50 = percentile(gets, 50), g99 = percentile(gets, 99);
+        add("3. Get(LockspaceState) p50/p99, calls/s",
+            fixed(g50, 3) + "/" + fixed(g99, 3) + " ms, " + fixed(get_rate, 0) + "/s",
+            "GetId " + fixed(id50, 3) + "/" + fixed(id99, 3) + " ms", fixed(g50 / id50, 2) + "x (p50)",
+            "<= 1.5x round trip", yes_no(g50 / id50 <= 1.5));
+        auto t_rel = Clock::now();
+        h.client->ReleaseMachine("bulk");
+        note("ReleaseMachine(bulk) of 1,000 leases in " + fixed(ms_since(t_rel), 1) + " ms");
+    });
+
+    // 1. 100 machines x 2 disks at once vs serial raw
+    section("1. 100 VMs x 2 disks", [&] {
+        std::string out = run_raw({"serial", raw_dir, ls, "1", std::to_string(kVms), std::to_string(kVmDisks)}, h.sanlock);
+        double raw_ms = raw_value(out, "total_ms");
+
+        auto vms = sleepers(site.root / "vms", kVms, "bvm");
+        MachineStarter starter(h.bus_address);
+        h.client->clear_events();
+        auto t0 = Clock::now();
+        for (unsigned i = 0; i < kVms; i++)
+            starter.create(vm_name(i), vms[i].pid());
+        size_t want = kVms * kVmDisks;
+        bool all = eventually([&] { return count_events(*h.client, "LeaseAcquired", "bvm-") >= want; },
+                              std::chrono::seconds(120));
+        Clock::time_point last = t0, first_new = t0;
+        size_t got = count_events(*h.client, "LeaseAcquired", "bvm-", &last);
+        size_t news = starter.new_count("bvm-", &first_new);
+        {
+            std::lock_guard lock(starter.mutex);
+            if (!starter.errors.empty())
+                throw std::runtime_error("CreateMachine: " + starter.errors.front());
+        }
+        if (!all)
+            throw std::runtime_error(std::to_string(got) + " of " + std::to_string(want) + " LeaseAcquired");
+        double from_create = ms_since(t0, last), from_new = ms_since(first_new, last);
+        double machined_ms;
+        {
+            std::lock_guard lock(starter.mutex);
+            machined_ms = ms_since(t0, starter.last_reply);
+        }
+        note("MachineNew seen: " + std::to_string(news) + "; all CreateMachine answered after " + fixed(machined_ms, 1) +
+             " ms");
+        add("1. 100 VMs x 2 disks: 1st MachineNew -> last LeaseAcquired", fixed(from_new, 1) + " ms",
+            "raw serial (libvirt-style) " + fixed(raw_ms, 1) + " ms", fixed(raw_ms / from_new, 2) + "x faster",
+            ">= 3x faster", yes_no(raw_ms / from_new >= 3.0));
+        add("1. same, from 1st CreateMachine sent", fixed(from_create, 1) + " ms", fixed(raw_ms, 1) + " ms",
+            fixed(raw_ms / from_create, 2) + "x faster", "-", "-");
+        add("1. per lease (agent, parallel / raw, serial)", fixed(from_new / want, 2) + " ms",
+            fixed(raw_ms / want, 2) + " ms", "-", "-", "-");
+
+        // The VMs end: their leases go.
+        h.client->clear_events();
+        for (auto &vm : vms)
+            vm.signal(SIGKILL);
+        for (auto &vm : vms)
+            vm.wait(std::chrono::seconds(5));
+        if (!eventually([&] { return held_count(*h.client, "bvm-") == 0; }, std::chrono::seconds(60)))
+            note("warning: not every bvm lease was released");
+    });
+
+    // 6. recovery: SIGKILL with 1,000 machine leases held, restart
+    section("6. recovery", [&] {
+        auto recs = sleepers(site.root / "vms", kRecMachines, "rec");
+        MachineStarter starter(h.bus_address);
+        h.client->clear_events();
+        for (unsigned i = 0; i < kRecMachines; i++)
+            starter.create(rec_name(i), recs[i].pid());
+        size_t want = kRecMachines * kRecDisks;
+        auto t0 = Clock::now();
+        if (!eventually([&] { return count_events(*h.client, "LeaseAcquired", "rec-") >= want; },
+                        std::chrono::seconds(180)))
+            throw std::runtime_error("only " + std::to_string(count_events(*h.client, "LeaseAcquired", "rec-")) +
+                                     " machine leases acquired");
+        note("10 machines x 100 disks acquired in " + fixed(ms_since(t0), 1) + " ms");
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+        h.agent->child().signal(SIGKILL);
+        h.agent->child().wait(std::chrono::seconds(10));
+        auto t_start = Clock::now();
+        h.agent->start();
+        auto t_ready = Clock::now();
+        apid = agent_pid(*h.agent);
+        Clock::time_point t_joined{}, t_held{};
+        bool joined = false;
+        bool ok = eventually(
+            [&] {
+                try {
+                    if (!joined && h.client->LockspaceState() == "joined") {
+                        joined = true;
+                        t_joined = Clock::now();
+                    }
+                    if (held_count(*h.client, "rec-") >= want) {
+                        t_held = Clock::now();
+                        return true;
+                    }
+                } catch (const sdbus::Error &) {
+                }
+                return false;
+            },
+            std::chrono::seconds(120));
+        double ready_ms = ms_since(t_start, t_ready);
+        add("6. SIGKILL -> restart -> READY=1", fixed(ready_ms, 1) + " ms");
+        if (!ok) {
+            add("6. recovery of 1,000 machine leases", "not reached in 120 s (" +
+                                                           std::to_string(held_count(*h.client, "rec-")) + " held)",
+                "-", "-", "< 3 s after joined", "NO");
+            return;
+        }
+        double after_join = ms_since(joined ? t_joined : t_ready, t_held);
+        add("6. restart -> 1,000 leases held again", fixed(ms_since(t_start, t_held), 1) + " ms", "-", "-", "-", "-");
+        add("6. recovery after lockspace joined (50 ms polling)", fixed(after_join, 1) + " ms", "-", "-", "< 3 s",
+            yes_no(after_join < 3000));
+    });
+}
+
+// ---- 4. udev storm ----
+
+void udev_figures() {
+    constexpr unsigned kEvents = 10000;
+    Site site("vml-bench-udev");
+    UdevTestbed testbed(site.root / "testbed");
+    testbed.add("sdb");
+    testbed.add("sdc");
+    HostOptions o;
+    o.agent_wrapper = testbed.agent_wrapper();
+    o.agent_env = testbed.agent_env();
+    Host h(site.root.path(), site.lease_dir(), 1, o);
+    if (!h.client->wait_property("LockspaceState", "joined"))
+        throw std::runtime_error("lockspace not joined: " + h.agent->log());
+    testbed.wait_for_listeners(1);
+    pid_t apid = agent_pid(*h.agent);
+    note("vmleased pid " + std::to_string(apid) + " (" + comm_of(apid) + ")");
+    h.client->clear_events();
+
+    struct Call {
+        Clock::time_point sent, answered;
+    };
+    std::vector<Call> calls;
+    std::atomic<bool> stop{false};
+    std::thread caller([&] {
+        ManagerClient client(h.bus_address);
+        while (!stop) {
+            Call c{Clock::now(), {}};
+            (void)client.ListLeases();
+            (void)client.LockspaceState();
+            c.answered = Clock::now();
+            calls.push_back(c);
+        }
+    });
+    auto start = Clock::now();
+    double send_s = testbed.burst(kEvents, "sdb", "sdc");
+    bool all = eventually(
+        [&] { return count_events(*h.client, "DeviceAdded") + count_events(*h.client, "DeviceRemoved") >= kEvents; },
+        std::chrono::seconds(120));
+    stop = true;
+    caller.join();
+    Clock::time_point last = start;
+    size_t n = count_events(*h.client, "DeviceAdded", "", &last) + count_events(*h.client, "DeviceRemoved", "", &last);
+    double secs = ms_since(start, last) / 1000.0;
+    size_t during = 0;
+    double worst = 0;
+    for (const auto &c : calls) {
+        if (c.sent >= start && c.answered <= last)
+            during++;
+        if (c.sent >= start && c.sent <= last)
+            worst = std::max(worst, ms_since(c.sent, c.answered));
+    }
+    long hwm = status_kib(apid, "VmHWM");
+    if (!all)
+        add("4. udev storm", std::to_string(n) + " of " + std::to_string(kEvents) + " events signalled", "-", "-",
+            "-", "NO");
+    add("4. udev storm 10,000 events -> signals", fixed(secs, 2) + " s, " + fixed(n / secs, 0) + " events/s",
+        "emulator sent them in " + fixed(send_s, 2) + " s", fixed(secs / send_s, 2) + "x",
+        "< 2 s, D-Bus answering", yes_no(all && secs < 2.0 && during > 0));
+    add("4. concurrent calls during storm: answered, worst", std::to_string(during) + ", " + fixed(worst, 1) + " ms");
+    add("4. vmleased peak RSS (VmHWM) after storm", kib_str(hwm));
+}
+
+}  // namespace
+
+int main() {
+    signal(SIGPIPE, SIG_IGN);
+    auto t0 = Clock::now();
+    section("machined host", machined_host_figures);
+    section("udev storm", udev_figures);
+    note("whole run " + fixed(ms_since(t0) / 1000.0, 1) + " s");
+    std::cout << "\nvmlease benchmarks (" << fixed(ms_since(t0) / 1000.0, 0)
+              << " s; real sanlock, dbus-daemon, systemd-machined, umockdev; io_timeout 1)\n\n";
+    print_table();
+    (void)verbose;
+    return 0;
+}
