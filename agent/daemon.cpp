@@ -16,9 +16,9 @@
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
-#include <set>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 
 namespace vmlease {
@@ -290,7 +290,8 @@ void Daemon::apply(Step step) {
     if (step.lockspace_state_changed && registry_.lockspace_state() == LockspaceState::Joined)
         followup.append(tracker_.retry_failed());
     // Before anyone hears of a new lease: the helper's fallback covers it.
-    write_lockfailure_plan();
+    if (!step.changes.empty() || !step.machine_changes.empty())
+        write_lockfailure_plan();
 
     log_changes(step);
     if (manager_)
@@ -352,10 +353,7 @@ void Daemon::write_lockfailure_plan() {
     LockFailurePlan plan;
     if (const char *bus = getenv("DBUS_SYSTEM_BUS_ADDRESS"))
         plan.bus_address = bus;
-    std::set<std::string> owners;
-    for (const auto &[resource, lease] : registry_.leases())
-        owners.insert(lease.owners.begin(), lease.owners.end());
-    for (const auto &owner : owners)
+    for (const auto &owner : registry_.owners())
         if (const Machine *m = tracker_.find(owner); m && !m->reserved)
             plan.machines.push_back({owner, to_string(m->on_lockfailure)});
     std::string text = format_plan(plan);

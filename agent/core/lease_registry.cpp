@@ -346,6 +346,13 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     return step;
 }
 
+std::set<std::string> LeaseRegistry::owners() const {
+    std::set<std::string> out;
+    for (const auto &[resource, lease] : leases_)
+        out.insert(lease.owners.begin(), lease.owners.end());
+    return out;
+}
+
 Step LeaseRegistry::set_lockspace_state(LockspaceState state) {
     Step step;
     if (state == lockspace_state_)

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -44,6 +45,8 @@ public:
 
     LockspaceState lockspace_state() const { return lockspace_state_; }
     const std::map<std::string, Lease> &leases() const { return leases_; }
+    // Everyone holding at least one lease, sorted.
+    std::set<std::string> owners() const;
     const Lease *find(const std::string &resource) const;
     uint32_t host_id() const { return host_id_; }
 

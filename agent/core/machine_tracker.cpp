@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <csignal>
-#include <set>
 
 namespace vmlease {
 namespace {
@@ -390,10 +389,7 @@ Step MachineTracker::retry_failed() {
 
 Step MachineTracker::lock_failed() {
     Step step;
-    std::set<std::string> owners;
-    for (const auto &[resource, lease] : leases_.leases())
-        owners.insert(lease.owners.begin(), lease.owners.end());
-    for (const auto &owner : owners) {
+    for (const auto &owner : leases_.owners()) {
         auto it = machines_.find(owner);
         if (it == machines_.end() || it->second.reserved) {
             step.lock_failures.push_back({owner, "release", ""});
