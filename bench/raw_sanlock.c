@@ -7,7 +7,8 @@
  * Usage:
  *   vmlease-bench-raw serial DIR LOCKSPACE HOST_ID VMS DISKS
  *       For each of VMS "VMs", one after another: create DISKS lease files in
- *       DIR (O_EXCL, 1 MiB, fsync, sanlock_write_resource), register a
+ *       DIR (named <basename of DIR>-VM-DISK; O_EXCL, 1 MiB, fsync,
+ *       sanlock_write_resource), register a
  *       connection, set a killpath, restrict SIGKILL and acquire the VM's
  *       DISKS leases in one sanlock_acquire call. Prints
  *       "total_ms T" and "per_lease_ms P"; then releases everything.
@@ -95,30 +96,38 @@ static int cmd_serial(const char *dir, const char *ls, int vms, int disks)
 	int *socks = calloc(vms, sizeof(int));
 	char name[64];
 	int fails = 0;
+	double create_us = 0, acquire_us = 0;
+	const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
 
 	double t0 = now_us();
 	for (int v = 0; v < vms; v++) {
 		for (int d = 0; d < disks; d++) {
 			int i = v * disks + d;
-			snprintf(name, sizeof(name), "raw-%04d-%d", v, d);
+			/* Resource names are per lockspace: prefix them with the directory's name. */
+			snprintf(name, sizeof(name), "%.32s-%04d-%d", base, v, d);
 			res[i] = new_res(dir, ls, name);
+			double tc = now_us();
 			int rv = create_lease(res[i]);
+			create_us += now_us() - tc;
 			if (rv < 0) {
 				fprintf(stderr, "create %s: %d\n", name, rv);
 				fails++;
 			}
 		}
+		double ta = now_us();
 		socks[v] = open_conn();
 		if (socks[v] < 0)
 			return 1;
 		int rv = sanlock_acquire(socks[v], -1, 0, disks, &res[v * disks], NULL);
+		acquire_us += now_us() - ta;
 		if (rv < 0) {
 			fprintf(stderr, "acquire vm %d: %d\n", v, rv);
 			fails++;
 		}
 	}
 	double total = now_us() - t0;
-	printf("total_ms %.3f\nper_lease_ms %.3f\nfails %d\n", total / 1e3, total / 1e3 / n, fails);
+	printf("total_ms %.3f\nper_lease_ms %.3f\ncreate_ms %.3f\nacquire_ms %.3f\nfails %d\n", total / 1e3,
+	       total / 1e3 / n, create_us / 1e3, acquire_us / 1e3, fails);
 	fflush(stdout);
 	for (int v = 0; v < vms; v++) {
 		sanlock_release(socks[v], -1, 0, disks, &res[v * disks]);
