@@ -5,8 +5,12 @@
 #include "harness.hpp"
 #include "manager_client.hpp"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
+#include <iostream>
 #include <memory>
+#include <vector>
 
 namespace vmtest {
 
@@ -81,5 +85,45 @@ std::string error_of(Call &&call, std::string *message = nullptr) {
     }
     return "";
 }
+
+// A test suite whose hosts share one lease directory, started once for the
+// suite (`Suite` is the derived fixture, so each suite has its own hosts).
+// A failed test prints every agent's log.
+template <typename Suite>
+class HostsSuite : public ::testing::Test {
+protected:
+    // The suite's directory and its (empty) shared lease directory.
+    static void make_site(const std::string &prefix) {
+        become_subreaper();
+        root = std::make_unique<TempDir>(prefix);
+        lease_dir = *root / "leases";
+        std::filesystem::create_directories(lease_dir);
+    }
+    // Hosts 1..options.size(), each with its options; each must join.
+    static void start_hosts(const std::vector<HostOptions> &options) {
+        for (size_t i = 0; i < options.size(); i++) {
+            hosts.push_back(std::make_unique<Host>(root->path(), lease_dir, static_cast<uint32_t>(i + 1), options[i]));
+            ASSERT_TRUE(hosts.back()->client->wait_property("LockspaceState", "joined")) << hosts.back()->agent->log();
+        }
+        h1 = hosts[0].get();
+        h2 = hosts.size() > 1 ? hosts[1].get() : nullptr;
+    }
+    static void TearDownTestSuite() {
+        while (!hosts.empty())
+            hosts.pop_back();  // the last started stops first
+        h1 = h2 = nullptr;
+        root.reset();
+    }
+    void TearDown() override {
+        if (HasFailure())
+            for (const auto &h : hosts)
+                std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
+    }
+
+    static inline std::unique_ptr<TempDir> root;
+    static inline std::string lease_dir;
+    static inline std::vector<std::unique_ptr<Host>> hosts;
+    static inline Host *h1 = nullptr, *h2 = nullptr;
+};
 
 }  // namespace vmtest

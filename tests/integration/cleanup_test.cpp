@@ -18,39 +18,19 @@ constexpr int kMinAge = 2;  // host 1's cleanup_min_age, seconds
 
 std::string disk(const std::string &name) { return "/var/lib/libvirt/images/" + name + ".img"; }
 
-class Cleanup : public ::testing::Test {
+class Cleanup : public HostsSuite<Cleanup> {
 protected:
     static void SetUpTestSuite() {
-        become_subreaper();
-        root = std::make_unique<TempDir>("vml-cleanup");
-        lease_dir = *root / "leases";
-        std::filesystem::create_directories(lease_dir);
         HostOptions o;
         o.extra_yaml = "cleanup_min_age: " + std::to_string(kMinAge) + "\n";
-        h1 = std::make_unique<Host>(root->path(), lease_dir, 1, o);
-        h2 = std::make_unique<Host>(root->path(), lease_dir, 2);
-        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined")) << h1->agent->log();
-        ASSERT_TRUE(h2->client->wait_property("LockspaceState", "joined")) << h2->agent->log();
-    }
-    static void TearDownTestSuite() {
-        h2.reset();
-        h1.reset();
-        root.reset();
-    }
-    void TearDown() override {
-        if (HasFailure())
-            for (auto *h : {h1.get(), h2.get()})
-                std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
+        make_site("vml-cleanup");
+        start_hosts({o, HostOptions{}});
     }
     static std::string file_of(Host &h, const std::string &d) { return std::get<1>(h.client->InspectDisk(d)); }
     static std::vector<std::string> sorted(std::vector<std::string> v) {
         std::sort(v.begin(), v.end());
         return v;
     }
-
-    static inline std::unique_ptr<TempDir> root;
-    static inline std::string lease_dir;
-    static inline std::unique_ptr<Host> h1, h2;
 };
 
 TEST_F(Cleanup, OnlyFilesNoHostUsesAreDeletedAndDryRunDeletesNothing) {

@@ -303,34 +303,16 @@ TEST_F(Machined, RegisterMachineIsAllOrNothingAndChecksItsArguments) {
 
 // --- two hosts, conflicts ------------------------------------------------------------
 
-class MachinedTwoHosts : public ::testing::Test {
+class MachinedTwoHosts : public HostsSuite<MachinedTwoHosts> {
 protected:
     static void SetUpTestSuite() {
-        become_subreaper();
-        root = std::make_unique<TempDir>("vml-m2");
-        std::string lease_dir = *root / "leases";
-        std::filesystem::create_directories(lease_dir);
+        make_site("vml-m2");
         std::filesystem::create_directories(images_dir(*root));
         HostOptions o;
         o.with_machined = true;
         o.extra_yaml = config_for(*root);
-        h1 = std::make_unique<Host>(root->path(), lease_dir, 1, o);
-        h2 = std::make_unique<Host>(root->path(), lease_dir, 2, o);
-        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined")) << h1->agent->log();
-        ASSERT_TRUE(h2->client->wait_property("LockspaceState", "joined")) << h2->agent->log();
+        start_hosts({o, o});
     }
-    static void TearDownTestSuite() {
-        h2.reset();
-        h1.reset();
-        root.reset();
-    }
-    void TearDown() override {
-        if (HasFailure())
-            for (auto *h : {h1.get(), h2.get()})
-                std::cerr << "--- vmleased log " << h->dir << " ---\n" << h->agent->log() << std::endl;
-    }
-    static inline std::unique_ptr<TempDir> root;
-    static inline std::unique_ptr<Host> h1, h2;
 };
 
 TEST_F(MachinedTwoHosts, AMachineWhoseDiskIsHeldElsewhereIsTerminatedOrWarnedAbout) {

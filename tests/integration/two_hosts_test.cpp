@@ -14,33 +14,19 @@ namespace {
 const std::string kDisk = "/var/lib/libvirt/images/demo.img";
 const std::map<std::string, sdbus::Variant> kNoOptions;
 
-class TwoHosts : public ::testing::Test {
+class TwoHosts : public HostsSuite<TwoHosts> {
 protected:
     static void SetUpTestSuite() {
-        become_subreaper();
-        root = std::make_unique<TempDir>("vmlease-2hosts");
-        std::string lease_dir = *root / "shared-leases";
-        std::filesystem::create_directories(lease_dir);
-        h1 = std::make_unique<Host>(root->path(), lease_dir, 1);
-        h2 = std::make_unique<Host>(root->path(), lease_dir, 2);
-        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined")) << h1->agent->log();
-        ASSERT_TRUE(h2->client->wait_property("LockspaceState", "joined")) << h2->agent->log();
-    }
-    static void TearDownTestSuite() {
-        h2.reset();
-        h1.reset();
-        root.reset();
+        make_site("vmlease-2hosts");
+        start_hosts({HostOptions{}, HostOptions{}});
     }
     void TearDown() override {
-        for (auto *h : {h1.get(), h2.get()}) {
+        // Every test starts with nothing held.
+        for (const auto &h : hosts)
             for (const auto &l : h->client->ListLeases())
                 h->client->ReleaseDisk(l.get<2>(), l.get<0>());
-            if (HasFailure())
-                std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
-        }
+        HostsSuite::TearDown();
     }
-    static inline std::unique_ptr<TempDir> root;
-    static inline std::unique_ptr<Host> h1, h2;
 };
 
 TEST_F(TwoHosts, ADiskLeasedOnOneHostIsRefusedOnTheOther) {
@@ -106,7 +92,7 @@ TEST_F(TwoHosts, BothHostsCreatingTheSameLeaseFileAtOnceEndCorrect) {
     size_t held = h1->client->ListLeases().size() + h2->client->ListLeases().size();
     EXPECT_EQ(held, static_cast<size_t>(kDisks));
     // No temporary files are left in the shared directory.
-    for (const auto &entry : std::filesystem::directory_iterator(root->path() + "/shared-leases"))
+    for (const auto &entry : std::filesystem::directory_iterator(lease_dir))
         EXPECT_EQ(entry.path().filename().string().find(".vmlease-tmp"), std::string::npos) << entry.path();
 }
 
