@@ -407,14 +407,16 @@ void Daemon::device_changed(const DeviceEvent &event) {
     if (manager_)
         manager_->device_changed(event);
     if (event.kind == DeviceEvent::Kind::Added) {
-        log_debug("block device " + event.name + " appeared", {{"DISK", event.name}});
+        log_message(LOG_DEBUG, "block device " + event.name + " appeared", {{"DISK", event.name}},
+                    message_id::kDeviceAdded);
         apply(tracker_.device_appeared());
         return;
     }
     std::string resource = lease_resource_name(event.name);
     const Lease *lease = registry_.find(resource);
     if (!lease) {
-        log_debug("block device " + event.name + " went away", {{"DISK", event.name}});
+        log_message(LOG_DEBUG, "block device " + event.name + " went away", {{"DISK", event.name}},
+                    message_id::kDeviceRemoved);
         return;
     }
     // The lease lives in the shared lease directory, not on the device: it

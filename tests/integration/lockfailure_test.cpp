@@ -102,12 +102,9 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
     EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", 60s)) << h->agent->log();
     for (const char *name : {"lf-pause", "lf-ign"})
         EXPECT_TRUE(h->client->wait_for("LeaseAcquired", {name}, 20s)) << name;
-    auto props = h->client->events();
-    bool saw_failed = false, saw_rejoining = false;
-    (void)props;
     std::string log = h->agent->log();
-    saw_failed = log.find("lockspace __LIBVIRT__DISKS__ is failed") != std::string::npos;
-    saw_rejoining = log.find("lockspace __LIBVIRT__DISKS__ is rejoining") != std::string::npos;
+    bool saw_failed = log.find("lockspace __LIBVIRT__DISKS__ is failed") != std::string::npos;
+    bool saw_rejoining = log.find("lockspace __LIBVIRT__DISKS__ is rejoining") != std::string::npos;
     EXPECT_TRUE(saw_failed && saw_rejoining) << "LockspaceState did not go failed -> rejoining -> joined";
 
     vms["lf-pause"].signal(SIGCONT);
