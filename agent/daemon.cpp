@@ -2,6 +2,7 @@
 
 #include "bus_event_source.hpp"
 #include "disk_path.hpp"
+#include "atomic_file.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
@@ -18,6 +19,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -88,6 +91,7 @@ Daemon::~Daemon() {
     bus_source_.reset();
     bus_.reset();
     effector_.reset();
+    sd_event_source_disable_unref(sanlock_watch_);  // closes the watch fd
     sd_event_source_disable_unref(rejoin_timer_);
     sd_event_source_disable_unref(scan_timer_);
     sd_event_source_disable_unref(grace_timer_);
@@ -135,6 +139,7 @@ int Daemon::run() {
         // The helper then acts on its own from the plan file.
         log_error(std::string("cannot hear the lock-failure helper: ") + e.what());
     }
+    load_saved_state();
     write_lockfailure_plan();
     if (auto warning = sanlock_watchdog_warning(sanlock_run_dir_)) {
         warnings_.push_back(*warning);
@@ -290,8 +295,13 @@ void Daemon::apply(Step step) {
     if (step.lockspace_state_changed && registry_.lockspace_state() == LockspaceState::Joined)
         followup.append(tracker_.retry_failed());
     // Before anyone hears of a new lease: the helper's fallback covers it.
-    if (!step.changes.empty() || !step.machine_changes.empty())
+    // Before sanlock is asked for one: a crash cannot leave it unattributed.
+    bool acquiring = std::any_of(step.effects.begin(), step.effects.end(),
+                                 [](const SanlockEffect &e) { return std::holds_alternative<AcquireEffect>(e); });
+    if (!step.changes.empty() || !step.machine_changes.empty() || acquiring) {
         write_lockfailure_plan();
+        save_state();
+    }
 
     log_changes(step);
     if (manager_)
@@ -359,7 +369,7 @@ void Daemon::write_lockfailure_plan() {
     std::string text = format_plan(plan);
     if (text == written_plan_)
         return;
-    if (!write_plan_file(runtime_directory() + "/" + kLockFailurePlanFile, text)) {
+    if (!write_file_atomically(runtime_directory() + "/" + kLockFailurePlanFile, text)) {
         log_error("cannot write " + runtime_directory() + "/" + kLockFailurePlanFile +
                   "; the lock-failure helper could not act without the agent");
         return;
@@ -396,6 +406,9 @@ void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
         for (const auto &name : gone)
             machine_gone(name);
     }
+    listing_done_ = true;
+    machines_known_ = ok;
+    maybe_reconcile();
     if (!ready_) {
         ready_ = true;
         sd_notify(0, "READY=1");
@@ -510,15 +523,19 @@ void Daemon::notify_status() {
 void Daemon::start_join() {
     bool first = registry_.lockspace_state() == LockspaceState::Absent;
     apply(registry_.set_lockspace_state(first ? LockspaceState::Joining : LockspaceState::Rejoining));
-    effector_->join_lockspace(after_failure_, [this](int rv, std::string detail) { join_finished(rv, detail); });
+    effector_->join_lockspace(after_failure_, [this](int rv, std::string detail, int watch_fd) {
+        join_finished(rv, detail, watch_fd);
+    });
 }
 
-void Daemon::join_finished(int rv, const std::string &detail) {
+void Daemon::join_finished(int rv, const std::string &detail, int watch_fd) {
     if (rv == 0) {
         join_failures_ = 0;
         after_failure_ = false;
         last_join_error_.clear();
+        watch_sanlock(watch_fd);
         apply(registry_.set_lockspace_state(LockspaceState::Joined));
+        maybe_reconcile();
         return;
     }
     join_failures_++;
@@ -551,6 +568,137 @@ int Daemon::on_rejoin_timer(sd_event_source *, uint64_t, void *userdata) {
         self->schedule_rejoin();
     }
     return 0;
+}
+
+// --- restart and reconcile ----------------------------------------------------
+
+namespace {
+uint64_t now_realtime_seconds() { return static_cast<uint64_t>(time(nullptr)); }
+}  // namespace
+
+void Daemon::load_saved_state() {
+    std::string path = runtime_directory() + "/" + kSavedStateFile;
+    to_restore_ = SavedState{};
+    std::optional<std::string> text;
+    try {
+        text = read_small_file(path);
+    } catch (const std::exception &e) {
+        log_error(std::string(e.what()) + "; leases held before this start are restored only for running machines");
+        return;
+    }
+    if (!text) {
+        log_info("no saved lease state in " + path + " (first start since boot)");
+        return;
+    }
+    std::string error;
+    auto saved = parse_saved_state(*text, error);
+    if (!saved) {
+        // Kept for whoever investigates; sanlock and machined are the truth.
+        std::string aside = path + ".corrupt";
+        rename(path.c_str(), aside.c_str());
+        log_error(path + ": " + error + "; moved to " + aside +
+                  ". Running machines get their leases back from rules and discovery; leases of other owners stay "
+                  "held by sanlock for this host until released");
+        return;
+    }
+    to_restore_ = std::move(*saved);
+    log_info("saved lease state: " + std::to_string(to_restore_->leases.size()) + " lease(s) of " +
+             std::to_string(to_restore_->owners.size()) + " owner(s) held before this start");
+}
+
+void Daemon::save_state() {
+    std::map<std::string, uint64_t> reserved_until;
+    uint64_t mono = now_usec(), real = now_realtime_seconds();
+    for (const auto &[name, deadline] : grace_deadlines_)
+        reserved_until[name] = real + (deadline > mono ? (deadline - mono) / 1000000 : 0);
+    SavedState state = tracker_.snapshot(reserved_until, real);
+    if (to_restore_) {
+        // Not reconciled yet: what was held before still is (as orphans).
+        for (const auto &l : to_restore_->leases)
+            if (!registry_.find(l.resource))
+                state.leases.push_back(l);
+        for (const auto &o : to_restore_->owners)
+            if (!state.owner(o.name))
+                state.owners.push_back(o);
+    }
+    std::string text = format_saved_state(state);
+    if (text == written_state_)
+        return;
+    std::string path = runtime_directory() + "/" + kSavedStateFile;
+    if (!write_file_atomically(path, text)) {
+        log_error("cannot write " + path + ": " + strerror(errno) +
+                  "; after a crash the owners of leases taken since cannot be told");
+        return;
+    }
+    written_state_ = std::move(text);
+}
+
+void Daemon::maybe_reconcile() {
+    if (!to_restore_ || !listing_done_ || registry_.lockspace_state() != LockspaceState::Joined)
+        return;
+    SavedState saved = std::move(*to_restore_);
+    to_restore_.reset();
+    SavedState deferred;
+    Step step = tracker_.restore(saved, now_realtime_seconds(), machines_known_ ? nullptr : &deferred);
+    size_t adopting = 0, releasing = 0;
+    for (const auto &e : step.effects) {
+        if (std::holds_alternative<AcquireEffect>(e))
+            adopting++;
+        else if (std::get<ReleaseEffect>(e).orphan)
+            releasing++;
+    }
+    if (!saved.leases.empty())
+        log_notice("reconciling " + std::to_string(saved.leases.size()) + " lease(s) held before this start: " +
+                   std::to_string(adopting) + " taken back, " + std::to_string(releasing) +
+                   " released (their owners are gone)" +
+                   (deferred.leases.empty() ? std::string()
+                                            : ", " + std::to_string(deferred.leases.size()) +
+                                                  " of machines kept until systemd-machined answers"));
+    if (!deferred.leases.empty())
+        to_restore_ = std::move(deferred);
+    apply(std::move(step));
+    save_state();
+}
+
+void Daemon::watch_sanlock(int fd) {
+    sd_event_source_disable_unref(sanlock_watch_);
+    sanlock_watch_ = nullptr;
+    if (fd < 0) {
+        log_warning("cannot watch the sanlock daemon (" + sanlock_strerror(fd) +
+                    "); if it stops, its leases are noticed gone only at the next sanlock call");
+        return;
+    }
+    // Only hang-ups: sanlock never writes to an idle registered connection.
+    if (sd_event_add_io(event_, &sanlock_watch_, fd, EPOLLRDHUP, on_sanlock_watch, this) < 0) {
+        close(fd);
+        return;
+    }
+    sd_event_source_set_io_fd_own(sanlock_watch_, true);
+}
+
+int Daemon::on_sanlock_watch(sd_event_source *, int, uint32_t, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        self->sanlock_gone();
+    } catch (const std::exception &e) {
+        log_error(std::string("handling the sanlock daemon's stop failed: ") + e.what());
+    }
+    return 0;
+}
+
+void Daemon::sanlock_gone() {
+    sd_event_source_disable_unref(sanlock_watch_);
+    sanlock_watch_ = nullptr;
+    log_message(LOG_CRIT,
+                "the sanlock daemon stopped: every lease it held for this host is gone and the lockspace must be "
+                "joined again; machines keep running and get their leases back once it is",
+                {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
+    after_failure_ = false;  // a new daemon has no failed lockspace to wait out
+    join_failures_ = 0;
+    apply(registry_.set_lockspace_state(LockspaceState::Failed));
+    apply(tracker_.sanlock_lost());
+    effector_->reconnect_all();
+    schedule_rejoin();
 }
 
 // --- sources -------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <systemd/sd-event.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace vmlease {
@@ -77,7 +78,7 @@ private:
     void carry_out(const SanlockEffect &effect);
     void log_changes(const Step &step);
     void start_join();
-    void join_finished(int rv, const std::string &detail);
+    void join_finished(int rv, const std::string &detail, int watch_fd);
     void schedule_rejoin();
     void on_lock_failure_signal(pid_t sender);
     // sanlock says the lockspace failed (its SIGTERM, or the killpath helper).
@@ -85,6 +86,15 @@ private:
     void carry_out(const MachineEffect &effect, const LockFailureChange *failure);
     void write_lockfailure_plan();
     void notify_status();
+    // $RUNTIME_DIRECTORY/leases: who owns what sanlock holds for us.
+    void load_saved_state();
+    void save_state();
+    // Once the lockspace is joined and machined has answered: take back,
+    // or give back, what the agent held before it (re)started.
+    void maybe_reconcile();
+    void watch_sanlock(int fd);
+    void sanlock_gone();
+    static int on_sanlock_watch(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
     static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata);
     static int on_completions(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -110,6 +120,12 @@ private:
     std::unique_ptr<LockFailureListener> lockfailure_listener_;
     bool after_failure_ = false;  // the next join must not take the failed lockspace for a joined one
     std::string written_plan_;
+    std::string written_state_;
+    // What the state file said at start, until it is reconciled.
+    std::optional<SavedState> to_restore_;
+    bool listing_done_ = false;    // machined answered (or could not be asked)
+    bool machines_known_ = false;  // ... and it did answer
+    sd_event_source *sanlock_watch_ = nullptr;
     sd_event_source *scan_timer_ = nullptr;
     // Reservations waiting for their machine: one timer, armed for the earliest deadline.
     sd_event_source *grace_timer_ = nullptr;

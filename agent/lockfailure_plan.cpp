@@ -1,9 +1,5 @@
 #include "lockfailure_plan.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <sstream>
 
 namespace vmlease {
@@ -40,19 +36,6 @@ std::optional<LockFailurePlan> parse_plan(const std::string &text) {
         }
     }
     return plan;
-}
-
-bool write_plan_file(const std::string &path, const std::string &content) {
-    std::string tmp = path + ".tmp";
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return false;
-    bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (ok && rename(tmp.c_str(), path.c_str()) == 0)
-        return true;
-    unlink(tmp.c_str());
-    return false;
 }
 
 }  // namespace vmlease

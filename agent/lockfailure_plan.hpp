@@ -26,7 +26,4 @@ std::string format_plan(const LockFailurePlan &plan);
 // nullopt if the text is not a plan (a corrupt file is ignored, not trusted).
 std::optional<LockFailurePlan> parse_plan(const std::string &text);
 
-// Atomically (temporary file, fsync, rename); false on failure.
-bool write_plan_file(const std::string &path, const std::string &content);
-
 }  // namespace vmlease

@@ -14,6 +14,7 @@ const char *to_string(MachineDisk::Source s) {
     case MachineDisk::Source::Rule: return "rule";
     case MachineDisk::Source::Discovered: return "discovered";
     case MachineDisk::Source::Reservation: return "reservation";
+    case MachineDisk::Source::Restored: return "restored";
     }
     return "rule";
 }

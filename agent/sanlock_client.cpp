@@ -217,6 +217,36 @@ int SanlockConnection::release(const std::string &resource) {
     return rv;
 }
 
+int SanlockConnection::release_orphan(const std::string &resource) {
+    int rv = ensure_registered();
+    if (rv < 0)
+        return rv;
+    OneDiskResource r;
+    fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
+    sanlk_resource *list[1] = {r.get()};
+    rv = sanlock_release(fd_, -1, SANLK_REL_ORPHAN, 1, list);
+    if (sanlock_rv::connection_lost(rv))
+        reset();
+    if (rv <= 0)
+        return rv;  // an error, or no orphan of that name (rv is the count released)
+    // No event tells when sanlock's release thread has written the lease;
+    // its own release takes a few milliseconds, so look until it is gone.
+    for (int i = 0; i < 500; i++) {
+        std::vector<LeaseOwner> owners;
+        if (read_lease_owners(settings_, resource, owners) < 0)
+            return 0;  // no readable lease file: nothing of ours to wait for
+        bool ours = false;
+        for (const auto &o : owners)
+            ours = ours || o.host_id == settings_.host_id;
+        if (!ours)
+            return 0;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+int open_sanlock_watch() { return sanlock_register(); }
+
 bool process_holds(const SanlockSettings &s, uint32_t pid, const std::string &resource) {
     int count = 0;
     char *state = nullptr;

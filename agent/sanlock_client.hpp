@@ -58,6 +58,12 @@ public:
     // short-lived holds must not survive a crash as orphans).
     int acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent = true);
     int release(const std::string &resource);
+    // Give back `resource` if this host holds it as an orphan (SANLK_REL_ORPHAN,
+    // which sanlock only accepts on a registered connection). sanlock
+    // finishes the release in the background; this returns once the lease
+    // on disk no longer names this host, so an acquire right after it is
+    // not refused. Returns 0 also when there was no such orphan.
+    int release_orphan(const std::string &resource);
     // Register anew on next use: sanlock refuses new acquires for good on a
     // connection it has targeted after a lock failure.
     void reconnect() { reset(); }
@@ -69,6 +75,11 @@ private:
     SanlockSettings settings_;
     int fd_ = -1;
 };
+
+// A registered connection that is never used, only watched: sanlock closes
+// it when its daemon stops, the one event that says every lease is gone.
+// Returns the fd or a negative errno.
+int open_sanlock_watch();
 
 // Whether process `pid` (a registered sanlock client, e.g. a VM under
 // libvirt's sanlock plugin) holds `resource` in our lockspace.

@@ -89,7 +89,7 @@ void SanlockEffector::release(const ReleaseEffect &effect, Done done) {
     lanes_[lane].worker->submit([this, conn = lanes_[lane].connection, post = post_, effect,
                                  done = std::move(done)]() mutable {
         SanlockOutcome out;
-        out.rv = conn->release(effect.resource);
+        out.rv = effect.orphan ? conn->release_orphan(effect.resource) : conn->release(effect.resource);
         if (out.rv < 0)
             out.detail = sanlock_strerror(out.rv);
         post([this, resource = effect.resource, done = std::move(done), out = std::move(out)] {
@@ -105,19 +105,24 @@ void SanlockEffector::reconnect_all() {
         lane.worker->submit([connection = lane.connection] { connection->reconnect(); });
 }
 
-void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int, std::string)> done) {
+void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int, std::string, int)> done) {
     admin_.submit([s = settings_, post = post_, after_failure, done = std::move(done)]() mutable {
         std::string detail;
+        int watch_fd = -1;
         int rv = ensure_lockspace_file(s, detail);
         if (rv == 0) {
             rv = vmlease::join_lockspace(s, after_failure);
-            if (rv == -EEXIST)
+            if (rv == 0)
+                watch_fd = open_sanlock_watch();
+            if (rv == -ECONNREFUSED || rv == -ENOENT)
+                detail = "the sanlock daemon is not running (" + sanlock_strerror(rv) + "); waiting for it";
+            else if (rv == -EEXIST)
                 detail = "lockspace " + s.lockspace + " is still being removed after its failure";
             else if (rv < 0)
                 detail = "sanlock could not join lockspace " + s.lockspace + " as host " + std::to_string(s.host_id) +
                          ": " + sanlock_strerror(rv);
         }
-        post([done = std::move(done), rv, detail = std::move(detail)] { done(rv, detail); });
+        post([done = std::move(done), rv, detail = std::move(detail), watch_fd] { done(rv, detail, watch_fd); });
     });
 }
 

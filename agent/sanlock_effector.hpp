@@ -27,7 +27,9 @@ public:
     // `done` runs on the loop thread.
     void acquire(const AcquireEffect &effect, Done done);
     void release(const ReleaseEffect &effect, Done done);
-    void join_lockspace(bool after_failure, std::function<void(int rv, std::string detail)> done);
+    // Once joined, `watch_fd` is a connection to watch for the sanlock daemon
+    // stopping (see open_sanlock_watch), or -1 if none could be opened.
+    void join_lockspace(bool after_failure, std::function<void(int rv, std::string detail, int watch_fd)> done);
     // After the releases already queued, every connection registers anew.
     void reconnect_all();
     void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);

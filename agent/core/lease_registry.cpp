@@ -103,6 +103,8 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     }
     case LeaseState::Releasing:
         // The last owner is letting go; take it again once sanlock has released it.
+        if (lease.disk.empty())
+            lease.disk = disk;  // an orphan being released: its disk was not known
         pending.after_release.push_back({id, owner, mode});
         return step;
     }
@@ -335,6 +337,14 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
         return step;
     }
 
+    if (lease.owners.empty()) {
+        // An orphan nobody owns stays with sanlock; nothing here to keep.
+        std::string lease_disk = lease.disk;
+        leases_.erase(it);
+        for (const auto &w : pending.after_release)
+            step.append(acquire(w.request, w.owner, lease_disk, resource, w.mode));
+        return step;
+    }
     // The lease is still held by sanlock: keep it, and keep the owners that wanted it gone.
     lease.state = LeaseState::Held;
     ApiError err{ErrorKind::SanlockFailure, "sanlock could not release the lease for " + lease.disk + ": " +
@@ -350,6 +360,62 @@ std::set<std::string> LeaseRegistry::owners() const {
     std::set<std::string> out;
     for (const auto &[resource, lease] : leases_)
         out.insert(lease.owners.begin(), lease.owners.end());
+    return out;
+}
+
+Step LeaseRegistry::release_orphan(const std::string &resource, const std::string &disk) {
+    Step step;
+    if (leases_.count(resource))
+        return step;  // someone wants it after all: it is adopted instead
+    Lease lease;
+    lease.resource = resource;
+    lease.disk = disk;
+    lease.state = LeaseState::Releasing;
+    leases_[resource] = lease;
+    step.effects.push_back(ReleaseEffect{resource, true});
+    return step;
+}
+
+Step LeaseRegistry::all_leases_lost() {
+    Step step;
+    for (auto &[resource, lease] : leases_) {
+        Lease gone = lease;
+        gone.owners.clear();
+        for (size_t i = 0; i < lease.owners.size(); i++)
+            step.changes.push_back({LeaseChange::Kind::Released, lease.owners[i], gone, i + 1 == lease.owners.size()});
+        auto p = pending_.find(resource);
+        if (p == pending_.end())
+            continue;
+        ApiError err{ErrorKind::SanlockFailure, "the sanlock daemon stopped; the lease for " + lease.disk + " is gone"};
+        for (const auto &w : p->second.acquirers)
+            step.replies.push_back({w.request, err, resource});
+        for (const auto &w : p->second.after_release)
+            step.replies.push_back({w.request, err, resource});
+        for (const auto &r : p->second.releasers)
+            finish_release_part(step, r.request, std::nullopt, resource);
+    }
+    leases_.clear();
+    pending_.clear();
+    return step;
+}
+
+std::vector<SavedLease> LeaseRegistry::saved_leases() const {
+    std::vector<SavedLease> out;
+    out.reserve(leases_.size());
+    for (const auto &[resource, lease] : leases_) {
+        if (lease.external)
+            continue;  // the machine's own sanlock client holds it, not us
+        SavedLease s{resource, lease.disk, lease.mode, {}};
+        if (lease.state != LeaseState::Releasing)
+            s.owners = lease.owners;
+        auto p = pending_.find(resource);
+        if (p != pending_.end())
+            for (const auto *list : {&p->second.acquirers, &p->second.after_release})
+                for (const auto &w : *list)
+                    if (std::find(s.owners.begin(), s.owners.end(), w.owner) == s.owners.end())
+                        s.owners.push_back(w.owner);
+        out.push_back(std::move(s));
+    }
     return out;
 }
 

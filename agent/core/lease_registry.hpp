@@ -7,6 +7,7 @@
 
 #include "api_error.hpp"
 #include "config.hpp"
+#include "saved_state.hpp"
 #include "step.hpp"
 
 #include <cstdint>
@@ -42,6 +43,18 @@ public:
     Step release_done(const std::string &resource, const SanlockOutcome &outcome);
 
     Step set_lockspace_state(LockspaceState state);
+
+    // After a restart: an orphan sanlock still holds for this host that no
+    // owner wants any more is given back. Nothing is announced (nobody was
+    // told it was held); an acquire for it meanwhile waits for the release.
+    Step release_orphan(const std::string &resource, const std::string &disk);
+    // The sanlock daemon went away and with it every lease it held for us
+    // (not orphans: sanlock forgets them when it stops). Every owner is told.
+    Step all_leases_lost();
+
+    // Every lease sanlock may hold for us right now, with who wants it
+    // (owners and acquirers still waiting), for the state file.
+    std::vector<SavedLease> saved_leases() const;
 
     LockspaceState lockspace_state() const { return lockspace_state_; }
     const std::map<std::string, Lease> &leases() const { return leases_; }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <set>
 
 namespace vmlease {
 namespace {
@@ -195,8 +196,9 @@ Step MachineTracker::want(Machine &m, const std::string &path, LeaseMode mode, M
     DiskName name = namer_.canonical(path);
     if (name.kind == DiskName::Kind::Invalid)
         return {};  // config validation makes rule paths absolute; discovered paths come from /proc
-    if (name.kind == DiskName::Kind::Absent && source != MachineDisk::Source::Rule)
-        return {};  // a file that is open exists; only a rule may name a device not there yet
+    if (name.kind == DiskName::Kind::Absent && source != MachineDisk::Source::Rule &&
+        source != MachineDisk::Source::Restored)
+        return {};  // a file that is open exists; only a rule (or a lease held) may name a device not there yet
     return want_named(m, name, path, mode, source);
 }
 
@@ -434,6 +436,92 @@ Step MachineTracker::lock_failed() {
                 }
             step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
         }
+    }
+    return step;
+}
+
+Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *deferred) {
+    Step step;
+    std::set<std::string> kept;
+    std::map<std::string, std::vector<DiskRule>> reservations;
+    for (const auto &lease : saved.leases) {
+        SavedLease later{lease.resource, lease.disk, lease.mode, {}};
+        for (const auto &owner : lease.owners) {
+            const SavedOwner *who = saved.owner(owner);
+            auto kind = who ? who->kind : SavedOwner::Kind::Machine;
+            auto mit = machines_.find(owner);
+            if (deferred && kind == SavedOwner::Kind::Machine) {
+                // Whether it still runs is unknown: sanlock keeps holding it.
+                kept.insert(lease.resource);
+                later.owners.push_back(owner);
+                if (!deferred->owner(owner))
+                    deferred->owners.push_back({owner, SavedOwner::Kind::Machine, 0});
+            } else if (mit != machines_.end() && !mit->second.reserved) {
+                // Still running (or a new machine of that name: it gets the
+                // disk either way; its processes are the ones using it now).
+                kept.insert(lease.resource);
+                if (!mit->second.terminating)
+                    step.append(want(mit->second, lease.disk, lease.mode, MachineDisk::Source::Restored));
+            } else if (mit != machines_.end()) {
+                continue;  // reserved again since the restart: that reservation decides
+            } else if (kind == SavedOwner::Kind::Reserved && who->reserved_until > now) {
+                kept.insert(lease.resource);
+                reservations[owner].push_back({lease.disk, lease.mode});
+            } else if (kind == SavedOwner::Kind::Api) {
+                kept.insert(lease.resource);
+                RequestId id = next_id();
+                requests_[id] = {owner, ""};
+                step.append(leases_.acquire(id, owner, lease.disk, lease.resource, lease.mode));
+            }
+        }
+        if (!later.owners.empty())
+            deferred->leases.push_back(std::move(later));
+    }
+    for (auto &[owner, disks] : reservations) {
+        uint64_t left = saved.owner(owner)->reserved_until - now;
+        step.append(reserve(next_id(), owner, disks, static_cast<uint32_t>(std::min<uint64_t>(left, 86400))));
+    }
+    for (const auto &lease : saved.leases)
+        if (!kept.count(lease.resource) && !leases_.find(lease.resource))
+            step.append(leases_.release_orphan(lease.resource, lease.disk));
+    return step;
+}
+
+SavedState MachineTracker::snapshot(const std::map<std::string, uint64_t> &reserved_until, uint64_t now) const {
+    SavedState state;
+    state.leases = leases_.saved_leases();
+    std::set<std::string> owners;
+    for (const auto &l : state.leases)
+        owners.insert(l.owners.begin(), l.owners.end());
+    for (const auto &name : owners) {
+        SavedOwner o{name, SavedOwner::Kind::Api, 0};
+        auto m = machines_.find(name);
+        if (m != machines_.end() && !m->second.reserved) {
+            o.kind = SavedOwner::Kind::Machine;
+        } else if (m != machines_.end()) {
+            o.kind = SavedOwner::Kind::Reserved;
+            auto deadline = reserved_until.find(name);
+            auto r = reservations_.find(name);
+            o.reserved_until = deadline != reserved_until.end() ? deadline->second
+                               : now + (r != reservations_.end() ? r->second.grace_seconds : kDefaultGraceSeconds);
+        }
+        state.owners.push_back(o);
+    }
+    return state;
+}
+
+Step MachineTracker::sanlock_lost() {
+    Step step = leases_.all_leases_lost();
+    for (auto &[name, m] : machines_) {
+        bool changed = false;
+        for (auto &d : m.disks)
+            if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring) {
+                d.state = MachineDisk::State::Failed;
+                d.error = "the sanlock daemon stopped";
+                changed = true;
+            }
+        if (changed)
+            step.machine_changes.push_back({MachineChange::Kind::Updated, name});
     }
     return step;
 }

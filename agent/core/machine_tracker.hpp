@@ -10,6 +10,7 @@
 #include "config.hpp"
 #include "disk_namer.hpp"
 #include "lease_registry.hpp"
+#include "saved_state.hpp"
 #include "step.hpp"
 
 #include <map>
@@ -33,7 +34,9 @@ struct OpenFile {
 };
 
 struct MachineDisk {
-    enum class Source { Rule, Discovered, Reservation };
+    // Restored: held before the agent restarted (from the state file); kept
+    // for the machine's life like a reservation's disks.
+    enum class Source { Rule, Discovered, Reservation, Restored };
     // Waiting: a rule names a device this host does not have (yet), e.g. a
     // LUN logged in after the VM started; taken when the device appears.
     enum class State { Waiting, Acquiring, Held, Conflict, Failed, Released };
@@ -100,6 +103,24 @@ public:
     // rejoin) and releases what every owner holds. Disks of machines left
     // running (pause, ignore) are taken again once the lockspace is back.
     Step lock_failed();
+    // The agent restarted: `saved` is what it held before (the state file),
+    // the machines machined runs now are known, and the lockspace is
+    // joined. Running machines take their leases again (sanlock lets this
+    // host adopt its orphans), reservations whose time is not up and
+    // AcquireDisk owners that are no machine are restored, and leases of
+    // machines that ended meanwhile are released. `now` is CLOCK_REALTIME
+    // seconds. If machined could not be asked (`deferred` not null), leases
+    // of machines are neither adopted nor released but put in `deferred`,
+    // to restore once it answers.
+    Step restore(const SavedState &saved, uint64_t now, SavedState *deferred = nullptr);
+    // The sanlock daemon stopped: it forgot every lease. Each machine's disks
+    // are taken again once the lockspace is back (see retry_failed); any
+    // that another host took meanwhile then meets on_conflict.
+    Step sanlock_lost();
+    // What to remember for restore(): every lease sanlock may hold for us
+    // and who its owners are. `reserved_until`: CLOCK_REALTIME seconds at
+    // which each waiting reservation expires; `now` for those not yet timed.
+    SavedState snapshot(const std::map<std::string, uint64_t> &reserved_until, uint64_t now) const;
     // A block device appeared (udev): disks rules name that were waiting for
     // a device are named again, and taken if they now resolve.
     Step device_appeared();

@@ -42,6 +42,9 @@ struct AcquireEffect {
 };
 struct ReleaseEffect {
     std::string resource;
+    // An orphan this host still holds from before the agent (re)started,
+    // released with SANLK_REL_ORPHAN rather than from a connection.
+    bool orphan = false;
 };
 using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
 

@@ -2,8 +2,11 @@
 // with requests and sanlock outcomes and check the Steps it returns.
 #include "lease_registry.hpp"
 
+#include "disk_path.hpp"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 
 using namespace vmlease;
@@ -241,3 +244,25 @@ TEST_F(Registry, LockspaceStateChangeIsReportedOnce) {
 }
 
 }  // namespace
+
+TEST(LeaseRegistryOrphans, AnOrphanIsReleasedQuietlyAndAnAcquireWaitsForIt) {
+    LeaseRegistry reg(1);
+    reg.set_lockspace_state(LockspaceState::Joined);
+    std::string res = lease_resource_name("/srv/o.img");
+    Step s = reg.release_orphan(res, "/srv/o.img");
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_TRUE(std::get<ReleaseEffect>(s.effects[0]).orphan);
+    EXPECT_TRUE(s.changes.empty());
+    Step waiting = reg.acquire(5, "vm", "/srv/o.img", res, LeaseMode::Exclusive);
+    EXPECT_TRUE(waiting.effects.empty());
+    Step done = reg.release_done(res, {0, {}, ""});
+    EXPECT_TRUE(std::none_of(done.changes.begin(), done.changes.end(),
+                             [](const LeaseChange &c) { return c.kind == LeaseChange::Kind::Released; }));
+    ASSERT_EQ(done.effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(done.effects[0]).disk, "/srv/o.img");
+    // One that failed to release leaves nothing behind in the registry.
+    std::string other = lease_resource_name("/srv/p.img");
+    reg.release_orphan(other, "/srv/p.img");
+    reg.release_done(other, {-ECONNRESET, {}, "gone"});
+    EXPECT_EQ(reg.find(other), nullptr);
+}

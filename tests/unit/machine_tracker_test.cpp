@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 
@@ -336,3 +337,152 @@ TEST_F(Tracker, ALockFailureAppliesEachMachinesActionAndReleasesEverything) {
 }
 
 }  // namespace
+
+// --- restart: the state file and restore() ------------------------------------------
+
+namespace {
+
+size_t orphan_releases(const Step &s) {
+    size_t n = 0;
+    for (const auto &e : s.effects)
+        if (auto *r = std::get_if<ReleaseEffect>(&e); r && r->orphan)
+            n++;
+    return n;
+}
+
+}  // namespace
+
+TEST(SavedStateFile, RoundTripsEveryKindOfOwnerAndOddDiskNames) {
+    SavedState s;
+    s.owners = {{"db-1", SavedOwner::Kind::Machine, 0},
+                {"vm-2", SavedOwner::Kind::Reserved, 1763700000},
+                {"backup@host", SavedOwner::Kind::Api, 0}};
+    s.leases = {{lease_resource_name("/srv/a b.img"), "/srv/a b.img", LeaseMode::Exclusive, {"db-1"}},
+                {lease_resource_name("/srv/x\\y\nz"), "/srv/x\\y\nz", LeaseMode::Shared, {"vm-2", "backup@host"}},
+                {lease_resource_name("/srv/gone"), "/srv/gone", LeaseMode::Exclusive, {}}};
+    std::string error;
+    auto back = parse_saved_state(format_saved_state(s), error);
+    ASSERT_TRUE(back) << error;
+    ASSERT_EQ(back->owners.size(), 3u);
+    EXPECT_EQ(back->owner("vm-2")->kind, SavedOwner::Kind::Reserved);
+    EXPECT_EQ(back->owner("vm-2")->reserved_until, 1763700000u);
+    EXPECT_EQ(back->owner("backup@host")->kind, SavedOwner::Kind::Api);
+    ASSERT_EQ(back->leases.size(), 3u);
+    EXPECT_EQ(back->leases[0].disk, "/srv/a b.img");
+    EXPECT_EQ(back->leases[1].disk, "/srv/x\\y\nz");
+    EXPECT_EQ(back->leases[1].mode, LeaseMode::Shared);
+    EXPECT_EQ(back->leases[1].owners, (std::vector<std::string>{"vm-2", "backup@host"}));
+    EXPECT_TRUE(back->leases[2].owners.empty());
+}
+
+TEST(SavedStateFile, ACorruptFileIsRejectedWithTheLine) {
+    std::string error;
+    EXPECT_FALSE(parse_saved_state("", error));
+    EXPECT_NE(error.find("line 1"), std::string::npos) << error;
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nowner machine db-1\nlease nothex exclusive db-1 /x\n", error));
+    EXPECT_NE(error.find("line 3"), std::string::npos) << error;
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nlease " + lease_resource_name("/x") + " exclusive db-1\n", error));
+    EXPECT_NE(error.find("no disk"), std::string::npos) << error;
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nowner wizard x\n", error));
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nlease " + lease_resource_name("/x") + " sideways - /x\n", error));
+    EXPECT_NE(error.find("mode"), std::string::npos) << error;
+}
+
+TEST_F(Tracker, ASnapshotNamesEveryOwnerAndWhatKindItIs) {
+    run(tracker.machine_appeared(vm("db-1")));
+    run(reg.acquire(7, "backup", "/srv/backup.img", lease_resource_name("/srv/backup.img"), LeaseMode::Exclusive));
+    run(tracker.reserve(8, "later", {{"/srv/later.img", LeaseMode::Exclusive}}, 60));
+    SavedState s = tracker.snapshot({{"later", 1000}}, 900);
+    ASSERT_EQ(s.leases.size(), 4u);
+    EXPECT_EQ(s.owner("db-1")->kind, SavedOwner::Kind::Machine);
+    EXPECT_EQ(s.owner("backup")->kind, SavedOwner::Kind::Api);
+    EXPECT_EQ(s.owner("later")->kind, SavedOwner::Kind::Reserved);
+    EXPECT_EQ(s.owner("later")->reserved_until, 1000u);
+    // An acquire still with sanlock is remembered too: a crash right after
+    // sanlock grants it must not leave a lease nobody can attribute.
+    Step pending = reg.acquire(9, "slow", "/srv/slow.img", lease_resource_name("/srv/slow.img"), LeaseMode::Exclusive);
+    ASSERT_EQ(pending.effects.size(), 1u);
+    s = tracker.snapshot({}, 900);
+    ASSERT_NE(s.owner("slow"), nullptr);
+    // Without a running grace timer (the daemon's), the default grace from now.
+    EXPECT_EQ(s.owner("later")->reserved_until, 900u + kDefaultGraceSeconds);
+}
+
+TEST_F(Tracker, RestoreAdoptsRunningMachinesRestoresOwnersAndReleasesTheRest) {
+    SavedState saved;
+    saved.owners = {{"db-1", SavedOwner::Kind::Machine, 0},      {"ended", SavedOwner::Kind::Machine, 0},
+                    {"backup", SavedOwner::Kind::Api, 0},        {"soon", SavedOwner::Kind::Reserved, 2000},
+                    {"expired", SavedOwner::Kind::Reserved, 500}};
+    auto lease = [](const std::string &disk, std::vector<std::string> owners) {
+        return SavedLease{lease_resource_name(disk), disk, LeaseMode::Exclusive, std::move(owners)};
+    };
+    saved.leases = {lease("/srv/given.img", {"db-1"}),   lease("/srv/ended.img", {"ended"}),
+                    lease("/srv/backup.img", {"backup"}), lease("/srv/soon.img", {"soon"}),
+                    lease("/srv/expired.img", {"expired"}), lease("/srv/releasing.img", {})};
+    run(tracker.machine_appeared(vm("db-1")));
+
+    Step s = tracker.restore(saved, 1000);
+    EXPECT_EQ(orphan_releases(s), 3u);  // ended, expired, releasing
+    run(std::move(s));
+    const Machine *db = tracker.find("db-1");
+    ASSERT_NE(db, nullptr);
+    auto given = std::find_if(db->disks.begin(), db->disks.end(),
+                              [](const MachineDisk &d) { return d.disk == "/srv/given.img"; });
+    ASSERT_NE(given, db->disks.end());
+    EXPECT_EQ(given->source, MachineDisk::Source::Restored);
+    EXPECT_EQ(given->state, MachineDisk::State::Held);
+    EXPECT_EQ(reg.find(lease_resource_name("/srv/backup.img"))->owners, std::vector<std::string>{"backup"});
+    ASSERT_NE(tracker.find("soon"), nullptr);
+    EXPECT_TRUE(tracker.find("soon")->reserved);
+    EXPECT_EQ(reg.find(lease_resource_name("/srv/soon.img"))->owners, std::vector<std::string>{"soon"});
+    for (const char *gone : {"/srv/ended.img", "/srv/expired.img", "/srv/releasing.img"})
+        EXPECT_EQ(reg.find(lease_resource_name(gone)), nullptr) << gone;
+    EXPECT_EQ(tracker.find("expired"), nullptr);
+}
+
+TEST_F(Tracker, AnOrphanSomeoneWantsAgainIsAdoptedNotReleased) {
+    SavedState saved;
+    saved.owners = {{"ended", SavedOwner::Kind::Machine, 0}};
+    saved.leases = {{lease_resource_name("/dev/disk/by-path/lun-1"), "/dev/disk/by-path/lun-1", LeaseMode::Exclusive,
+                     {"ended"}}};
+    run(tracker.machine_appeared(vm("db-2")));  // its rule names lun-1
+    Step s = tracker.restore(saved, 1000);
+    EXPECT_EQ(orphan_releases(s), 0u);
+    EXPECT_EQ(reg.find(lease_resource_name("/dev/disk/by-path/lun-1"))->owners, std::vector<std::string>{"db-2"});
+}
+
+TEST_F(Tracker, WithoutMachinedMachinesLeasesAreKeptForLater) {
+    SavedState saved;
+    saved.owners = {{"db-1", SavedOwner::Kind::Machine, 0}, {"backup", SavedOwner::Kind::Api, 0}};
+    saved.leases = {{lease_resource_name("/srv/m.img"), "/srv/m.img", LeaseMode::Exclusive, {"db-1"}},
+                    {lease_resource_name("/srv/b.img"), "/srv/b.img", LeaseMode::Exclusive, {"backup"}}};
+    SavedState deferred;
+    Step s = run(tracker.restore(saved, 1000, &deferred));
+    EXPECT_EQ(orphan_releases(s), 0u);
+    ASSERT_EQ(deferred.leases.size(), 1u);
+    EXPECT_EQ(deferred.leases[0].disk, "/srv/m.img");
+    ASSERT_NE(deferred.owner("db-1"), nullptr);
+    EXPECT_NE(reg.find(lease_resource_name("/srv/b.img")), nullptr);
+    EXPECT_EQ(reg.find(lease_resource_name("/srv/m.img")), nullptr);
+    // machined answers later, without db-1: now it is released.
+    Step later = tracker.restore(deferred, 1000);
+    EXPECT_EQ(orphan_releases(later), 1u);
+}
+
+TEST_F(Tracker, WhenSanlockStopsEveryLeaseIsGoneAndTakenAgainAfterTheRejoin) {
+    run(tracker.machine_appeared(vm("db-1")));
+    ASSERT_EQ(reg.leases().size(), 2u);
+    Step lost = tracker.sanlock_lost();
+    EXPECT_EQ(lost.changes.size(), 2u);
+    EXPECT_TRUE(lost.effects.empty()) << "nothing is left in sanlock to release";
+    EXPECT_TRUE(reg.leases().empty());
+    for (const auto &d : tracker.find("db-1")->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Failed);
+    Step again = run(tracker.retry_failed());
+    EXPECT_EQ(reg.leases().size(), 2u);
+    Step conflict = tracker.sanlock_lost();
+    Step retried = run(tracker.retry_failed(), -243, {2});
+    EXPECT_EQ(retried.conflicts.size(), 2u);
+    ASSERT_EQ(retried.machine_effects.size(), 1u);
+    EXPECT_EQ(retried.machine_effects[0].kind, MachineEffect::Kind::Terminate);
+}

@@ -1,0 +1,157 @@
+#include "saved_state.hpp"
+
+#include <sstream>
+
+namespace vmlease {
+namespace {
+
+constexpr const char *kHeader = "vmlease-state 1";
+
+// Disk paths may hold spaces and (in theory) newlines; owners and resource
+// names cannot (check_owner_name, MD5 hex).
+std::string escape(const std::string &s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
+    }
+    return out;
+}
+
+std::optional<std::string> unescape(const std::string &s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); i++) {
+        if (s[i] != '\\') {
+            out += s[i];
+            continue;
+        }
+        if (++i == s.size())
+            return std::nullopt;
+        if (s[i] == '\\')
+            out += '\\';
+        else if (s[i] == 'n')
+            out += '\n';
+        else
+            return std::nullopt;
+    }
+    return out;
+}
+
+const char *kind_name(SavedOwner::Kind k) {
+    switch (k) {
+    case SavedOwner::Kind::Machine: return "machine";
+    case SavedOwner::Kind::Reserved: return "reserved";
+    case SavedOwner::Kind::Api: return "api";
+    }
+    return "api";
+}
+
+bool is_resource_name(const std::string &s) {
+    if (s.size() != 32)
+        return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    return true;
+}
+
+}  // namespace
+
+const SavedOwner *SavedState::owner(const std::string &name) const {
+    for (const auto &o : owners)
+        if (o.name == name)
+            return &o;
+    return nullptr;
+}
+
+//   vmlease-state 1
+//   owner machine|api NAME
+//   owner reserved NAME UNTIL
+//   lease RESOURCE MODE OWNER[,OWNER...]|- DISK
+std::string format_saved_state(const SavedState &state) {
+    std::string out = std::string(kHeader) + "\n";
+    for (const auto &o : state.owners) {
+        out += std::string("owner ") + kind_name(o.kind) + " " + o.name;
+        if (o.kind == SavedOwner::Kind::Reserved)
+            out += " " + std::to_string(o.reserved_until);
+        out += "\n";
+    }
+    for (const auto &l : state.leases) {
+        std::string owners;
+        for (const auto &o : l.owners)
+            owners += (owners.empty() ? "" : ",") + o;
+        out += "lease " + l.resource + " " + to_string(l.mode) + " " + (owners.empty() ? "-" : owners) + " " +
+               escape(l.disk) + "\n";
+    }
+    return out;
+}
+
+std::optional<SavedState> parse_saved_state(const std::string &text, std::string &error) {
+    std::istringstream in(text);
+    std::string line;
+    if (!std::getline(in, line) || line != kHeader) {
+        error = "line 1: not a vmlease state file (expected \"" + std::string(kHeader) + "\")";
+        return std::nullopt;
+    }
+    SavedState state;
+    for (size_t number = 2; std::getline(in, line); number++) {
+        auto bad = [&](const std::string &why) {
+            error = "line " + std::to_string(number) + ": " + why;
+            return std::nullopt;
+        };
+        std::istringstream words(line);
+        std::string kind;
+        words >> kind;
+        if (kind == "owner") {
+            SavedOwner o;
+            std::string k;
+            if (!(words >> k >> o.name))
+                return bad("an owner line needs a kind and a name");
+            if (k == "machine")
+                o.kind = SavedOwner::Kind::Machine;
+            else if (k == "api")
+                o.kind = SavedOwner::Kind::Api;
+            else if (k == "reserved" && (words >> o.reserved_until))
+                o.kind = SavedOwner::Kind::Reserved;
+            else
+                return bad("unknown owner kind \"" + k + "\"");
+            state.owners.push_back(o);
+        } else if (kind == "lease") {
+            SavedLease l;
+            std::string mode, owners;
+            if (!(words >> l.resource >> mode >> owners))
+                return bad("a lease line needs a resource, a mode, its owners and a disk");
+            if (!is_resource_name(l.resource))
+                return bad("\"" + l.resource + "\" is not a lease resource name");
+            auto m = lease_mode_from_string(mode);
+            if (!m || *m == LeaseMode::None)
+                return bad("unknown lease mode \"" + mode + "\"");
+            l.mode = *m;
+            if (owners != "-") {
+                std::istringstream list(owners);
+                std::string o;
+                while (std::getline(list, o, ','))
+                    if (!o.empty())
+                        l.owners.push_back(o);
+            }
+            std::string rest;
+            std::getline(words, rest);
+            if (rest.size() < 2 || rest[0] != ' ')
+                return bad("lease " + l.resource + " has no disk");
+            auto disk = unescape(rest.substr(1));
+            if (!disk)
+                return bad("lease " + l.resource + " has a badly escaped disk");
+            l.disk = *disk;
+            state.leases.push_back(std::move(l));
+        } else if (!kind.empty()) {
+            return bad("unknown entry \"" + kind + "\"");
+        }
+    }
+    return state;
+}
+
+}  // namespace vmlease
