@@ -226,6 +226,10 @@ bool eventually(const std::function<bool()> &pred, std::chrono::milliseconds tim
 
 SanlockDaemon::SanlockDaemon(const std::string &dir) : dir_(dir), run_dir_(dir + "/run") {
     std::filesystem::create_directories(run_dir_);
+    start();
+}
+
+void SanlockDaemon::start() {
     std::string sanlock = required_env("SANLOCK");
     child_ = Child({sanlock, "daemon", "-D", "-w", "0", "-l", "0", "-h", "0", "-L", "-1", "-S", "-1", "-U", "root",
                     "-G", "root"},
@@ -254,6 +258,12 @@ void SanlockDaemon::stop() {
     if (child_.wait(10s) == -1)
         child_.stop(1s);
     reap_orphans();
+}
+
+void SanlockDaemon::crash() {
+    child_.signal(SIGKILL);
+    child_.wait(10s);
+    reap_orphans();  // its helper process
 }
 
 SanlockDaemon::~SanlockDaemon() {

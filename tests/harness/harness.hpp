@@ -80,6 +80,10 @@ public:
     std::map<std::string, std::string> env() const { return {{"SANLOCK_RUN_DIR", run_dir_}}; }
     pid_t pid() const { return child_.pid(); }
     void stop();
+    // SIGKILL: the daemon forgets every lease and lockspace, as after a crash.
+    void crash();
+    // Start again after stop() or crash(), with the same run directory.
+    void start();
 
 private:
     std::string dir_, run_dir_;

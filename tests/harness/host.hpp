@@ -73,6 +73,14 @@ struct Host {
     std::unique_ptr<ManagerClient> client;
 };
 
+// A VM-like process: holds `file` open (read-write or read-only) and sleeps.
+inline Child vm_process(const std::string &dir, const std::string &name, const std::string &file = "",
+                        bool writable = true) {
+    std::string script = file.empty() ? "exec sleep 600"
+                                      : std::string("exec 3") + (writable ? "<>" : "<") + "'" + file + "'; exec sleep 600";
+    return Child({"/bin/bash", "-c", script}, {}, dir + "/" + name + ".log");
+}
+
 // The D-Bus error name of a call that must fail; "" if it succeeded.
 template <typename Call>
 std::string error_of(Call &&call, std::string *message = nullptr) {

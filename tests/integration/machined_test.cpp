@@ -16,13 +16,6 @@ namespace {
 
 const std::string kDbDisk = "/srv/vm/db.img";
 
-// A VM-like process: holds `file` open (read-write or read-only) and sleeps.
-Child vm_process(const std::string &dir, const std::string &name, const std::string &file = "", bool writable = true) {
-    std::string script = file.empty() ? "exec sleep 600"
-                                      : std::string("exec 3") + (writable ? "<>" : "<") + "'" + file + "'; exec sleep 600";
-    return Child({"/bin/bash", "-c", script}, {}, dir + "/" + name + ".log");
-}
-
 std::string images_dir(const TempDir &root) { return root / "images"; }
 
 std::string config_for(const TempDir &root, const std::string &on_conflict = "terminate") {
