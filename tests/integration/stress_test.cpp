@@ -1,0 +1,287 @@
+// Randomized two-host stress test: two real vmleased on two real sanlock
+// daemons sharing one lease directory, the real systemd-machined on each,
+// machines starting and stopping on both with overlapping disks, and the
+// agents SIGKILLed (or stopped) at random. An independent checker reads
+// lease ownership straight from the lease files (sanlock_read_resource_owners,
+// through a third sanlock daemon that joins nothing) and fails the test if
+//   - a lease ever names more than one host, or
+//   - a disk is in use by running machines on two hosts beyond the
+//     protection window, or
+//   - a running machine's disk is not owned by its host beyond the window
+//     (a machine once protected must stay protected, agent crash or not).
+// The seed is fixed (VMLEASE_STRESS_SEED overrides it), the run time bounded
+// (VMLEASE_STRESS_SECONDS, default 60).
+#include "disk_path.hpp"
+#include "host.hpp"
+
+extern "C" {
+#include <sanlock.h>
+#include <sanlock_admin.h>
+#include <sanlock_resource.h>
+}
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+using namespace vmtest;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// How long after a machine starts, or after its host's agent is READY again,
+// the machine may run before its disk must be leased (or the machine
+// stopped, on a conflict): one discovery interval (2 s), sanlock's acquire
+// (up to 2 s when it must wait out another host's lease), machined's
+// terminate, and slack for a loaded 2-core machine under ASan.
+constexpr auto kWindow = 10s;
+constexpr int kDisks = 5;
+
+unsigned env_number(const char *name, unsigned fallback) {
+    const char *v = getenv(name);
+    return v && *v ? static_cast<unsigned>(std::stoul(v)) : fallback;
+}
+
+// Hosts owning `resource` according to its lease file; empty if free.
+std::vector<uint64_t> owners_on_disk(const std::string &lease_dir, const std::string &resource) {
+    alignas(sanlk_resource) unsigned char buf[sizeof(sanlk_resource) + sizeof(sanlk_disk)]{};
+    auto *res = reinterpret_cast<sanlk_resource *>(buf);
+    auto *disk = reinterpret_cast<sanlk_disk *>(buf + offsetof(sanlk_resource, disks));
+    snprintf(res->lockspace_name, sizeof res->lockspace_name, "%s", "__LIBVIRT__DISKS__");
+    snprintf(res->name, sizeof res->name, "%s", resource.c_str());
+    res->num_disks = 1;
+    res->flags = SANLK_RES_ALIGN1M | SANLK_RES_SECTOR512;
+    snprintf(disk->path, sizeof disk->path, "%s", (lease_dir + "/" + resource).c_str());
+    std::vector<uint64_t> out;
+    if (access(disk->path, F_OK) != 0)
+        return out;  // never leased yet
+    sanlk_host *hosts = nullptr;
+    int count = 0;
+    int rv = sanlock_read_resource_owners(res, 0, &hosts, &count);
+    if (rv < 0)
+        throw std::runtime_error("sanlock_read_resource_owners(" + resource + "): " + std::to_string(rv));
+    for (int i = 0; i < count; i++)
+        out.push_back(hosts[i].host_id);
+    free(hosts);
+    return out;
+}
+
+struct VM {
+    std::string name;
+    size_t host;  // 0 or 1
+    int disk;
+    Clock::time_point started;
+    bool protected_seen = false;
+    Child child;
+};
+
+class Stress : public HostsSuite<Stress> {
+protected:
+    static void SetUpTestSuite() {
+        make_site("vml-stress");
+        std::filesystem::create_directories(*root / "images");
+        // The checker's own sanlock daemon: it joins no lockspace and only
+        // reads lease files for this process.
+        checker = std::make_unique<SanlockDaemon>(*root / "checker");
+        setenv("SANLOCK_RUN_DIR", checker->run_dir().c_str(), 1);
+        HostOptions o;
+        o.with_machined = true;
+        o.extra_yaml = "discovery:\n  open_files: true\n  include: [\"" + (*root / "images") + "/*\"]\n";
+        start_hosts({o, o});
+    }
+    static void TearDownTestSuite() {
+        HostsSuite<Stress>::TearDownTestSuite();
+        checker.reset();
+    }
+    static inline std::unique_ptr<SanlockDaemon> checker;
+};
+
+TEST_F(Stress, NoDiskIsEverHeldByTwoHostsAndRunningMachinesStayProtected) {
+    const unsigned seed = env_number("VMLEASE_STRESS_SEED", 20261121);
+    const auto run_for = std::chrono::seconds(env_number("VMLEASE_STRESS_SECONDS", 60));
+    std::mt19937 rng(seed);
+    std::vector<std::string> disks, resources;
+    for (int i = 0; i < kDisks; i++) {
+        disks.push_back(*root / ("images/disk" + std::to_string(i) + ".img"));
+        std::ofstream(disks.back()).put('x');
+        resources.push_back(vmlease::lease_resource_name(disks.back()));
+    }
+
+    std::mutex mutex;  // guards everything below it
+    std::vector<std::unique_ptr<VM>> vms;
+    Clock::time_point agent_ready[2] = {Clock::now(), Clock::now()};
+    bool agent_up[2] = {true, true};
+    std::vector<std::string> violations;
+    size_t samples = 0, machine_checks = 0, protected_checks = 0;
+
+    std::atomic<bool> done{false};
+    std::thread checker_thread([&] {
+        while (!done) {
+            std::vector<std::vector<uint64_t>> owners;
+            try {
+                for (const auto &r : resources)
+                    owners.push_back(owners_on_disk(lease_dir, r));
+            } catch (const std::exception &e) {
+                std::lock_guard lock(mutex);
+                violations.push_back(std::string("checker could not read: ") + e.what());
+                return;
+            }
+            auto now = Clock::now();
+            std::lock_guard lock(mutex);
+            samples++;
+            std::vector<std::set<size_t>> writing(kDisks);  // hosts with a machine past its window
+            for (int d = 0; d < kDisks; d++)
+                if (owners[d].size() > 1)
+                    violations.push_back("disk" + std::to_string(d) + " held by " + std::to_string(owners[d].size()) +
+                                         " hosts at once");
+            for (auto &vm : vms) {
+                if (!vm->child.running())
+                    continue;
+                machine_checks++;
+                const auto &o = owners[vm->disk];
+                bool owned = o.size() == 1 && o[0] == vm->host + 1;
+                bool past_window = agent_up[vm->host] && now > std::max(vm->started, agent_ready[vm->host]) + kWindow;
+                if (owned)
+                    vm->protected_seen = true;
+                if (vm->protected_seen || past_window) {
+                    protected_checks++;
+                    writing[vm->disk].insert(vm->host);
+                    if (!owned)
+                        violations.push_back(vm->name + " runs on host " + std::to_string(vm->host + 1) +
+                                             " but disk" + std::to_string(vm->disk) + " is " +
+                                             (o.empty() ? std::string("free") : "owned by host " + std::to_string(o[0])) +
+                                             (vm->protected_seen ? " (it was protected before)" : ""));
+                }
+            }
+            for (int d = 0; d < kDisks; d++)
+                if (writing[d].size() > 1)
+                    violations.push_back("disk" + std::to_string(d) + " in use on both hosts past the window");
+            if (violations.size() > 20)
+                return;  // enough to see what went wrong
+            std::this_thread::sleep_for(50ms);
+        }
+    });
+
+    std::map<std::string, size_t> ops;
+    unsigned next_vm = 0;
+    auto start = Clock::now();
+    while (Clock::now() - start < run_for) {
+        {
+            std::lock_guard lock(mutex);
+            if (violations.size() > 20)
+                break;
+        }
+        int dice = std::uniform_int_distribution<int>(0, 99)(rng);
+        size_t host = std::uniform_int_distribution<size_t>(0, 1)(rng);
+        Host &h = *hosts[host];
+        if (dice < 45) {
+            auto vm = std::make_unique<VM>();
+            vm->name = "s" + std::to_string(next_vm++);
+            vm->host = host;
+            vm->disk = std::uniform_int_distribution<int>(0, kDisks - 1)(rng);
+            vm->child = vm_process(root->path(), vm->name, disks[vm->disk]);
+            std::string out = h.machined->create_machine(vm->name, vm->child.pid());
+            ASSERT_EQ(out.rfind("o ", 0), 0u) << out;
+            vm->started = Clock::now();
+            std::lock_guard lock(mutex);
+            vms.push_back(std::move(vm));
+            ops["machine started"]++;
+        } else if (dice < 75) {
+            std::lock_guard lock(mutex);
+            std::vector<VM *> running;
+            for (auto &vm : vms)
+                if (vm->child.running())
+                    running.push_back(vm.get());
+            if (!running.empty()) {
+                running[std::uniform_int_distribution<size_t>(0, running.size() - 1)(rng)]->child.signal(SIGKILL);
+                ops["machine stopped"]++;
+            }
+        } else if (dice < 92) {
+            {
+                std::lock_guard lock(mutex);
+                agent_up[host] = false;
+            }
+            bool graceful = dice >= 89;
+            if (graceful) {
+                h.agent->stop();
+            } else {
+                h.agent->child().signal(SIGKILL);
+                h.agent->child().wait(10s);
+            }
+            ops[graceful ? "agent stopped (SIGTERM)" : "agent crashed (SIGKILL)"]++;
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(100, 2000)(rng)));
+            h.agent->start();
+            std::lock_guard lock(mutex);
+            agent_ready[host] = Clock::now();
+            agent_up[host] = true;
+        } else {
+            // Both hosts' agents down at once.
+            for (auto &hh : hosts) {
+                std::lock_guard lock(mutex);
+                agent_up[&hh - &hosts[0]] = false;
+                hh->agent->child().signal(SIGKILL);
+            }
+            for (auto &hh : hosts)
+                hh->agent->child().wait(10s);
+            ops["both agents crashed"]++;
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(100, 1500)(rng)));
+            for (size_t i = 0; i < hosts.size(); i++) {
+                hosts[i]->agent->start();
+                std::lock_guard lock(mutex);
+                agent_ready[i] = Clock::now();
+                agent_up[i] = true;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
+    }
+
+    // Wind down: every machine stops; then no lease may be left anywhere.
+    {
+        std::lock_guard lock(mutex);
+        for (auto &vm : vms)
+            if (vm->child.running()) {
+                vm->child.signal(SIGKILL);
+                vm->child.wait(10s);
+            }
+    }
+    done = true;
+    checker_thread.join();
+    bool all_free = eventually(
+        [&] {
+            for (const auto &r : resources)
+                if (!owners_on_disk(lease_dir, r).empty())
+                    return false;
+            return true;
+        },
+        30s);
+    // Our stops are SIGKILL; on_conflict=terminate reaches a machine as SIGTERM.
+    size_t terminated = 0;
+    for (auto &vm : vms) {
+        int status = vm->child.wait(1s);
+        terminated += status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+    }
+    ops["machines terminated by on_conflict"] = terminated;
+
+    std::cout << "seed " << seed << ", " << run_for.count() << " s, " << vms.size() << " machines\n";
+    for (const auto &[what, n] : ops)
+        std::cout << "  " << what << ": " << n << "\n";
+    std::cout << "  ownership samples: " << samples << ", machine checks: " << machine_checks
+              << " (of which past the window or once protected: " << protected_checks << ")\n"
+              << "  violations: " << violations.size() << std::endl;
+    for (const auto &v : violations)
+        ADD_FAILURE() << v;
+    EXPECT_TRUE(all_free) << "leases left held after every machine stopped";
+    EXPECT_GT(ops["agent crashed (SIGKILL)"] + ops["both agents crashed"], 0u);
+    EXPECT_GT(protected_checks, 0u);
+    for (auto &h : hosts)
+        EXPECT_TRUE(eventually([&] { return h->client->ListLeases().empty(); }, 20s)) << h->agent->log();
+}
+
+}  // namespace
