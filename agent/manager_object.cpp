@@ -290,7 +290,10 @@ void ManagerObject::ReleaseMachine(sdbus::Result<> &&result, std::string owner) 
 
 std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>>
 ManagerObject::ListLeases() {
-    std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>> out;
+    // Built once per change, not once per call: desktop tools poll this.
+    if (list_cache_)
+        return *list_cache_;
+    auto &out = list_cache_.emplace();
     for (const auto &[resource, lease] : backend_.registry().leases()) {
         sdbus::ObjectPath path(lease_object_path(resource));
         if (lease.owners.empty())
@@ -455,21 +458,13 @@ void ManagerObject::emit_property_changes(bool lockspace_changed) {
 }
 
 void ManagerObject::publish(const Step &step) {
-    for (const auto &change : step.changes) {
+    list_cache_.reset();  // every change to the registry comes through here
+    // Objects first: a reply may name one. Then the replies, so callers do
+    // not wait for the signals; then the signals.
+    for (const auto &change : step.changes)
         emit_safely("lease object change", [&] { sync_lease_objects(change); });
-        sdbus::ObjectPath path(lease_object_path(change.lease.resource));
-        if (change.kind == LeaseChange::Kind::Acquired)
-            emit_safely("LeaseAcquired", [&] { emitLeaseAcquired(change.owner, change.lease.disk, path); });
-        else
-            emit_safely("LeaseReleased", [&] { emitLeaseReleased(change.owner, change.lease.disk, path); });
-    }
     for (const auto &change : step.machine_changes)
         emit_safely("machine object change", [&] { sync_machine_objects(change); });
-    for (const auto &c : step.conflicts)
-        emit_safely("LeaseConflict", [&] { emitLeaseConflict(c.machine, c.disk, c.holder_host_id); });
-    for (const auto &f : step.lock_failures)
-        emit_safely("LockFailure",
-                    [&] { emitLockFailure(f.owner, backend_.sanlock_settings().lockspace, f.action); });
     for (const auto &reply : step.replies) {
         auto it = pending_.find(reply.request);
         if (it == pending_.end())
@@ -489,6 +484,18 @@ void ManagerObject::publish(const Step &step) {
             it->second); });
         pending_.erase(it);
     }
+    for (const auto &change : step.changes) {
+        sdbus::ObjectPath path(lease_object_path(change.lease.resource));
+        if (change.kind == LeaseChange::Kind::Acquired)
+            emit_safely("LeaseAcquired", [&] { emitLeaseAcquired(change.owner, change.lease.disk, path); });
+        else
+            emit_safely("LeaseReleased", [&] { emitLeaseReleased(change.owner, change.lease.disk, path); });
+    }
+    for (const auto &c : step.conflicts)
+        emit_safely("LeaseConflict", [&] { emitLeaseConflict(c.machine, c.disk, c.holder_host_id); });
+    for (const auto &f : step.lock_failures)
+        emit_safely("LockFailure",
+                    [&] { emitLockFailure(f.owner, backend_.sanlock_settings().lockspace, f.action); });
     emit_safely("PropertiesChanged", [&] { emit_property_changes(step.lockspace_state_changed); });
 }
 

@@ -22,6 +22,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <variant>
 
@@ -147,6 +148,10 @@ private:
     std::map<std::string, std::unique_ptr<MachineObject>> machine_objects_;
     uint32_t published_lease_count_ = 0;
     uint32_t published_machine_count_ = 0;
+    // ListLeases' answer until the next published step.
+    std::optional<std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string,
+                                            sdbus::ObjectPath>>>
+        list_cache_;
 };
 
 }  // namespace vmlease

@@ -31,7 +31,15 @@ bool allows_interactive_authorization(const sdbus::Message &message) {
 
 PolkitAuthorizer::PolkitAuthorizer(sdbus::IConnection &bus)
     : bus_driver_(sdbus::createProxy(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus")),
-      polkit_(sdbus::createProxy(bus, "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")) {}
+      polkit_(sdbus::createProxy(bus, "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")) {
+    bus_driver_->uponSignal("NameOwnerChanged")
+        .onInterface("org.freedesktop.DBus")
+        .call([this](const std::string &name, const std::string &, const std::string &new_owner) {
+            if (new_owner.empty())
+                uid_of_.erase(name);
+        });
+    bus_driver_->finishRegistration();
+}
 
 PolkitAuthorizer::~PolkitAuthorizer() { *alive_ = false; }
 
@@ -49,6 +57,11 @@ void PolkitAuthorizer::check(AuthorizationRequest request, Done done) {
                              "this caller already has " + std::to_string(kMaxPendingAuthorizationsPerSender) +
                                  " authorizations in progress"});
     auto req = std::make_shared<AuthorizationRequest>(std::move(request));
+    if (auto known = uid_of_.find(req->sender); known != uid_of_.end()) {
+        pending_++;
+        pending_per_sender_[req->sender]++;
+        return decide(req, known->second, std::move(done));
+    }
     // Counted once sent, so a call that cannot be sent leaks no slot.
     bus_driver_->callMethodAsync("GetConnectionUnixUser")
         .onInterface("org.freedesktop.DBus")
@@ -60,14 +73,21 @@ void PolkitAuthorizer::check(AuthorizationRequest request, Done done) {
                 finish(req->sender);
                 return done(denied(req->action, "cannot identify the caller: " + error->getMessage()));
             }
-            if (uid == geteuid()) {  // root asking root, as systemd does
-                finish(req->sender);
-                return done(std::nullopt);
-            }
-            ask_polkit(req, done);
+            if (uid_of_.size() >= kMaxCachedCallers)
+                uid_of_.clear();
+            uid_of_[req->sender] = uid;
+            decide(req, uid, done);
         });
     pending_++;
     pending_per_sender_[req->sender]++;
+}
+
+void PolkitAuthorizer::decide(std::shared_ptr<AuthorizationRequest> req, uint32_t uid, Done done) {
+    if (uid == geteuid()) {  // root asking root, as systemd does
+        finish(req->sender);
+        return done(std::nullopt);
+    }
+    ask_polkit(req, std::move(done));
 }
 
 void PolkitAuthorizer::ask_polkit(std::shared_ptr<AuthorizationRequest> req, Done done) {

@@ -21,6 +21,8 @@ namespace vmlease {
 // Bounds on authorizations in flight, so callers cannot pile up work.
 inline constexpr unsigned kMaxPendingAuthorizations = 512;
 inline constexpr unsigned kMaxPendingAuthorizationsPerSender = 64;
+// Bound on callers whose uid is remembered.
+inline constexpr size_t kMaxCachedCallers = 4096;
 
 struct AuthorizationRequest {
     std::string sender;  // unique bus name of the caller
@@ -47,7 +49,13 @@ public:
 private:
     void ask_polkit(std::shared_ptr<AuthorizationRequest> request, Done done);
     void finish(const std::string &sender);
+    void decide(std::shared_ptr<AuthorizationRequest> request, uint32_t uid, Done done);
 
+    // Callers' uids by unique bus name. The bus never gives a unique name to
+    // a second connection, so an entry is right until its name goes away
+    // (NameOwnerChanged); this saves a bus round trip on every call after a
+    // caller's first.
+    std::map<std::string, uint32_t> uid_of_;
     std::unique_ptr<sdbus::IProxy> bus_driver_;
     std::unique_ptr<sdbus::IProxy> polkit_;
     std::map<std::string, unsigned> pending_per_sender_;

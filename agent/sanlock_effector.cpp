@@ -114,7 +114,7 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int,
             rv = vmlease::join_lockspace(s, after_failure);
             if (rv == 0)
                 watch_fd = open_sanlock_watch();
-            if (rv == -ECONNREFUSED || rv == -ENOENT)
+            if (rv == -ENOENT)  // from sanlock: no socket to connect to
                 detail = "the sanlock daemon is not running (" + sanlock_strerror(rv) + "); waiting for it";
             else if (rv == -EEXIST)
                 detail = "lockspace " + s.lockspace + " is still being removed after its failure";
@@ -122,6 +122,8 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int,
                 detail = "sanlock could not join lockspace " + s.lockspace + " as host " + std::to_string(s.host_id) +
                          ": " + sanlock_strerror(rv);
         }
+        if (rv == -ECONNREFUSED)  // a socket nobody listens on: sanlock stopped or crashed
+            detail = "the sanlock daemon is not running (" + sanlock_strerror(rv) + "); waiting for it";
         post([done = std::move(done), rv, detail = std::move(detail), watch_fd] { done(rv, detail, watch_fd); });
     });
 }

@@ -205,3 +205,40 @@ TEST_F(SanlockCrash, LeasesAreTakenAgainWhenSanlockIsBackAndOneTakenMeanwhileMee
 }
 
 }  // namespace
+
+namespace {
+
+// --- the agent starting while sanlock is not running -------------------------------------
+
+TEST(SanlockAbsent, TheAgentWaitsForSanlockAndThenProtectsRunningMachines) {
+    Site site("vml-noslk");
+    std::string images = site.root / "images";
+    std::filesystem::create_directories(images);
+    std::string disk = images + "/w.img";
+    std::ofstream(disk).put('x');
+    HostOptions o;
+    o.with_machined = true;
+    o.start_agent = false;
+    o.extra_yaml = config_for(images);
+    Host h(site.root.path(), site.lease_dir(), 1, o);
+    Child vm = vm_process(site.root.path(), "vm-w", disk);
+    ASSERT_EQ(h.machined->create_machine("vm-w", vm.pid()).rfind("o ", 0), 0u);
+    h.sanlock.stop();
+
+    h.start_agent();  // READY without sanlock: the bus API answers and says why
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "failed", 20s)) << h.agent->log();
+    EXPECT_TRUE(eventually([&] { return h.agent->log().find("sanlock daemon is not running") != std::string::npos; },
+                           10s))
+        << h.agent->log();
+    EXPECT_TRUE(h.client->ListLeases().empty());
+    EXPECT_EQ(error_of([&] { h.client->AcquireDisk("someone", disk, "exclusive", {}); }),
+              "org.vmlease.Error.LockspaceUnavailable");
+
+    h.sanlock.start();
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined", 90s)) << h.agent->log();
+    EXPECT_TRUE(eventually([&] { return leases_of(h) == Leases{{disk, "vm-w", "held"}}; }, 20s)) << h.agent->log();
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(eventually([&] { return leases_of(h).empty(); }, 10s)) << h.agent->log();
+}
+
+}  // namespace
