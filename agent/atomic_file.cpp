@@ -15,7 +15,10 @@ bool write_file_atomically(const std::string &path, const std::string &content) 
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return false;
-    bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
+    // No fsync: these files outlive a crash of the process, not of the host
+    // (after which sanlock holds nothing and nobody is left to act), and the
+    // page cache survives the former; rename() alone makes them atomic.
+    bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
     ok = close(fd) == 0 && ok;
     if (ok && rename(tmp.c_str(), path.c_str()) == 0)
         return true;

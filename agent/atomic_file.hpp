@@ -1,6 +1,6 @@
 // Files the agent keeps in $RUNTIME_DIRECTORY for whoever reads them after a
 // crash (the lock-failure helper, the next vmleased) must never be seen half
-// written: they are written to a temporary name, fsynced and renamed.
+// written: they are written to a temporary name and renamed.
 #pragma once
 
 #include <optional>

@@ -11,6 +11,7 @@
 #include "version.hpp"
 
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -92,6 +93,7 @@ Daemon::~Daemon() {
     bus_.reset();
     effector_.reset();
     sd_event_source_disable_unref(sanlock_watch_);  // closes the watch fd
+    sd_event_source_disable_unref(save_state_source_);
     sd_event_source_disable_unref(rejoin_timer_);
     sd_event_source_disable_unref(scan_timer_);
     sd_event_source_disable_unref(grace_timer_);
@@ -123,6 +125,8 @@ int Daemon::run() {
     check(sd_event_add_time(event_, &grace_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_grace_timer, this),
           "cannot set up the reservation timer");
     sd_event_source_set_enabled(grace_timer_, SD_EVENT_OFF);
+    check(sd_event_add_defer(event_, &save_state_source_, on_save_state, this), "cannot set up state saving");
+    sd_event_source_set_enabled(save_state_source_, SD_EVENT_OFF);
     sd_event_source *cq = nullptr;
     check(sd_event_add_io(event_, &cq, completions_.fd(), EPOLLIN, on_completions, this), "cannot watch completions");
     sources_.push_back(cq);
@@ -168,6 +172,7 @@ int Daemon::run() {
     sd_event_source_set_enabled(scan_timer_, SD_EVENT_ON);
 
     int r = sd_event_loop(event_);
+    save_state();  // whatever was still waiting for the next loop iteration
     sd_notify(0, "STOPPING=1\nSTATUS=Stopping; leases stay held by sanlock.");
     log_info("vmleased stopping; " + std::to_string(registry_.leases().size()) +
              " lease(s) stay held by sanlock for their owners");
@@ -298,18 +303,21 @@ void Daemon::apply(Step step) {
     // Before sanlock is asked for one: a crash cannot leave it unattributed.
     bool acquiring = std::any_of(step.effects.begin(), step.effects.end(),
                                  [](const SanlockEffect &e) { return std::holds_alternative<AcquireEffect>(e); });
-    if (!step.changes.empty() || !step.machine_changes.empty() || acquiring) {
+    if (!step.changes.empty() || !step.machine_changes.empty() || acquiring)
         write_lockfailure_plan();
+    if (acquiring)
         save_state();
-    }
+    else if (!step.changes.empty() || !step.machine_changes.empty())
+        save_state_soon();
+    // sanlock first: its calls are the slow part and run on other threads.
+    for (const auto &effect : step.effects)
+        carry_out(effect);
 
     log_changes(step);
     if (manager_)
         manager_->publish(step);
     if (step.lockspace_state_changed)
         notify_status();
-    for (const auto &effect : step.effects)
-        carry_out(effect);
     if (!step.grace_timers.empty()) {
         for (const auto &g : step.grace_timers)
             grace_deadlines_[g.machine] = now_usec() + uint64_t(g.seconds) * 1000000;
@@ -411,6 +419,8 @@ void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
     maybe_reconcile();
     if (!ready_) {
         ready_ = true;
+        // Start-up (configuration parsing above all) leaves freed heap behind.
+        malloc_trim(0);
         sd_notify(0, "READY=1");
         notify_status();
     }
@@ -631,6 +641,25 @@ void Daemon::save_state() {
         return;
     }
     written_state_ = std::move(text);
+}
+
+// Changes that need no new lease (releases, completions) are written once per
+// loop iteration, not once per change: a restart adopting 1,000 leases would
+// otherwise write the whole file 1,000 times.
+void Daemon::save_state_soon() {
+    if (save_state_source_)
+        sd_event_source_set_enabled(save_state_source_, SD_EVENT_ONESHOT);
+    else
+        save_state();
+}
+
+int Daemon::on_save_state(sd_event_source *, void *userdata) {
+    try {
+        static_cast<Daemon *>(userdata)->save_state();
+    } catch (const std::exception &e) {
+        log_error(std::string("writing the lease state failed: ") + e.what());
+    }
+    return 0;
 }
 
 void Daemon::maybe_reconcile() {

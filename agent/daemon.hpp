@@ -89,6 +89,8 @@ private:
     // $RUNTIME_DIRECTORY/leases: who owns what sanlock holds for us.
     void load_saved_state();
     void save_state();
+    void save_state_soon();
+    static int on_save_state(sd_event_source *s, void *userdata);
     // Once the lockspace is joined and machined has answered: take back,
     // or give back, what the agent held before it (re)started.
     void maybe_reconcile();
@@ -126,6 +128,7 @@ private:
     bool listing_done_ = false;    // machined answered (or could not be asked)
     bool machines_known_ = false;  // ... and it did answer
     sd_event_source *sanlock_watch_ = nullptr;
+    sd_event_source *save_state_source_ = nullptr;  // deferred save_state()
     sd_event_source *scan_timer_ = nullptr;
     // Reservations waiting for their machine: one timer, armed for the earliest deadline.
     sd_event_source *grace_timer_ = nullptr;
