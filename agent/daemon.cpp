@@ -632,15 +632,12 @@ void Daemon::save_state() {
                 state.owners.push_back(o);
     }
     std::string text = format_saved_state(state);
-    if (text == written_state_)
-        return;
     std::string path = runtime_directory() + "/" + kSavedStateFile;
     if (!write_file_atomically(path, text)) {
         log_error("cannot write " + path + ": " + strerror(errno) +
                   "; after a crash the owners of leases taken since cannot be told");
         return;
     }
-    written_state_ = std::move(text);
 }
 
 // Changes that need no new lease (releases, completions) are written once per

@@ -122,7 +122,6 @@ private:
     std::unique_ptr<LockFailureListener> lockfailure_listener_;
     bool after_failure_ = false;  // the next join must not take the failed lockspace for a joined one
     std::string written_plan_;
-    std::string written_state_;
     // What the state file said at start, until it is reconciled.
     std::optional<SavedState> to_restore_;
     bool listing_done_ = false;    // machined answered (or could not be asked)

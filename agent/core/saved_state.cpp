@@ -74,6 +74,7 @@ const SavedOwner *SavedState::owner(const std::string &name) const {
 //   lease RESOURCE MODE OWNER[,OWNER...]|- DISK
 std::string format_saved_state(const SavedState &state) {
     std::string out = std::string(kHeader) + "\n";
+    out.reserve(64 + state.owners.size() * 48 + state.leases.size() * 160);
     for (const auto &o : state.owners) {
         out += std::string("owner ") + kind_name(o.kind) + " " + o.name;
         if (o.kind == SavedOwner::Kind::Reserved)
