@@ -68,7 +68,6 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     }
 
     Lease &lease = it->second;
-    Pending &pending = pending_[resource];
     switch (lease.state) {
     case LeaseState::Held:
         if (has_owner(lease, owner)) {
@@ -87,6 +86,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         }
         return fail(ErrorKind::LeaseHeld, held_error(lease, disk).message);
     case LeaseState::Acquiring: {
+        Pending &pending = pending_[resource];
         bool compatible = lease.mode == mode && std::all_of(pending.acquirers.begin(), pending.acquirers.end(),
                                                             [&](const Waiter &w) {
                                                                 return w.owner == owner || mode == LeaseMode::Shared;
@@ -105,7 +105,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         // The last owner is letting go; take it again once sanlock has released it.
         if (lease.disk.empty())
             lease.disk = disk;  // an orphan being released: its disk was not known
-        pending.after_release.push_back({id, owner, mode});
+        pending_[resource].after_release.push_back({id, owner, mode});
         return step;
     }
     return step;
@@ -156,6 +156,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         }
         lease.external = true;
         grant(step, lease, waiters);
+        pending_.erase(resource);
         return step;
     }
     if (outcome.rv == 0 && waiters.empty()) {
@@ -166,6 +167,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     }
     if (outcome.rv == 0) {
         grant(step, lease, waiters);
+        pending_.erase(resource);  // only acquirers wait on an acquiring lease
         return step;
     }
 
