@@ -157,6 +157,34 @@ TEST_F(Crash, GracefulStopKeepsEveryLeaseForTheNextStart) {
     EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"vm-e", e}, 10s)) << h1->agent->log();
 }
 
+TEST_F(Crash, ReloadAndSighupKeepEveryHeldLease) {
+    const std::string f = image("f.img"), g = image("g.img");
+    Child vm = vm_process(root->path(), "vm-f", f);
+    ASSERT_EQ(h1->machined->create_machine("vm-f", vm.pid()).rfind("o ", 0), 0u);
+    h1->client->AcquireDisk("holder", g, "exclusive", {});
+    const Leases held{{f, "vm-f", "held"}, {g, "holder", "held"}};
+    ASSERT_TRUE(eventually([&] { return leases_of(*h1) == held; }, 20s)) << h1->agent->log();
+    h1->client->clear_events();
+
+    std::string good = read_file(h1->agent->config_path());
+    write_file(h1->agent->config_path(), good + "on_conflict: warn\n");
+    h1->agent->child().signal(SIGHUP);
+    EXPECT_TRUE(eventually([&] { return h1->agent->log().find("configuration reloaded") != std::string::npos; }, 10s));
+    write_file(h1->agent->config_path(), good + "io_timeout: [\n");
+    EXPECT_EQ(error_of([&] { h1->client->Reload(); }), "org.vmlease.Error.ConfigInvalid");
+    write_file(h1->agent->config_path(), good);
+    h1->client->Reload();
+
+    EXPECT_EQ(leases_of(*h1), held);
+    for (const auto &e : h1->client->events())
+        EXPECT_NE(e.name, "LeaseReleased") << e.args[0] << " " << e.args[1];
+    EXPECT_EQ(intrude(*h2, f), "org.vmlease.Error.LeaseHeld");
+    EXPECT_EQ(intrude(*h2, g), "org.vmlease.Error.LeaseHeld");
+    h1->client->ReleaseDisk("holder", g);
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"vm-f", f}, 10s)) << h1->agent->log();
+}
+
 // --- the sanlock daemon crashing under the agent ---------------------------------------
 
 class SanlockCrash : public CrashSuite<SanlockCrash> {
