@@ -1,8 +1,8 @@
 #include "daemon.hpp"
 
+#include "atomic_file.hpp"
 #include "bus_event_source.hpp"
 #include "disk_path.hpp"
-#include "atomic_file.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
@@ -633,11 +633,14 @@ void Daemon::save_state() {
     }
     std::string text = format_saved_state(state);
     std::string path = runtime_directory() + "/" + kSavedStateFile;
-    if (!write_file_atomically(path, text)) {
+    bool ok = write_file_atomically(path, text);
+    // Logged when it starts failing and when it works again, not per change.
+    if (!ok && !state_unwritable_)
         log_error("cannot write " + path + ": " + strerror(errno) +
                   "; after a crash the owners of leases taken since cannot be told");
-        return;
-    }
+    else if (ok && state_unwritable_)
+        log_notice(path + " is written again");
+    state_unwritable_ = !ok;
 }
 
 // Changes that need no new lease (releases, completions) are written once per

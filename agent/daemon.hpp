@@ -128,6 +128,7 @@ private:
     bool machines_known_ = false;  // ... and it did answer
     sd_event_source *sanlock_watch_ = nullptr;
     sd_event_source *save_state_source_ = nullptr;  // deferred save_state()
+    bool state_unwritable_ = false;
     sd_event_source *scan_timer_ = nullptr;
     // Reservations waiting for their machine: one timer, armed for the earliest deadline.
     sd_event_source *grace_timer_ = nullptr;

@@ -43,7 +43,8 @@ public:
     using Done = std::function<void(std::optional<ApiError>)>;
     // `done` gets nullopt when allowed, else AccessDenied,
     // InteractiveAuthorizationRequired or LimitsExceeded. It may run before
-    // check() returns (limits) or later from the event loop.
+    // check() returns (limits; a caller with our uid already known) or later
+    // from the event loop.
     void check(AuthorizationRequest request, Done done);
 
 private:
