@@ -605,8 +605,8 @@ void Daemon::load_saved_state() {
     if (!saved) {
         // Kept for whoever investigates; sanlock and machined are the truth.
         std::string aside = path + ".corrupt";
-        rename(path.c_str(), aside.c_str());
-        log_error(path + ": " + error + "; moved to " + aside +
+        bool moved = rename(path.c_str(), aside.c_str()) == 0;
+        log_error(path + ": " + error + (moved ? "; moved to " + aside : "; left in place (cannot move it aside)") +
                   ". Running machines get their leases back from rules and discovery; leases of other owners stay "
                   "held by sanlock for this host until released");
         return;

@@ -47,6 +47,15 @@ std::variant<std::string, PathError> normalise_disk_path(const std::string &path
     return out;
 }
 
+bool is_lease_resource_name(const std::string &name) {
+    if (name.size() != 32)
+        return false;
+    for (char c : name)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    return true;
+}
+
 std::string lease_resource_name(const std::string &canonical_path) {
     std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
     unsigned int len = 0;

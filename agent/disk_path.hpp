@@ -24,5 +24,8 @@ std::variant<std::string, PathError> normalise_disk_path(const std::string &path
 // exactly as libvirt's sanlock plugin names auto disk leases, so both can
 // guard the same disk in a mixed cluster.
 std::string lease_resource_name(const std::string &canonical_path);
+// Whether `name` has the form of one (32 lower-case hex digits): lease files
+// are named after their resource.
+bool is_lease_resource_name(const std::string &name);
 
 }  // namespace vmlease

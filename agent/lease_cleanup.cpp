@@ -1,6 +1,7 @@
 #include "lease_cleanup.hpp"
 
 #include "core/sanlock_codes.hpp"
+#include "disk_path.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,16 +16,6 @@
 
 namespace vmlease {
 namespace {
-
-// Lease files are named after their resource: 32 lower-case hex digits.
-bool is_resource_name(const std::string &name) {
-    if (name.size() != 32)
-        return false;
-    for (char c : name)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    return true;
-}
 
 struct Identity {
     dev_t dev = 0;
@@ -56,7 +47,7 @@ CleanupResult clean_up_lease_files(const SanlockSettings &s, const std::set<std:
     }
     std::vector<std::string> names;
     while (dirent *e = readdir(dir.get()))
-        if (is_resource_name(e->d_name) && e->d_name != s.lockspace)
+        if (is_lease_resource_name(e->d_name) && e->d_name != s.lockspace)
             names.push_back(e->d_name);
 
     std::unique_ptr<SanlockConnection> connection;

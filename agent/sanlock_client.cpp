@@ -204,29 +204,23 @@ int SanlockConnection::acquire(const std::string &resource, bool shared, bool ad
     return rv;
 }
 
-int SanlockConnection::release(const std::string &resource) {
+int SanlockConnection::release_with(const std::string &resource, uint32_t flags) {
     int rv = ensure_registered();
     if (rv < 0)
         return rv;
     OneDiskResource r;
     fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
     sanlk_resource *list[1] = {r.get()};
-    rv = sanlock_release(fd_, -1, 0, 1, list);
+    rv = sanlock_release(fd_, -1, flags, 1, list);
     if (sanlock_rv::connection_lost(rv))
         reset();
     return rv;
 }
 
+int SanlockConnection::release(const std::string &resource) { return release_with(resource, 0); }
+
 int SanlockConnection::release_orphan(const std::string &resource) {
-    int rv = ensure_registered();
-    if (rv < 0)
-        return rv;
-    OneDiskResource r;
-    fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
-    sanlk_resource *list[1] = {r.get()};
-    rv = sanlock_release(fd_, -1, SANLK_REL_ORPHAN, 1, list);
-    if (sanlock_rv::connection_lost(rv))
-        reset();
+    int rv = release_with(resource, SANLK_REL_ORPHAN);
     if (rv <= 0)
         return rv;  // an error, or no orphan of that name (rv is the count released)
     // No event tells when sanlock's release thread has written the lease;

@@ -71,6 +71,7 @@ public:
 private:
     int ensure_registered();
     void reset();
+    int release_with(const std::string &resource, uint32_t flags);
 
     SanlockSettings settings_;
     int fd_ = -1;

@@ -1,5 +1,7 @@
 #include "saved_state.hpp"
 
+#include "disk_path.hpp"
+
 #include <sstream>
 
 namespace vmlease {
@@ -48,15 +50,6 @@ const char *kind_name(SavedOwner::Kind k) {
     case SavedOwner::Kind::Api: return "api";
     }
     return "api";
-}
-
-bool is_resource_name(const std::string &s) {
-    if (s.size() != 32)
-        return false;
-    for (char c : s)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    return true;
 }
 
 }  // namespace
@@ -126,7 +119,7 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
             std::string mode, owners;
             if (!(words >> l.resource >> mode >> owners))
                 return bad("a lease line needs a resource, a mode, its owners and a disk");
-            if (!is_resource_name(l.resource))
+            if (!is_lease_resource_name(l.resource))
                 return bad("\"" + l.resource + "\" is not a lease resource name");
             auto m = lease_mode_from_string(mode);
             if (!m || *m == LeaseMode::None)

@@ -48,3 +48,10 @@ TEST(DiskPath, RejectsBadPaths) {
     EXPECT_NE(err("/" + std::string(10000, 'x')).find("limit is 4095"), std::string::npos);
     EXPECT_EQ(ok("/" + std::string(4094, 'x')).size(), 4095u);
 }
+
+TEST(LeaseResourceName, ItsFormIsRecognised) {
+    EXPECT_TRUE(is_lease_resource_name(lease_resource_name("/srv/a.img")));
+    EXPECT_FALSE(is_lease_resource_name("__LIBVIRT__DISKS__"));
+    EXPECT_FALSE(is_lease_resource_name(std::string(32, 'A')));
+    EXPECT_FALSE(is_lease_resource_name(std::string(31, 'a')));
+}
