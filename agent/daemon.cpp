@@ -89,6 +89,8 @@ Daemon::~Daemon() {
     lockfailure_listener_.reset();
     machined_.reset();
     manager_.reset();
+    resolver_.reset();
+    signals_.reset();
     bus_source_.reset();
     bus_.reset();
     effector_.reset();
@@ -135,7 +137,9 @@ int Daemon::run() {
     bus_ = sdbus::createSystemBusConnection();
     bus_source_ = std::make_unique<BusEventSource>(event_, *bus_);
     effector_ = std::make_unique<SanlockEffector>(settings_, completions_, options_.sanlock_connections);
-    manager_ = std::make_unique<ManagerObject>(*bus_, *this, VMLEASE_VERSION);
+    signals_ = std::make_unique<SignalGate>(*bus_);
+    resolver_ = std::make_unique<DiskResolver>(event_, completions_);
+    manager_ = std::make_unique<ManagerObject>(*bus_, *signals_, *this, VMLEASE_VERSION);
     try {
         lockfailure_listener_ = std::make_unique<LockFailureListener>(
             event_, runtime_directory() + "/" + kLockFailureSocket, [this] { lock_failure("vmlease-lockfailure reported"); });
@@ -149,6 +153,11 @@ int Daemon::run() {
         warnings_.push_back(*warning);
         log_message(LOG_WARNING, *warning, {}, message_id::kWatchdogMissing);
     }
+    effector_->remove_stale_temporaries([dir = settings_.lease_dir](size_t removed) {
+        if (removed)
+            log_notice("removed " + std::to_string(removed) + " temporary file(s) of this host left in " + dir +
+                       " by an earlier crash");
+    });
     start_join();
     bus_->requestName(kBusName);
     log_info("vmleased " + std::string(VMLEASE_VERSION) + " serving as host " + std::to_string(settings_.host_id) +
@@ -165,7 +174,7 @@ int Daemon::run() {
     }
 
     // subscribe -> enumerate -> reconcile; READY=1 once the first listing is in.
-    machined_ = std::make_unique<MachinedClient>(*bus_, static_cast<MachinedClient::Handler &>(*this));
+    machined_ = std::make_unique<MachinedClient>(*bus_, *signals_, static_cast<MachinedClient::Handler &>(*this));
     machined_->start();
     check(sd_event_add_time_relative(event_, &scan_timer_, CLOCK_MONOTONIC, kScanIntervalUsec, 0, on_scan_timer, this),
           "cannot set up the discovery timer");
@@ -305,13 +314,25 @@ void Daemon::apply(Step step) {
                                  [](const SanlockEffect &e) { return std::holds_alternative<AcquireEffect>(e); });
     if (!step.changes.empty() || !step.machine_changes.empty() || acquiring)
         write_lockfailure_plan();
+    std::string unsaved;
     if (acquiring)
-        save_state();
+        unsaved = save_state();
     else if (!step.changes.empty() || !step.machine_changes.empty())
         save_state_soon();
     // sanlock first: its calls are the slow part and run on other threads.
-    for (const auto &effect : step.effects)
+    for (const auto &effect : step.effects) {
+        const auto *a = std::get_if<AcquireEffect>(&effect);
+        if (a && !unsaved.empty()) {
+            // A lease the state file does not name would be unattributable
+            // after a crash (and adoptable by nobody): take none.
+            SanlockOutcome out;
+            out.io_errno = EIO;
+            out.detail = unsaved + "; nothing was taken";
+            followup.append(registry_.acquire_done(a->resource, out));
+            continue;
+        }
         carry_out(effect);
+    }
 
     log_changes(step);
     if (manager_)
@@ -616,7 +637,7 @@ void Daemon::load_saved_state() {
              std::to_string(to_restore_->owners.size()) + " owner(s) held before this start");
 }
 
-void Daemon::save_state() {
+std::string Daemon::save_state() {
     std::map<std::string, uint64_t> reserved_until;
     uint64_t mono = now_usec(), real = now_realtime_seconds();
     for (const auto &[name, deadline] : grace_deadlines_)
@@ -634,13 +655,15 @@ void Daemon::save_state() {
     std::string text = format_saved_state(state);
     std::string path = runtime_directory() + "/" + kSavedStateFile;
     bool ok = write_file_atomically(path, text);
+    std::string error = ok ? "" : "cannot record the lease in " + path + " (" + strerror(errno) + ")";
     // Logged when it starts failing and when it works again, not per change.
     if (!ok && !state_unwritable_)
-        log_error("cannot write " + path + ": " + strerror(errno) +
-                  "; after a crash the owners of leases taken since cannot be told");
+        log_error(error + "; leases are refused until it can be written, since after a crash their owners could "
+                          "not be told");
     else if (ok && state_unwritable_)
         log_notice(path + " is written again");
     state_unwritable_ = !ok;
+    return error;
 }
 
 // Changes that need no new lease (releases, completions) are written once per

@@ -60,7 +60,7 @@ public:
     const LeaseRegistry &registry() const override { return registry_; }
     const MachineTracker &tracker() const override { return tracker_; }
     const SanlockSettings &sanlock_settings() const override { return settings_; }
-    const DiskNamer &disk_namer() const override { return namer_; }
+    DiskResolver &disk_resolver() override { return *resolver_; }
 
 private:
     // MachinedClient::Handler
@@ -88,7 +88,8 @@ private:
     void notify_status();
     // $RUNTIME_DIRECTORY/leases: who owns what sanlock holds for us.
     void load_saved_state();
-    void save_state();
+    // Returns what went wrong, or "" once the file is written.
+    std::string save_state();
     void save_state_soon();
     static int on_save_state(sd_event_source *s, void *userdata);
     // Once the lockspace is joined and machined has answered: take back,
@@ -116,6 +117,8 @@ private:
     std::unique_ptr<SanlockEffector> effector_;
     std::unique_ptr<sdbus::IConnection> bus_;
     std::unique_ptr<class BusEventSource> bus_source_;
+    std::unique_ptr<SignalGate> signals_;
+    std::unique_ptr<DiskResolver> resolver_;
     std::unique_ptr<ManagerObject> manager_;
     std::unique_ptr<MachinedClient> machined_;
     std::unique_ptr<UdevMonitor> udev_;

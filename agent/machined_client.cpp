@@ -24,38 +24,66 @@ T get_or(const std::map<std::string, sdbus::Variant> &props, const char *key, T 
 
 }  // namespace
 
-MachinedClient::MachinedClient(sdbus::IConnection &bus, Handler &handler)
-    : bus_(bus), handler_(handler), manager_(sdbus::createProxy(bus, kMachined, kMachinedPath)),
-      bus_driver_(sdbus::createProxy(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus")) {}
+MachinedClient::MachinedClient(sdbus::IConnection &bus, SignalGate &gate, Handler &handler)
+    : bus_(bus), gate_(gate), handler_(handler), manager_(sdbus::createProxy(bus, kMachined, kMachinedPath)) {}
 
 MachinedClient::~MachinedClient() { *alive_ = false; }
 
 void MachinedClient::start() {
-    manager_->uponSignal("MachineNew").onInterface(kManagerIface).call([this](const std::string &name,
-                                                                              const sdbus::ObjectPath &path) {
+    gate_.subscribe(*manager_, kMachined, kManagerIface, "MachineNew", [this](sdbus::Signal &signal) {
+        std::string name;
+        sdbus::ObjectPath path;
+        signal >> name >> path;
         fetch(name, path, [] {});
     });
-    manager_->uponSignal("MachineRemoved").onInterface(kManagerIface).call([this](const std::string &name,
-                                                                                  const sdbus::ObjectPath &) {
-        machine_proxies_.erase(name);
-        run_waiting(name);
-        handler_.machine_gone(name);
+    gate_.subscribe(*manager_, kMachined, kManagerIface, "MachineRemoved", [this](sdbus::Signal &signal) {
+        std::string name;
+        sdbus::ObjectPath path;
+        signal >> name >> path;
+        confirm_gone(name);
     });
     manager_->finishRegistration();
-    bus_driver_->uponSignal("NameOwnerChanged").onInterface("org.freedesktop.DBus").call(
-        [this](const std::string &name, const std::string &, const std::string &new_owner) {
-            if (name != kMachined)
-                return;
-            if (new_owner.empty()) {
-                log_warning("systemd-machined left the bus; machines stay protected until it is back");
-                return;
-            }
-            log_info("systemd-machined is on the bus; listing its machines");
-            said_absent_ = false;
+    // The first listing follows the answer to who owns machined's name, so
+    // that every signal dropped before it was known is covered by the listing.
+    // Listing also starts machined if it is bus-activated.
+    gate_.follow(kMachined, [this](const std::string &owner, bool initial) {
+        if (initial) {
             list_machines();
+            return;
+        }
+        if (owner.empty()) {
+            log_warning("systemd-machined left the bus; machines stay protected until it is back");
+            return;
+        }
+        log_info("systemd-machined is on the bus; listing its machines");
+        said_absent_ = false;
+        list_machines();
+    });
+}
+
+void MachinedClient::forget(const std::string &name) {
+    machine_proxies_.erase(name);
+    run_waiting(name);
+    handler_.machine_gone(name);
+}
+
+void MachinedClient::confirm_gone(const std::string &name) {
+    manager_->callMethodAsync("GetMachine").onInterface(kManagerIface).withArguments(name).uponReplyInvoke(
+        [this, name, alive = alive_](const sdbus::Error *error, sdbus::ObjectPath) {
+            if (!*alive)
+                return;
+            if (error && error->getName() == "org.freedesktop.machine1.NoSuchMachine")
+                return forget(name);
+            if (error)
+                log_warning("systemd-machined announced that machine " + name +
+                                " is gone but cannot confirm it (" + error->getMessage() +
+                                "); its leases stay held until machined lists its machines again",
+                            {{"OWNER", name}});
+            else
+                log_warning("systemd-machined announced that machine " + name +
+                                " is gone but still has it; its leases stay held",
+                            {{"OWNER", name}});
         });
-    bus_driver_->finishRegistration();
-    list_machines();
 }
 
 void MachinedClient::list_machines() {

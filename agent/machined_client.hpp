@@ -3,9 +3,15 @@
 // MachineRemoved before listing machines, so none is missed between the two;
 // follows machined leaving and (re)appearing on the bus through
 // NameOwnerChanged. Every call is asynchronous.
+//
+// Signals count only when machined's own connection sent them (SignalGate),
+// and a machine is reported gone only once machined confirms it no longer
+// has it (GetMachine fails with NoSuchMachine) or leaves it out of a
+// listing: a signal alone never releases a lease.
 #pragma once
 
 #include "core/machine_tracker.hpp"
+#include "signal_gate.hpp"
 
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -29,7 +35,7 @@ public:
         virtual void machines_listed(bool ok, const std::vector<std::string> &names) = 0;
     };
 
-    MachinedClient(sdbus::IConnection &bus, Handler &handler);
+    MachinedClient(sdbus::IConnection &bus, SignalGate &gate, Handler &handler);
     ~MachinedClient();
 
     // Subscribe, then list. Call once, after the handler is ready for events.
@@ -44,11 +50,14 @@ public:
 private:
     void list_machines();
     void fetch(const std::string &name, const sdbus::ObjectPath &path, std::function<void()> then);
+    // MachineRemoved said `name` is gone: ask machined whether it really is.
+    void confirm_gone(const std::string &name);
+    void forget(const std::string &name);
 
     sdbus::IConnection &bus_;
+    SignalGate &gate_;
     Handler &handler_;
     std::unique_ptr<sdbus::IProxy> manager_;
-    std::unique_ptr<sdbus::IProxy> bus_driver_;
     std::unique_ptr<sdbus::IProxy> systemd_;
     void call(sdbus::IProxy &proxy, const char *method, const std::string &what, const std::string &owner, Done done,
               const std::function<void(sdbus::AsyncMethodInvoker &)> &arguments, const char *interface = nullptr);

@@ -117,8 +117,10 @@ void LeaseObject::update(const Lease &lease) {
 
 // ---------------------------------------------------------------------------
 
-ManagerObject::ManagerObject(sdbus::IConnection &connection, ManagerBackend &backend, std::string version)
-    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), backend_(backend), authorizer_(connection),
+ManagerObject::ManagerObject(sdbus::IConnection &connection, SignalGate &gate, ManagerBackend &backend,
+                             std::string version)
+    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), backend_(backend),
+      authorizer_(connection, gate),
       version_(std::move(version)) {
     registerAdaptor();
 }
@@ -143,6 +145,7 @@ void ManagerObject::dispatch(RequestId id, const std::function<void()> &fn) {
 }
 
 void ManagerObject::answer_error(RequestId id, const ApiError &error) {
+    done_inspecting(id);
     auto it = pending_.find(id);
     if (it == pending_.end())
         return;
@@ -177,24 +180,61 @@ void ManagerObject::authorize(RequestId id, const char *method, std::map<std::st
     }
 }
 
+namespace {
+
+// A disk path as a caller wrote it, made absolute-and-normalised without
+// touching the file system: what polkit is shown, before anything is looked
+// up. Throws InvalidArgs when it is no usable path.
+std::string lexical_disk(const std::string &disk) {
+    auto normalised = normalise_disk_path(disk);
+    if (auto *err = std::get_if<PathError>(&normalised))
+        throw invalid_args("disk: " + err->message);
+    return std::get<std::string>(normalised);
+}
+
 // The canonical name of a disk a caller named, or an error saying why there
 // is none. A device path with no device behind it is refused for taking a
 // lease (its canonical name cannot be known) unless it already is a by-path
 // name; releasing and inspecting accept it as written, so that a lease whose
 // LUN went away can still be looked at and given back.
-std::string ManagerObject::canonical_disk(const std::string &disk, bool taking) const {
-    DiskName name = backend_.disk_namer().canonical(disk);
+std::variant<std::string, ApiError> canonical_disk(const DiskName &name, const std::string &path, bool taking) {
     switch (name.kind) {
     case DiskName::Kind::Canonical: return name.value;
-    case DiskName::Kind::Invalid: throw invalid_args("disk: " + name.value);
+    case DiskName::Kind::Invalid: return ApiError{ErrorKind::InvalidArgs, "disk: " + name.value};
     case DiskName::Kind::Absent:
         if (taking && name.value.rfind(kByPathDir, 0) != 0)
-            throw to_dbus({ErrorKind::InvalidDisk, "disk " + quoted(disk) +
-                                                       " cannot be resolved: no such device on this host (leases of "
-                                                       "block devices are named after their /dev/disk/by-path link)"});
+            return ApiError{ErrorKind::InvalidDisk, "disk " + quoted(path) +
+                                                        " cannot be resolved: no such device on this host (leases of "
+                                                        "block devices are named after their /dev/disk/by-path link)"};
         return name.value;
     }
     return name.value;
+}
+
+}  // namespace
+
+std::string ManagerObject::caller() const {
+    const sdbus::Message *message = getObject().getCurrentlyProcessedMessage();
+    return message ? message->getSender() : std::string();
+}
+
+void ManagerObject::resolve_disks(RequestId id, const std::string &caller, std::vector<std::string> paths,
+                                  bool taking, std::function<void(const std::vector<std::string> &disks)> go) {
+    std::vector<std::string> asked = paths;
+    backend_.disk_resolver().resolve(
+        caller, std::move(paths),
+        [this, id, taking, asked = std::move(asked), go = std::move(go)](DiskResolver::Outcome outcome) {
+            if (outcome.error)
+                return answer_error(id, *outcome.error);
+            std::vector<std::string> disks;
+            for (size_t i = 0; i < outcome.names.size(); i++) {
+                auto disk = canonical_disk(outcome.names[i], asked[i], taking);
+                if (auto *error = std::get_if<ApiError>(&disk))
+                    return answer_error(id, *error);
+                disks.push_back(std::get<std::string>(disk));
+            }
+            dispatch(id, [&] { go(disks); });
+        });
 }
 
 void ManagerObject::device_changed(const DeviceEvent &event) {
@@ -216,15 +256,18 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
                                 std::string mode, std::map<std::string, sdbus::Variant> options) {
     guarded(result, "AcquireDisk", [&] {
         check_owner(owner);
-        std::string canonical = canonical_disk(disk, true);
+        std::string path = lexical_disk(disk);
         auto parsed = lease_mode_from_string(mode);
         if (!parsed || *parsed == LeaseMode::None)
             throw invalid_args("mode must be \"exclusive\" or \"shared\", not " + quoted(mode));
         reject_options(options, "AcquireDisk");
         RequestId id = remember(std::move(result));
-        authorize(id, "AcquireDisk", {{"owner", owner}, {"disk", canonical}},
-                  [this, id, owner, canonical, mode = *parsed] {
-                      backend_.acquire(id, owner, canonical, lease_resource_name(canonical), mode);
+        // Authorized first: nothing a caller names is looked at before.
+        authorize(id, "AcquireDisk", {{"owner", owner}, {"disk", path}},
+                  [this, id, owner, path, mode = *parsed, from = caller()] {
+                      resolve_disks(id, from, {path}, true, [this, id, owner, mode](const auto &disks) {
+                          backend_.acquire(id, owner, disks[0], lease_resource_name(disks[0]), mode);
+                      });
                   });
     });
 }
@@ -232,10 +275,12 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
 void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std::string disk) {
     guarded(result, "ReleaseDisk", [&] {
         check_owner(owner);
-        std::string canonical = canonical_disk(disk, false);
+        std::string path = lexical_disk(disk);
         RequestId id = remember(std::move(result));
-        authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", canonical}}, [this, id, owner, canonical] {
-            backend_.release(id, owner, lease_resource_name(canonical));
+        authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", path}}, [this, id, owner, path, from = caller()] {
+            resolve_disks(id, from, {path}, false, [this, id, owner](const auto &disks) {
+                backend_.release(id, owner, lease_resource_name(disks[0]));
+            });
         });
     });
 }
@@ -249,10 +294,11 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
             throw to_dbus({ErrorKind::LimitsExceeded, "at most " + std::to_string(kMaxDisksPerMachine) +
                                                           " disks per machine, not " + std::to_string(disks.size())});
         std::vector<DiskRule> rules;
+        std::vector<std::string> paths;
         std::string listed;
         for (const auto &d : disks) {
             DiskRule rule;
-            rule.path = canonical_disk(d.get<0>(), true);
+            rule.path = lexical_disk(d.get<0>());
             auto mode = lease_mode_from_string(d.get<1>());
             if (!mode)
                 throw invalid_args("mode of " + quoted(d.get<0>()) + " must be \"exclusive\", \"shared\" or \"none\", not " +
@@ -262,6 +308,7 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
                 if (r.path == rule.path)
                     throw invalid_args("disk " + quoted(rule.path) + " is listed twice");
             rules.push_back(rule);
+            paths.push_back(rule.path);
             listed += (listed.empty() ? "" : ",") + rule.path;
         }
         uint32_t grace = kDefaultGraceSeconds;
@@ -276,7 +323,20 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
         }
         RequestId id = remember(std::move(result));
         authorize(id, "RegisterMachine", {{"owner", owner}, {"disk", listed}},
-                  [this, id, owner, rules, grace] { backend_.reserve(id, owner, rules, grace); });
+                  [this, id, owner, rules, paths, grace, from = caller()] {
+                      resolve_disks(id, from, paths, true, [this, id, owner, rules, grace](const auto &disks) {
+                          auto canonical = rules;
+                          for (size_t i = 0; i < canonical.size(); i++) {
+                              canonical[i].path = disks[i];
+                              for (size_t j = 0; j < i; j++)
+                                  if (canonical[j].path == disks[i])
+                                      return answer_error(id, {ErrorKind::InvalidArgs,
+                                                               "disks " + quoted(rules[j].path) + " and " +
+                                                                   quoted(rules[i].path) + " are the same disk"});
+                          }
+                          backend_.reserve(id, owner, canonical, grace);
+                      });
+                  });
     });
 }
 
@@ -346,15 +406,38 @@ void ManagerObject::sync_machine_objects(const MachineChange &change) {
 
 void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
     guarded(result, "InspectDisk", [&] {
-        std::string canonical = canonical_disk(disk, false);
+        std::string path = lexical_disk(disk);
+        std::string from = caller();
+        // Anyone may ask: bounded per caller and in all, so that nobody can
+        // queue unbounded work (every answer reads a lease file).
+        if (inspecting_.size() >= kMaxInspections)
+            throw to_dbus({ErrorKind::LimitsExceeded, "too many disks are being inspected; try again later"});
+        if (inspections_per_caller_[from] >= kMaxInspectionsPerCaller)
+            throw to_dbus({ErrorKind::LimitsExceeded, "this caller already has " +
+                                                          std::to_string(kMaxInspectionsPerCaller) +
+                                                          " InspectDisk calls in progress"});
         RequestId id = remember(std::move(result));
-        authorize(id, "InspectDisk", {{"disk", canonical}},
-                  [this, id, canonical] { backend_.inspect(id, lease_resource_name(canonical)); });
+        inspecting_[id] = from;
+        inspections_per_caller_[from]++;
+        authorize(id, "InspectDisk", {{"disk", path}}, [this, id, path, from] {
+            resolve_disks(id, from, {path}, false,
+                          [this, id](const auto &disks) { backend_.inspect(id, lease_resource_name(disks[0])); });
+        });
     });
+}
+
+void ManagerObject::done_inspecting(RequestId id) {
+    auto it = inspecting_.find(id);
+    if (it == inspecting_.end())
+        return;
+    if (--inspections_per_caller_[it->second] == 0)
+        inspections_per_caller_.erase(it->second);
+    inspecting_.erase(it);
 }
 
 void ManagerObject::answer_inspect(RequestId id, const std::string &resource, int rv,
                                    const std::vector<LeaseOwner> &owners) {
+    done_inspecting(id);
     auto it = pending_.find(id);
     if (it == pending_.end())
         return;

@@ -10,6 +10,7 @@
 
 #include "core/lease_registry.hpp"
 #include "core/machine_tracker.hpp"
+#include "disk_resolver.hpp"
 #include "machine_object.hpp"
 #include "polkit_authorizer.hpp"
 #include "org_vmlease_Lease_adaptor.h"
@@ -32,6 +33,9 @@ inline constexpr const char *kBusName = "org.vmlease";
 inline constexpr const char *kManagerPath = "/org/vmlease";
 inline constexpr const char *kManagerInterface = "org.vmlease.Manager";
 inline constexpr size_t kMaxOwnerLength = 255;
+// InspectDisk reads a lease file through sanlock for anyone who asks.
+inline constexpr size_t kMaxInspectionsPerCaller = 4;
+inline constexpr size_t kMaxInspections = 32;
 
 std::string lease_object_path(const std::string &resource);
 
@@ -51,7 +55,7 @@ public:
     virtual void inspect(RequestId id, const std::string &resource) = 0;
     virtual void clean_up(RequestId id, bool dry_run) = 0;
     virtual std::vector<std::string> warnings() const = 0;
-    virtual const DiskNamer &disk_namer() const = 0;
+    virtual DiskResolver &disk_resolver() = 0;
     // Returns an error to answer, or nullopt when the new configuration is in force.
     virtual std::optional<ApiError> reload() = 0;
     virtual const LeaseRegistry &registry() const = 0;
@@ -81,7 +85,7 @@ private:
 class ManagerObject final : public sdbus::AdaptorInterfaces<org::vmlease::Manager_adaptor, sdbus::ObjectManager_adaptor,
                                                             sdbus::Properties_adaptor> {
 public:
-    ManagerObject(sdbus::IConnection &connection, ManagerBackend &backend, std::string version);
+    ManagerObject(sdbus::IConnection &connection, SignalGate &gate, ManagerBackend &backend, std::string version);
     ~ManagerObject();
 
     // Turn a registry Step's replies and changes into D-Bus traffic.
@@ -124,9 +128,16 @@ private:
     using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult,
                                        sdbus::Result<std::vector<std::string>>>;
     RequestId remember(PendingResult result);
-    std::string canonical_disk(const std::string &disk, bool taking) const;
+    // The unique bus name of the caller whose call is being handled.
+    std::string caller() const;
+    // Off the loop and bounded (DiskResolver): the canonical names of
+    // `paths` (lexically normalised), then `go` with them; or an error reply.
+    // `taking`: a device path with no device behind it is refused.
+    void resolve_disks(RequestId id, const std::string &caller, std::vector<std::string> paths, bool taking,
+                       std::function<void(const std::vector<std::string> &disks)> go);
     void dispatch(RequestId id, const std::function<void()> &fn);
     void answer_error(RequestId id, const ApiError &error);
+    void done_inspecting(RequestId id);
     // Look the method up in the authorization table and run `go` once the
     // caller is allowed (now for open methods, after polkit otherwise).
     // `message` is the call being authorized (default: the Manager's own).
@@ -144,6 +155,9 @@ private:
     std::string version_;
     RequestId next_request_ = 1;
     std::map<RequestId, PendingResult> pending_;
+    // InspectDisk calls with sanlock, by caller: bounded, since anyone may call it.
+    std::map<RequestId, std::string> inspecting_;
+    std::map<std::string, size_t> inspections_per_caller_;
     std::map<std::string, std::unique_ptr<LeaseObject>> lease_objects_;
     std::map<std::string, std::unique_ptr<MachineObject>> machine_objects_;
     uint32_t published_lease_count_ = 0;

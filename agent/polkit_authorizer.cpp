@@ -29,16 +29,13 @@ bool allows_interactive_authorization(const sdbus::Message &message) {
     return m && sd_bus_message_get_allow_interactive_authorization(m) > 0;
 }
 
-PolkitAuthorizer::PolkitAuthorizer(sdbus::IConnection &bus)
-    : bus_driver_(sdbus::createProxy(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus")),
+PolkitAuthorizer::PolkitAuthorizer(sdbus::IConnection &bus, SignalGate &gate)
+    : bus_driver_(sdbus::createProxy(bus, kBusDriver, "/org/freedesktop/DBus")),
       polkit_(sdbus::createProxy(bus, "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")) {
-    bus_driver_->uponSignal("NameOwnerChanged")
-        .onInterface("org.freedesktop.DBus")
-        .call([this](const std::string &name, const std::string &, const std::string &new_owner) {
-            if (new_owner.empty())
-                uid_of_.erase(name);
-        });
-    bus_driver_->finishRegistration();
+    gate.on_name_owner_changed([this](const std::string &name, const std::string &, const std::string &new_owner) {
+        if (new_owner.empty())
+            uid_of_.erase(name);
+    });
 }
 
 PolkitAuthorizer::~PolkitAuthorizer() { *alive_ = false; }

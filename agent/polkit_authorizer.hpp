@@ -7,6 +7,7 @@
 #pragma once
 
 #include "core/api_error.hpp"
+#include "signal_gate.hpp"
 
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -37,7 +38,7 @@ bool allows_interactive_authorization(const sdbus::Message &message);
 
 class PolkitAuthorizer {
 public:
-    explicit PolkitAuthorizer(sdbus::IConnection &bus);
+    PolkitAuthorizer(sdbus::IConnection &bus, SignalGate &gate);
     ~PolkitAuthorizer();
 
     using Done = std::function<void(std::optional<ApiError>)>;

@@ -9,13 +9,15 @@ extern "C" {
 #include <sanlock_rv.h>
 }
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -61,39 +63,62 @@ bool exists_with_size(const std::string &path) {
     return stat(path.c_str(), &st) == 0 && st.st_size >= kLeaseFileSize;
 }
 
+std::string temporary_prefix(const SanlockSettings &s) {
+    return ".vmlease-tmp." + std::to_string(s.host_id) + ".";
+}
+
+// A new file in the lease directory under a name nobody can predict or has
+// used: .vmlease-tmp.HOSTID.<16 random hex digits>, created O_EXCL. Returns
+// the fd, or -errno; `path` is set to the name.
+int create_temporary(const SanlockSettings &s, std::string &path) {
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint64_t random = 0;
+        if (getrandom(&random, sizeof(random), 0) != static_cast<ssize_t>(sizeof(random)))
+            return -errno;
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(random));
+        path = s.lease_dir + "/" + temporary_prefix(s) + hex;
+        int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0660);
+        if (fd >= 0 || errno != EEXIST)
+            return fd >= 0 ? fd : -errno;
+    }
+    return -EEXIST;
+}
+
 // Create `final_path` formatted by `format(tmp_path)`: the file is created
 // with O_EXCL under a private name, sized, chowned, formatted and then
 // hard-linked to its final name. link() fails with EEXIST if another host won
 // the race, in which case its (complete) file is the one everybody uses.
 template <typename Format>
-int create_formatted(const SanlockSettings &s, const std::string &final_path, Format format, std::string &detail) {
+FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_path, Format format) {
+    FileOutcome out;
     if (exists_with_size(final_path))
-        return 0;
-    std::string tmp = s.lease_dir + "/.vmlease-tmp." + std::to_string(s.host_id) + "." + std::to_string(getpid()) +
-                      "." + std::to_string(syscall(SYS_gettid));
-    int fd = open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0660);
+        return out;
+    std::string tmp;
+    int fd = create_temporary(s, tmp);
     if (fd < 0) {
-        int e = errno;
-        detail = "cannot create " + tmp + ": " + strerror(e);
-        return -e;
+        out.io_errno = -fd;
+        out.detail = "cannot create a file in " + s.lease_dir + ": " + strerror(-fd);
+        return out;
     }
-    int rv = 0;
     if (ftruncate(fd, kLeaseFileSize) < 0 || fchown(fd, s.lease_uid, s.lease_gid) < 0 || fsync(fd) < 0) {
-        rv = -errno;
-        detail = "cannot prepare " + tmp + ": " + strerror(-rv);
+        out.io_errno = errno;
+        out.detail = "cannot prepare " + tmp + ": " + strerror(out.io_errno);
     }
     close(fd);
-    if (rv == 0) {
-        rv = format(tmp);
-        if (rv < 0)
-            detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(rv);
+    if (out.ok()) {
+        out.sanlock_rv = format(tmp);
+        if (out.sanlock_rv < 0)
+            out.detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(out.sanlock_rv);
+        else
+            out.sanlock_rv = 0;
     }
-    if (rv == 0 && link(tmp.c_str(), final_path.c_str()) < 0 && errno != EEXIST) {
-        rv = -errno;
-        detail = "cannot link " + tmp + " to " + final_path + ": " + strerror(-rv);
+    if (out.ok() && link(tmp.c_str(), final_path.c_str()) < 0 && errno != EEXIST) {
+        out.io_errno = errno;
+        out.detail = "cannot link " + tmp + " to " + final_path + ": " + strerror(out.io_errno);
     }
     unlink(tmp.c_str());
-    return rv;
+    return out;
 }
 
 }  // namespace
@@ -123,16 +148,26 @@ std::string lease_file_path(const SanlockSettings &s, const std::string &resourc
     return s.lease_dir + "/" + resource;
 }
 
-int ensure_lockspace_file(const SanlockSettings &s, std::string &detail) {
+FileOutcome ensure_lockspace_file(const SanlockSettings &s) {
     std::string path = s.lease_dir + "/" + s.lockspace;
-    return create_formatted(
-        s, path,
-        [&](const std::string &tmp) {
-            sanlk_lockspace ls = make_lockspace(s, tmp);
-            ls.host_id = 0;
-            return sanlock_write_lockspace(&ls, 0, 0, s.io_timeout);
-        },
-        detail);
+    return create_formatted(s, path, [&](const std::string &tmp) {
+        sanlk_lockspace ls = make_lockspace(s, tmp);
+        ls.host_id = 0;
+        return sanlock_write_lockspace(&ls, 0, 0, s.io_timeout);
+    });
+}
+
+size_t remove_stale_temporaries(const SanlockSettings &s) {
+    DIR *dir = opendir(s.lease_dir.c_str());
+    if (!dir)
+        return 0;
+    const std::string prefix = temporary_prefix(s);
+    size_t removed = 0;
+    while (struct dirent *e = readdir(dir))
+        if (strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0 && unlinkat(dirfd(dir), e->d_name, 0) == 0)
+            removed++;
+    closedir(dir);
+    return removed;
 }
 
 int join_lockspace(const SanlockSettings &s, bool after_failure) {
@@ -145,15 +180,12 @@ int join_lockspace(const SanlockSettings &s, bool after_failure) {
     return sanlock_inq_lockspace(&ls, SANLK_INQ_WAIT);
 }
 
-int ensure_lease_file(const SanlockSettings &s, const std::string &resource, std::string &detail) {
-    return create_formatted(
-        s, lease_file_path(s, resource),
-        [&](const std::string &tmp) {
-            OneDiskResource r;
-            fill_resource(r, s, resource, tmp);
-            return sanlock_write_resource(r.get(), 0, 0, 0);
-        },
-        detail);
+FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resource) {
+    return create_formatted(s, lease_file_path(s, resource), [&](const std::string &tmp) {
+        OneDiskResource r;
+        fill_resource(r, s, resource, tmp);
+        return sanlock_write_resource(r.get(), 0, 0, 0);
+    });
 }
 
 SanlockConnection::~SanlockConnection() { reset(); }
@@ -223,17 +255,18 @@ int SanlockConnection::release_orphan(const std::string &resource) {
     int rv = release_with(resource, SANLK_REL_ORPHAN);
     if (rv <= 0)
         return rv;  // an error, or no orphan of that name (rv is the count released)
+    const int released = rv;
     // No event tells when sanlock's release thread has written the lease;
     // its own release takes a few milliseconds, so look until it is gone.
     for (int i = 0; i < 500; i++) {
         std::vector<LeaseOwner> owners;
         if (read_lease_owners(settings_, resource, owners) < 0)
-            return 0;  // no readable lease file: nothing of ours to wait for
+            return released;  // no readable lease file: nothing of ours to wait for
         bool ours = false;
         for (const auto &o : owners)
             ours = ours || o.host_id == settings_.host_id;
         if (!ours)
-            return 0;
+            return released;
         usleep(10000);
     }
     return -ETIMEDOUT;

@@ -27,10 +27,27 @@ inline constexpr off_t kLeaseFileSize = 1 << 20;
 
 std::string sanlock_strerror(int rv);
 
+// What preparing a lease or lockspace file came to. A file-system error and
+// sanlock's answer are kept apart: an EEXIST from creating a file is not
+// sanlock's "held by another client on this host", and an ENOSPC is not
+// "lockspace not joined".
+struct FileOutcome {
+    int io_errno = 0;    // creating, sizing, chowning or linking the file failed
+    int sanlock_rv = 0;  // sanlock could not format it
+    std::string detail;  // what failed, for the journal and the caller
+    bool ok() const { return io_errno == 0 && sanlock_rv == 0; }
+};
+
 // Create and format the lockspace file if it does not exist yet. Safe against
-// a concurrent creator on another host: the file is formatted under a private
-// name and linked into place, so nobody ever sees it half-written.
-int ensure_lockspace_file(const SanlockSettings &s, std::string &detail);
+// a concurrent creator on another host: the file is formatted under a private,
+// unpredictable name (.vmlease-tmp.HOSTID.RANDOM, created O_EXCL) and linked
+// into place, so nobody ever sees it half-written.
+FileOutcome ensure_lockspace_file(const SanlockSettings &s);
+
+// Remove this host's temporary files (.vmlease-tmp.HOSTID.*) that a crash
+// left in the lease directory; other hosts' are theirs to remove. Call only
+// before this host creates any. Returns how many were removed.
+size_t remove_stale_temporaries(const SanlockSettings &s);
 
 // Ask sanlock to join the lockspace (SANLK_ADD_ASYNC) and wait until it has
 // (or failed). Returns 0 once joined, including when it already was, unless
@@ -39,7 +56,7 @@ int ensure_lockspace_file(const SanlockSettings &s, std::string &detail);
 int join_lockspace(const SanlockSettings &s, bool after_failure = false);
 
 // Create and format the lease file for a resource if missing (same link trick).
-int ensure_lease_file(const SanlockSettings &s, const std::string &resource, std::string &detail);
+FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resource);
 
 std::string lease_file_path(const SanlockSettings &s, const std::string &resource);
 
@@ -62,7 +79,8 @@ public:
     // which sanlock only accepts on a registered connection). sanlock
     // finishes the release in the background; this returns once the lease
     // on disk no longer names this host, so an acquire right after it is
-    // not refused. Returns 0 also when there was no such orphan.
+    // not refused. Returns how many were released (0: there was no such
+    // orphan), or a negative error.
     int release_orphan(const std::string &resource);
     // Register anew on next use: sanlock refuses new acquires for good on a
     // connection it has targeted after a lock failure.

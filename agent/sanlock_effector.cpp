@@ -48,16 +48,18 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
     lanes_[lane].worker->submit([s = settings_, conn = lanes_[lane].connection, post = post_, effect,
                                  done = std::move(done)]() mutable {
         SanlockOutcome out;
-        out.rv = ensure_lease_file(s, effect.resource, out.detail);
-        if (out.rv == 0) {
+        FileOutcome file = ensure_lease_file(s, effect.resource);
+        out.io_errno = file.io_errno;
+        out.rv = file.sanlock_rv;
+        out.detail = file.detail;
+        if (file.ok()) {
             bool shared = effect.mode == LeaseMode::Shared;
             for (int attempt = 0;; attempt++) {
                 out.rv = conn->acquire(effect.resource, shared, false);
                 // -EUCLEAN: this host already holds it, as an orphan of an
-                // earlier vmleased connection (leases are PERSISTENT). No
-                // other host can have it; which local owner gets it the
-                // registry has decided already, so adopt it.
-                if (out.rv == -EUCLEAN)
+                // earlier vmleased connection (leases are PERSISTENT). The
+                // registry decided whether this owner may take it over.
+                if (out.rv == -EUCLEAN && effect.adopt_orphan)
                     out.rv = conn->acquire(effect.resource, shared, true);
                 if (out.rv != sanlock_rv::kLeaderMagic || attempt >= 20 || !freshly_created(lease_file_path(s, effect.resource)))
                     break;
@@ -105,12 +107,21 @@ void SanlockEffector::reconnect_all() {
         lane.worker->submit([connection = lane.connection] { connection->reconnect(); });
 }
 
+void SanlockEffector::remove_stale_temporaries(std::function<void(size_t removed)> done) {
+    admin_.submit([s = settings_, post = post_, done = std::move(done)]() mutable {
+        size_t removed = vmlease::remove_stale_temporaries(s);
+        post([done = std::move(done), removed] { done(removed); });
+    });
+}
+
 void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int, std::string, int)> done) {
     admin_.submit([s = settings_, post = post_, after_failure, done = std::move(done)]() mutable {
         std::string detail;
         int watch_fd = -1;
-        int rv = ensure_lockspace_file(s, detail);
-        if (rv == 0) {
+        FileOutcome file = ensure_lockspace_file(s);
+        int rv = file.io_errno ? -file.io_errno : file.sanlock_rv;
+        detail = file.detail;
+        if (file.ok()) {
             rv = vmlease::join_lockspace(s, after_failure);
             if (rv == 0)
                 watch_fd = open_sanlock_watch();
@@ -129,7 +140,7 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int,
 }
 
 void SanlockEffector::inspect(const std::string &resource, std::function<void(int, std::vector<LeaseOwner>)> done) {
-    admin_.submit([s = settings_, post = post_, resource, done = std::move(done)]() mutable {
+    inspector_.submit([s = settings_, post = post_, resource, done = std::move(done)]() mutable {
         std::vector<LeaseOwner> owners;
         int rv = read_lease_owners(s, resource, owners);
         post([done = std::move(done), rv, owners = std::move(owners)] { done(rv, owners); });

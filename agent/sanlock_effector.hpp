@@ -1,7 +1,8 @@
 // Carries out the registry's sanlock effects off the event loop: each
 // registered sanlock connection has its own worker thread (sanlock runs one
-// command at a time per connection), lockspace and inspection work runs on
-// an admin worker, and every result is posted back to the loop.
+// command at a time per connection), lockspace work and cleanup run on an
+// admin worker, InspectDisk (anyone may call it) on a worker of its own so
+// it can never delay a join, and every result is posted back to the loop.
 #pragma once
 
 #include "completion_queue.hpp"
@@ -27,6 +28,9 @@ public:
     // `done` runs on the loop thread.
     void acquire(const AcquireEffect &effect, Done done);
     void release(const ReleaseEffect &effect, Done done);
+    // This host's temporary files a crash left in the lease directory are
+    // removed; queued before the first join, so before any are created.
+    void remove_stale_temporaries(std::function<void(size_t removed)> done);
     // Once joined, `watch_fd` is a connection to watch for the sanlock daemon
     // stopping (see open_sanlock_watch), or -1 if none could be opened.
     void join_lockspace(bool after_failure, std::function<void(int rv, std::string detail, int watch_fd)> done);
@@ -49,6 +53,7 @@ private:
     CompletionQueue::Poster post_;
     std::vector<Lane> lanes_;
     Worker admin_;
+    Worker inspector_;
     std::unordered_map<std::string, size_t> lane_of_;  // resource -> lane holding it (loop thread only)
 };
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -22,6 +24,15 @@ bool is_by_path(const std::string &link) {
 }
 
 std::string devnum(dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); }
+
+// Devices already said to have no by-path link: each is logged once per
+// process, whichever namer (the loop's, a lookup thread's) met it.
+bool first_time_without_by_path(dev_t device) {
+    static std::mutex mutex;
+    static std::set<dev_t> logged;
+    std::lock_guard lock(mutex);
+    return logged.insert(device).second;
+}
 
 }  // namespace
 
@@ -85,7 +96,7 @@ DiskName UdevDiskNamer::canonical(const std::string &path) const {
         node = real ? real : lexical;
         free(real);
     }
-    if (logged_without_by_path_.insert(st.st_rdev).second)
+    if (first_time_without_by_path(st.st_rdev))
         log_warning("block device " + node + " (" + devnum(st.st_rdev) + ", named as " + lexical +
                         ") has no /dev/disk/by-path link; its lease is named after " + node +
                         ", which other hosts may call differently",

@@ -11,7 +11,6 @@
 #include <sys/types.h>
 
 #include <optional>
-#include <set>
 #include <string>
 
 struct udev;
@@ -43,7 +42,6 @@ public:
 
 private:
     udev *udev_ = nullptr;
-    mutable std::set<dev_t> logged_without_by_path_;
 };
 
 }  // namespace vmlease

@@ -46,7 +46,7 @@ ApiError LeaseRegistry::held_error(const Lease &lease, const std::string &disk) 
 }
 
 Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
-                            const std::string &resource, LeaseMode mode, uint32_t owner_pid) {
+                            const std::string &resource, LeaseMode mode, uint32_t owner_pid, bool may_adopt) {
     Step step;
     auto fail = [&](ErrorKind k, std::string msg) {
         // Held on this host (by another owner or request): this host is the holder.
@@ -64,7 +64,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     if (it == leases_.end()) {
         if (leases_.size() >= kMaxLeases)
             return fail(ErrorKind::LimitsExceeded, "this host already tracks " + std::to_string(kMaxLeases) + " leases");
-        return start_acquire(id, owner, disk, resource, mode, owner_pid);
+        return start_acquire({id, owner, mode, may_adopt}, disk, resource, owner_pid);
     }
 
     Lease &lease = it->second;
@@ -98,30 +98,30 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
             return fail(ErrorKind::LeaseHeld, "disk " + disk + " is being acquired on this host by owner " +
                                                   join(owners) + " in " + to_string(lease.mode) + " mode");
         }
-        pending.acquirers.push_back({id, owner, mode});
+        pending.acquirers.push_back({id, owner, mode, may_adopt});
         return step;
     }
     case LeaseState::Releasing:
         // The last owner is letting go; take it again once sanlock has released it.
         if (lease.disk.empty())
             lease.disk = disk;  // an orphan being released: its disk was not known
-        pending_[resource].after_release.push_back({id, owner, mode});
+        pending_[resource].after_release.push_back({id, owner, mode, may_adopt});
         return step;
     }
     return step;
 }
 
-Step LeaseRegistry::start_acquire(RequestId id, const std::string &owner, const std::string &disk,
-                                  const std::string &resource, LeaseMode mode, uint32_t owner_pid) {
+Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk, const std::string &resource,
+                                  uint32_t owner_pid) {
     Step step;
     Lease lease;
     lease.disk = disk;
     lease.resource = resource;
-    lease.mode = mode;
+    lease.mode = waiter.mode;
     lease.state = LeaseState::Acquiring;
     leases_[resource] = lease;
-    pending_[resource].acquirers.push_back({id, owner, mode});
-    step.effects.push_back(AcquireEffect{resource, disk, mode, owner_pid});
+    pending_[resource].acquirers.push_back(waiter);
+    step.effects.push_back(AcquireEffect{resource, disk, waiter.mode, owner_pid, waiter.may_adopt});
     return step;
 }
 
@@ -165,14 +165,39 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         step.effects.push_back(ReleaseEffect{resource});
         return step;
     }
-    if (outcome.rv == 0) {
+    if (outcome.rv == 0 && outcome.io_errno == 0) {
         grant(step, lease, waiters);
         pending_.erase(resource);  // only acquirers wait on an acquiring lease
         return step;
     }
+    if (outcome.rv == -EUCLEAN && outcome.io_errno == 0) {
+        // This host holds it as an orphan of an earlier vmleased. Those
+        // entitled to it take it over; everyone else is refused.
+        std::vector<Waiter> entitled, others;
+        for (auto &w : waiters)
+            (w.may_adopt ? entitled : others).push_back(w);
+        ApiError err{ErrorKind::LeaseHeld,
+                     "disk " + lease.disk + " is held on this host (host id " + std::to_string(host_id_) +
+                         ") by a lease an earlier vmleased took for another owner; it is given back only to that "
+                         "owner. If nothing uses the disk any more, an administrator releases it with ReleaseDisk "
+                         "(vmleasectl release)"};
+        for (const auto &w : others)
+            step.replies.push_back({w.request, err, resource, {host_id_}});
+        if (!entitled.empty()) {
+            pending.acquirers = entitled;
+            step.effects.push_back(AcquireEffect{resource, lease.disk, lease.mode, 0, true});
+            return step;
+        }
+        leases_.erase(it);
+        pending_.erase(resource);
+        return step;
+    }
 
     ApiError err;
-    if (outcome.rv == -EEXIST) {
+    if (outcome.io_errno != 0) {
+        err = {ErrorKind::Failed, "cannot acquire the lease for " + lease.disk + ": " +
+                                      (outcome.detail.empty() ? std::strerror(outcome.io_errno) : outcome.detail)};
+    } else if (outcome.rv == -EEXIST) {
         err = {ErrorKind::LeaseHeld, "disk " + lease.disk + " is held on this host (host id " +
                                          std::to_string(host_id_) + ") by another sanlock client"};
     } else if (sanlock_rv::held_by_other_host(outcome.rv)) {
@@ -191,7 +216,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
                                               (outcome.detail.empty() ? std::to_string(outcome.rv) : outcome.detail)};
     }
     std::vector<uint64_t> holders;
-    if (outcome.rv == -EEXIST)
+    if (outcome.rv == -EEXIST && outcome.io_errno == 0)
         holders.push_back(host_id_);
     else if (err.kind == ErrorKind::LeaseHeld)
         holders = outcome.holder_host_ids;
@@ -233,6 +258,18 @@ Step LeaseRegistry::release(RequestId id, const std::string &owner, const std::s
         return step;
     }
     auto it = leases_.find(resource);
+    if (it == leases_.end() && lockspace_state_ == LockspaceState::Joined) {
+        // Nobody here holds it; sanlock may still, as an orphan nobody
+        // could be told about (a lost state file): give that back.
+        Lease lease;
+        lease.resource = resource;
+        lease.state = LeaseState::Releasing;
+        leases_[resource] = lease;
+        multi_[id] = MultiRelease{1, std::nullopt};
+        pending_[resource].releasers.push_back({id, owner});
+        step.effects.push_back(ReleaseEffect{resource, true});
+        return step;
+    }
     if (it == leases_.end() || !has_owner(it->second, owner)) {
         step.replies.push_back({id, ApiError{ErrorKind::NoSuchLease, "owner " + owner + " holds no lease on that disk"},
                                 resource});
@@ -319,6 +356,11 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     Lease &lease = it->second;
     Pending pending = std::move(pending_[resource]);
     pending_.erase(resource);
+    if (lease.owners.empty()) {
+        Lease orphan = std::move(lease);
+        leases_.erase(it);
+        return orphan_released(std::move(orphan), std::move(pending), outcome);
+    }
 
     // sanlock takes the lease off the connection before it writes the
     // release to disk, so whatever it answers the connection no longer holds
@@ -335,18 +377,10 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
         }
         leases_.erase(it);
         for (const auto &w : pending.after_release)
-            step.append(acquire(w.request, w.owner, gone.disk, resource, w.mode));
+            step.append(acquire(w.request, w.owner, gone.disk, resource, w.mode, 0, w.may_adopt));
         return step;
     }
 
-    if (lease.owners.empty()) {
-        // An orphan nobody owns stays with sanlock; nothing here to keep.
-        std::string lease_disk = lease.disk;
-        leases_.erase(it);
-        for (const auto &w : pending.after_release)
-            step.append(acquire(w.request, w.owner, lease_disk, resource, w.mode));
-        return step;
-    }
     // The lease is still held by sanlock: keep it, and keep the owners that wanted it gone.
     lease.state = LeaseState::Held;
     ApiError err{ErrorKind::SanlockFailure, "sanlock could not release the lease for " + lease.disk + ": " +
@@ -354,7 +388,26 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     for (const auto &r : pending.releasers)
         finish_release_part(step, r.request, err, resource);
     for (const auto &w : pending.after_release)
-        step.append(acquire(w.request, w.owner, lease.disk, resource, w.mode));
+        step.append(acquire(w.request, w.owner, lease.disk, resource, w.mode, 0, w.may_adopt));
+    return step;
+}
+
+// An orphan of this host given back (after a restart, or on an
+// administrator's ReleaseDisk). Nobody was told it was held, so nothing is
+// announced; `outcome.rv` is how many orphans sanlock released.
+Step LeaseRegistry::orphan_released(Lease lease, Pending pending, const SanlockOutcome &outcome) {
+    Step step;
+    std::optional<ApiError> error;
+    if (outcome.rv < 0)
+        error = ApiError{ErrorKind::SanlockFailure,
+                         "sanlock could not release the lease: " +
+                             (outcome.detail.empty() ? std::to_string(outcome.rv) : outcome.detail)};
+    else if (outcome.rv == 0)
+        error = ApiError{ErrorKind::NoSuchLease, "nobody holds a lease on that disk on this host"};
+    for (const auto &r : pending.releasers)
+        finish_release_part(step, r.request, error, lease.resource);
+    for (const auto &w : pending.after_release)
+        step.append(acquire(w.request, w.owner, lease.disk, lease.resource, w.mode, 0, w.may_adopt));
     return step;
 }
 

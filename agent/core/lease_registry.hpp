@@ -33,8 +33,16 @@ public:
     // Requests. `disk` must already be canonical (see disk_path.hpp).
     // `owner_pid`: the owning machine's leader, so that a lease its own
     // sanlock client already holds is recognised rather than fought over.
+    // `may_adopt`: if this host holds the lease as an orphan of an earlier
+    // vmleased, it may be taken over for this owner (the state file or a
+    // running machine's rules or discovery say it is the owner's); without
+    // it the caller gets LeaseHeld naming this host, so an AcquireDisk by
+    // anyone cannot take over a running VM's lease after an agent restart.
     Step acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                 LeaseMode mode, uint32_t owner_pid = 0);
+                 LeaseMode mode, uint32_t owner_pid = 0, bool may_adopt = false);
+    // Releasing a lease nobody here holds gives back an orphan of this host
+    // (an administrator's ReleaseDisk after the state file was lost): the
+    // reply says NoSuchLease if sanlock had none.
     Step release(RequestId id, const std::string &owner, const std::string &resource);
     Step release_owner(RequestId id, const std::string &owner);
 
@@ -68,6 +76,7 @@ private:
         RequestId request;
         std::string owner;
         LeaseMode mode;
+        bool may_adopt = false;
     };
     struct Removal {
         RequestId request;
@@ -84,8 +93,9 @@ private:
         std::vector<Waiter> after_release; // acquires that arrived while releasing
     };
 
-    Step start_acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                       LeaseMode mode, uint32_t owner_pid);
+    Step start_acquire(const Waiter &waiter, const std::string &disk, const std::string &resource,
+                       uint32_t owner_pid);
+    Step orphan_released(Lease lease, Pending pending, const SanlockOutcome &outcome);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
     bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);
     void grant(Step &step, Lease &lease, const std::vector<Waiter> &waiters);

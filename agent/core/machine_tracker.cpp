@@ -91,7 +91,7 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
 }
 
 Step MachineTracker::reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
-                             uint32_t grace_seconds) {
+                             uint32_t grace_seconds, bool restored) {
     Step step;
     auto fail = [&](ErrorKind kind, const std::string &message) {
         step.replies.push_back({id, ApiError{kind, message}, ""});
@@ -123,6 +123,7 @@ Step MachineTracker::reserve(RequestId id, const std::string &owner, const std::
         md.resource = lease_resource_name(d.path);
         md.mode = d.mode;
         md.source = MachineDisk::Source::Reservation;
+        md.may_adopt = restored;
         m.disks.push_back(md);
         r.outstanding++;
     }
@@ -215,6 +216,7 @@ Step MachineTracker::want_named(Machine &m, const DiskName &name, const std::str
     d.disk = disk;
     d.mode = mode;
     d.source = source;
+    d.may_adopt = true;  // rules, discovery, the state file: the machine's own
     if (waiting) {
         d.state = MachineDisk::State::Waiting;
         m.disks.push_back(d);
@@ -251,7 +253,7 @@ Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
     d.error.clear();
     RequestId id = next_id();
     requests_[id] = {m.info.name, d.disk};
-    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader);
+    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt);
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     return step;
 }
@@ -471,7 +473,7 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
                 kept.insert(lease.resource);
                 RequestId id = next_id();
                 requests_[id] = {owner, ""};
-                step.append(leases_.acquire(id, owner, lease.disk, lease.resource, lease.mode));
+                step.append(leases_.acquire(id, owner, lease.disk, lease.resource, lease.mode, 0, true));
             }
         }
         if (!later.owners.empty())
@@ -479,7 +481,7 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     }
     for (auto &[owner, disks] : reservations) {
         uint64_t left = saved.owner(owner)->reserved_until - now;
-        step.append(reserve(next_id(), owner, disks, static_cast<uint32_t>(std::min<uint64_t>(left, 86400))));
+        step.append(reserve(next_id(), owner, disks, static_cast<uint32_t>(std::min<uint64_t>(left, 86400)), true));
     }
     for (const auto &lease : saved.leases)
         if (!kept.count(lease.resource) && !leases_.find(lease.resource))

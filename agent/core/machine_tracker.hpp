@@ -46,6 +46,11 @@ struct MachineDisk {
     Source source = Source::Rule;
     State state = State::Acquiring;
     std::string error;  // for Conflict/Failed: why
+    // If this host holds the lease as an orphan of an earlier vmleased, it
+    // may be taken over for this machine: the disk comes from the machine's
+    // rules, its discovery or the state file, not from a RegisterMachine
+    // caller (who could otherwise name a running VM's disk).
+    bool may_adopt = false;
 };
 const char *to_string(MachineDisk::State s);
 
@@ -92,7 +97,10 @@ public:
     // starts, all or nothing; the reply to `id` names the machine. Bound to
     // the machine of that name when machined registers it; released after
     // `grace_seconds` if it never does. `disks` must be canonical.
-    Step reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks, uint32_t grace_seconds);
+    // `restored`: the reservation comes from the state file, so orphans of
+    // its disks are its own to take over.
+    Step reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks, uint32_t grace_seconds,
+                 bool restored = false);
     Step reservation_expired(std::string owner);
     // The lockspace is (re)joined: try again what failed for lack of it.
     Step retry_failed();

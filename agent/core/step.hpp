@@ -39,6 +39,10 @@ struct AcquireEffect {
     std::string disk;
     LeaseMode mode;
     uint32_t owner_pid = 0;  // the owning machine's leader, if any
+    // The lease may be adopted if this host holds it as an orphan of an
+    // earlier vmleased (SANLK_ACQUIRE_ORPHAN): only for the owner the state
+    // file, or a running machine's rules or discovery, say it belongs to.
+    bool adopt_orphan = false;
 };
 struct ReleaseEffect {
     std::string resource;
@@ -125,10 +129,14 @@ struct Step {
 
 // What sanlock said about an acquire or release.
 struct SanlockOutcome {
-    int rv = 0;                             // sanlock's return code (0 or negative)
+    int rv = 0;                             // sanlock's return code (0 or negative; a release of orphans: their count)
     std::vector<uint64_t> holder_host_ids;  // for a lease held elsewhere, if they could be read
     std::string detail;                     // human-readable explanation of a failure
     bool held_by_owner_process = false;     // -EEXIST, and the holder is the owner's leader process
+    // A file-system error (errno) before sanlock was asked: creating the
+    // lease file, or recording the lease in the state file. Never mixed up
+    // with sanlock's codes (an EEXIST here is not "held on this host").
+    int io_errno = 0;
 };
 
 

@@ -39,6 +39,9 @@
  *   echo hang > MNT/.faultfs   every read/write/fsync/fallocate blocks until
  *                              the mode changes; then it proceeds under the
  *                              new mode (ok: passes through, eio: EIO)
+ *   echo hangmeta > MNT/.faultfs  as hang, and every stat/lookup of a path
+ *                              other than the root blocks too (a dead NFS
+ *                              server: even stat(2) of a file never returns)
  *   echo ok   > MNT/.faultfs   pass through; releases hung requests
  *   cat MNT/.faultfs           "mode=hang hung=3 hung_total=17 eio_total=0
  *                               io_total=412\n" (hung = blocked right now)
@@ -90,8 +93,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { MODE_OK, MODE_EIO, MODE_HANG };
-static const char *mode_names[] = { "ok", "eio", "hang" };
+enum mode { MODE_OK, MODE_EIO, MODE_HANG, MODE_HANG_META };
+static const char *mode_names[] = { "ok", "eio", "hang", "hangmeta" };
+#define N_MODES 4
 
 #define CTL_FH UINT64_MAX
 
@@ -132,7 +136,7 @@ static int parse_mode(const char *s, size_t n, enum mode *m)
 		s++;
 		n--;
 	}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < N_MODES; i++)
 		if (strlen(mode_names[i]) == n && !memcmp(s, mode_names[i], n)) {
 			*m = i;
 			return 0;
@@ -149,20 +153,26 @@ static void set_mode(enum mode m)
 	fprintf(stderr, "faultfs: mode %s\n", mode_names[m]);
 }
 
+static int hangs(enum mode m, int meta)
+{
+	return m == MODE_HANG_META || (m == MODE_HANG && !meta);
+}
+
 /*
- * Gate for data I/O: waits while the mode is hang, then fails with EIO in
- * eio mode.  Returns 0 (go ahead) or a negative errno.
+ * Gate for data I/O (meta 0) and for lookups (meta 1): waits while the mode
+ * is hang (data only) or hangmeta (both), then fails with EIO in eio mode
+ * (data only).  Returns 0 (go ahead) or a negative errno.
  */
-static int gate_io(void)
+static int gate_wait(int meta)
 {
 	int rv = 0;
 
 	pthread_mutex_lock(&mu);
 	io_total++;
-	if (cur_mode == MODE_HANG) {
+	if (hangs(cur_mode, meta)) {
 		hung_now++;
 		hung_total++;
-		while (cur_mode == MODE_HANG) {
+		while (hangs(cur_mode, meta)) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += 200 * 1000 * 1000;
@@ -182,12 +192,17 @@ static int gate_io(void)
 		}
 		hung_now--;
 	}
-	if (!rv && cur_mode == MODE_EIO)
+	if (!rv && cur_mode == MODE_EIO && !meta)
 		rv = -EIO;
 	if (rv == -EIO)
 		eio_total++;
 	pthread_mutex_unlock(&mu);
 	return rv;
+}
+
+static int gate_io(void)
+{
+	return gate_wait(0);
 }
 
 /* Gate for open/create/truncate: EIO in eio mode, never hangs. */
@@ -244,6 +259,13 @@ static int ff_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		st->st_nlink = 1;
 		st->st_ino = 0x7fffffff;
 		return 0;
+	}
+	/* hangmeta: a stat (lookup) of anything but the root hangs too, like a
+	 * dead NFS server's, for tests of callers that name a path on it. */
+	if (strcmp(path, "/")) {
+		int g = gate_wait(1);
+		if (g < 0)
+			return g;
 	}
 	int rv = (fi && fi->fh != CTL_FH) ? fstat(fi->fh, st)
 					  : fstatat(backing_fd, rel(path), st, AT_SYMLINK_NOFOLLOW);

@@ -266,3 +266,83 @@ TEST(LeaseRegistryOrphans, AnOrphanIsReleasedQuietlyAndAnAcquireWaitsForIt) {
     reg.release_done(other, {-ECONNRESET, {}, "gone"});
     EXPECT_EQ(reg.find(other), nullptr);
 }
+
+// --- trust boundaries: orphans, file-system errors ---------------------------
+
+// After an agent restart sanlock answers -EUCLEAN: this host holds the lease
+// as an orphan. An owner nothing entitles to it (any AcquireDisk caller) is
+// refused, naming this host, and sanlock is not asked to adopt it.
+TEST_F(Registry, AnOrphanIsNotAdoptedForAnOwnerNotEntitledToIt) {
+    Step s = reg.acquire(7, "intruder", kDisk, kRes, LeaseMode::Exclusive);
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_FALSE(std::get<AcquireEffect>(s.effects[0]).adopt_orphan);
+    Step d = reg.acquire_done(kRes, fail(-EUCLEAN));
+    EXPECT_TRUE(d.effects.empty());
+    ASSERT_TRUE(only_reply(d).error);
+    EXPECT_EQ(only_reply(d).error->kind, ErrorKind::LeaseHeld);
+    EXPECT_EQ(only_reply(d).holders, std::vector<uint64_t>{1});
+    EXPECT_TRUE(d.changes.empty());
+    EXPECT_EQ(reg.find(kRes), nullptr);
+}
+
+TEST_F(Registry, AnOrphanIsAdoptedForTheOwnerEntitledToIt) {
+    Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, true);
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_TRUE(std::get<AcquireEffect>(s.effects[0]).adopt_orphan);
+    // Even when sanlock was asked without the flag first, -EUCLEAN leads to an adopting acquire.
+    Step d = reg.acquire_done(kRes, fail(-EUCLEAN));
+    ASSERT_EQ(d.effects.size(), 1u);
+    EXPECT_TRUE(std::get<AcquireEffect>(d.effects[0]).adopt_orphan);
+    EXPECT_TRUE(d.replies.empty());
+    Step g = reg.acquire_done(kRes, ok());
+    EXPECT_FALSE(only_reply(g).error);
+    EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm1"});
+}
+
+// A shared orphan wanted by an entitled and an unentitled owner at once:
+// the entitled one takes it over, the other is refused.
+TEST_F(Registry, OnlyTheEntitledWaitersTakeOverASharedOrphan) {
+    reg.acquire(7, "intruder", kDisk, kRes, LeaseMode::Shared);
+    reg.acquire(8, "vm1", kDisk, kRes, LeaseMode::Shared, 0, true);
+    Step d = reg.acquire_done(kRes, fail(-EUCLEAN));
+    ASSERT_EQ(d.replies.size(), 1u);
+    EXPECT_EQ(d.replies[0].request, 7u);
+    ASSERT_EQ(d.effects.size(), 1u);
+    Step g = reg.acquire_done(kRes, ok());
+    EXPECT_EQ(only_reply(g).request, 8u);
+    EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm1"});
+}
+
+// An EEXIST from creating the lease file is no sanlock "held on this host".
+TEST_F(Registry, AFileSystemErrorIsNotALeaseHeldElsewhere) {
+    reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    SanlockOutcome out;
+    out.io_errno = EEXIST;
+    out.detail = "cannot create a file in /leases: File exists";
+    Step d = reg.acquire_done(kRes, out);
+    ASSERT_TRUE(only_reply(d).error);
+    EXPECT_EQ(only_reply(d).error->kind, ErrorKind::Failed);
+    EXPECT_NE(only_reply(d).error->message.find("File exists"), std::string::npos);
+    EXPECT_TRUE(only_reply(d).holders.empty());
+    SanlockOutcome full;
+    full.io_errno = ENOSPC;
+    reg.acquire(8, "vm1", kDisk, kRes, LeaseMode::Exclusive);
+    EXPECT_EQ(only_reply(reg.acquire_done(kRes, full)).error->kind, ErrorKind::Failed);
+}
+
+// An administrator's ReleaseDisk of a disk nobody here holds gives back an
+// orphan of this host, quietly; with no orphan the answer is NoSuchLease.
+TEST_F(Registry, ReleasingADiskNobodyHoldsReleasesAnOrphan) {
+    Step s = reg.release(9, "admin", kRes);
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_TRUE(std::get<ReleaseEffect>(s.effects[0]).orphan);
+    Step d = reg.release_done(kRes, fail(1));
+    EXPECT_FALSE(only_reply(d).error);
+    EXPECT_TRUE(d.changes.empty());
+    EXPECT_EQ(reg.find(kRes), nullptr);
+
+    reg.release(10, "admin", kRes);
+    Step none = reg.release_done(kRes, fail(0));
+    ASSERT_TRUE(only_reply(none).error);
+    EXPECT_EQ(only_reply(none).error->kind, ErrorKind::NoSuchLease);
+}

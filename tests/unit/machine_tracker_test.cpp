@@ -486,3 +486,37 @@ TEST_F(Tracker, WhenSanlockStopsEveryLeaseIsGoneAndTakenAgainAfterTheRejoin) {
     ASSERT_EQ(retried.machine_effects.size(), 1u);
     EXPECT_EQ(retried.machine_effects[0].kind, MachineEffect::Kind::Terminate);
 }
+
+namespace {
+
+bool adopts(const Step &s) {
+    for (const auto &e : s.effects)
+        if (auto *a = std::get_if<AcquireEffect>(&e); a && !a->adopt_orphan)
+            return false;
+    return !s.effects.empty();
+}
+
+}  // namespace
+
+// Orphans of this host (an earlier vmleased's leases) may be taken over for
+// a machine whose rules or discovery name the disk, or for what the state
+// file restores; never for a RegisterMachine caller.
+TEST_F(Tracker, OnlyMachinesOwnDisksMayTakeOverOrphans) {
+    EXPECT_TRUE(adopts(tracker.machine_appeared(vm("db-1"))));
+    EXPECT_TRUE(adopts(tracker.files_discovered("db-1", {{"/var/lib/libvirt/images/db.img", true}})));
+    EXPECT_FALSE(adopts(tracker.reserve(77, "vm9", {{"/srv/a.img", LeaseMode::Exclusive}}, 60)));
+    EXPECT_TRUE(adopts(tracker.reserve(78, "vm8", {{"/srv/b.img", LeaseMode::Exclusive}}, 60, true)));
+}
+
+// RegisterMachine of a running VM's disk after an agent restart: sanlock
+// says -EUCLEAN (an orphan of this host); the reservation fails, naming this
+// host, and nothing is terminated.
+TEST_F(Tracker, AReservationCannotTakeOverAnOrphan) {
+    Step s = run(tracker.reserve(77, "vm9", {{"/srv/a.img", LeaseMode::Exclusive}}, 60), -EUCLEAN);
+    const Reply *r = reply_for(s, 77);
+    ASSERT_NE(r, nullptr);
+    ASSERT_TRUE(r->error);
+    EXPECT_EQ(r->error->kind, ErrorKind::LeaseHeld);
+    EXPECT_TRUE(s.machine_effects.empty());
+    EXPECT_TRUE(reg.leases().empty());
+}
