@@ -1,8 +1,10 @@
 #include "output.hpp"
 
 #include <fcntl.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
 
 namespace vmleasectl {
 namespace {
@@ -45,23 +48,63 @@ bool env_set(const char *name) {
     return v && *v;
 }
 
-// The pager command, or "" for none.
-std::string pager_command() {
-    for (const char *var : {"SYSTEMD_PAGER", "PAGER"}) {
-        if (const char *v = getenv(var)) {
-            std::string cmd = v;
-            return cmd == "cat" ? "" : cmd;
-        }
-    }
-    return "less";
+// systemd's parse_boolean(): the same words mean the same in both variables.
+std::optional<bool> parse_boolean(const std::string &v) {
+    auto is = [&](std::initializer_list<const char *> words) {
+        return std::any_of(words.begin(), words.end(), [&](const char *w) { return strcasecmp(v.c_str(), w) == 0; });
+    };
+    if (is({"1", "yes", "y", "true", "t", "on"}))
+        return true;
+    if (is({"0", "no", "n", "false", "f", "off"}))
+        return false;
+    return std::nullopt;
 }
 
-[[noreturn]] void exec_pager(const std::string &cmd) {
+// Whether the pager must run in secure mode (CVE-2023-26604): a user allowed
+// "sudo vmleasectl" must not get a root shell from less's "!sh". Set
+// explicitly by $VMLEASE_PAGERSECURE, else $SYSTEMD_PAGERSECURE; if neither
+// is set, on unless we run as the owner of our own login session, i.e. not
+// through sudo, pkexec or su, and not from a service or cron job.
+bool pager_secure() {
+    for (const char *var : {"VMLEASE_PAGERSECURE", "SYSTEMD_PAGERSECURE"}) {
+        const char *v = secure_getenv(var);
+        if (!v)
+            continue;
+        if (auto b = parse_boolean(v))
+            return *b;
+        std::cerr << "vmleasectl: $" << var << " is not a boolean (\"" << v << "\"), assuming true" << std::endl;
+        return true;
+    }
+    uid_t uid;
+    return sd_pid_get_owner_uid(0, &uid) < 0 || uid != getuid() || uid != geteuid();
+}
+
+// The pager command, or "" for none.
+std::string pager_command(bool secure) {
+    const char *cmd = getenv("SYSTEMD_PAGER");
+    if (!cmd)
+        cmd = getenv("PAGER");
+    if (!cmd)
+        return "less";
+    // Only less honours $LESSSECURE, and a $PAGER set for a user may be kept
+    // by sudo: another pager could run anything as root. Not less in its
+    // place either, as the user chose not to have less.
+    if (strcmp(cmd, "cat") == 0 || (secure && strcmp(cmd, "less") != 0))
+        return "";
+    return cmd;
+}
+
+[[noreturn]] void exec_pager(const std::string &cmd, bool secure) {
     setenv("LESS", "FRSXMK", 0);
+    // No shell commands, editor, log files or examining other files in less.
+    if (secure)
+        setenv("LESSSECURE", "1", 1);
     if (cmd != "less")
         execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
     execlp("less", "less", "-FRSXMK", nullptr);
-    execlp("more", "more", nullptr);
+    // more has "!" too, and no secure mode.
+    if (!secure)
+        execlp("more", "more", nullptr);
     // No pager at all: copy through.
     char buf[4096];
     ssize_t n;
@@ -146,7 +189,8 @@ std::string to_text(const Json &value) {
 void Pager::open() {
     if (pid_ > 0 || !isatty(STDOUT_FILENO))
         return;
-    std::string cmd = pager_command();
+    bool secure = pager_secure();
+    std::string cmd = pager_command(secure);
     if (cmd.empty())
         return;
     int fds[2];
@@ -157,7 +201,7 @@ void Pager::open() {
     if (pid_ == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(fds[0], STDIN_FILENO);
-        exec_pager(cmd);
+        exec_pager(cmd, secure);
     }
     if (pid_ > 0)
         dup2(fds[1], STDOUT_FILENO);

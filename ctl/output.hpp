@@ -40,6 +40,8 @@ std::string snake_case(const std::string &name);
 std::string to_text(const Json &value);
 
 // $SYSTEMD_PAGER, else $PAGER, else less -FRSXMK, when stdout is a terminal.
+// In secure mode (see $SYSTEMD_PAGERSECURE in vmleasectl(1)) only less, with
+// LESSSECURE=1.
 class Pager {
 public:
     Pager() = default;

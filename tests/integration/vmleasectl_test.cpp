@@ -6,10 +6,12 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <csignal>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 using namespace vmtest;
@@ -107,6 +109,24 @@ protected:
         CtlResult r;
         r.status = run(argv, env, &r.out, 60s);
         r.err = read_file(tmp / "err");
+        return r;
+    }
+    // Runs vmleasectl ARGS with stdout on a terminal (script(1)'s), so that it
+    // starts a pager; stderr goes to the same terminal, and all of it to `out`.
+    // The pager variables are unset, then `env` is set. It runs in a cgroup
+    // namespace of its own, which puts it in no login session whatever session
+    // runs the tests: sd_pid_get_owner_uid() fails as for a service or cron job.
+    static CtlResult ctl_on_terminal(const std::vector<std::string> &args,
+                                     const std::map<std::string, std::string> &env) {
+        std::string cmd = "unset SYSTEMD_PAGER PAGER VMLEASE_PAGERSECURE SYSTEMD_PAGERSECURE LESSSECURE LESS;";
+        for (const auto &[name, value] : env)
+            cmd += " export " + name + "='" + value + "';";
+        cmd += " exec /usr/bin/unshare --cgroup \"$VMLEASECTL\"";
+        for (const auto &a : args)
+            cmd += " '" + a + "'";
+        CtlResult r;
+        r.status = run({"/usr/bin/script", "--quiet", "--return", "--command", cmd, "/dev/null"},
+                       {{"DBUS_SYSTEM_BUS_ADDRESS", host->bus_address}, {"SHELL", "/bin/sh"}}, &r.out, 60s);
         return r;
     }
     static json ctl_json(const std::vector<std::string> &args) {
@@ -470,6 +490,84 @@ TEST_F(Vmleasectl, MonitorJsonIsOneObjectPerLine) {
                      {"changed", {{"lease_count", 1}}},
                      {"invalidated", json::array()}}))
         << m.output();
+}
+
+// --- the pager -------------------------------------------------------------------
+
+// Writes its argv and environment to $PAGER_RECORDS/<its own name>, then shows
+// its input like cat.
+const char kRecordingPager[] = R"(#!/bin/sh
+{ echo "argv: $0 $*"; env; } >"$PAGER_RECORDS/${0##*/}"
+exec cat
+)";
+
+// CVE-2023-26604: run as root through sudo, less's "!sh" is a root shell. Only
+// $SYSTEMD_PAGERSECURE=0 (or $VMLEASE_PAGERSECURE=0) lets $PAGER run there.
+TEST_F(Vmleasectl, PagerIsSecureUnlessToldOtherwise) {
+    TempDir tmp("vmleasectl-pager");
+    const std::string records = tmp / "records", pager = tmp / "pager", less = tmp / "bin/less";
+    std::filesystem::create_directories(tmp / "bin");
+    for (const auto &p : {pager, less}) {
+        write_file(p, kRecordingPager);
+        chmod(p.c_str(), 0755);
+    }
+    struct Paged {
+        CtlResult r;
+        std::optional<std::string> pager, less;  // what each recorded, if it ran
+    };
+    auto status = [&](std::map<std::string, std::string> env) {
+        std::filesystem::remove_all(records);
+        std::filesystem::create_directories(records);
+        env["PATH"] = tmp / "bin:" + required_env("PATH");  // our less first
+        env["PAGER_RECORDS"] = records;
+        Paged p{ctl_on_terminal({"status"}, env), {}, {}};
+        EXPECT_EQ(p.r.status, 0) << p.r;
+        EXPECT_TRUE(contains(p.r.out, "LockspaceState")) << "output lost: " << p.r;
+        if (std::filesystem::exists(records + "/pager"))
+            p.pager = read_file(records + "/pager");
+        if (std::filesystem::exists(records + "/less"))
+            p.less = read_file(records + "/less");
+        return p;
+    };
+    // Secure: less with LESSSECURE=1; a $PAGER that is not less does not run,
+    // nor does less in its place: the output goes straight to the terminal.
+    auto expect_secure = [&](const std::map<std::string, std::string> &env) {
+        SCOPED_TRACE(::testing::PrintToString(env));
+        Paged l = status(env);
+        std::string got = l.less.value_or("");
+        EXPECT_TRUE(l.less) << "less did not run: " << l.r;
+        EXPECT_TRUE(contains(got, "argv: " + less + " -FRSXMK\n")) << got;
+        EXPECT_TRUE(contains(got, "\nLESSSECURE=1\n")) << got;
+        EXPECT_TRUE(contains(got, "\nLESS=FRSXMK\n")) << got;
+        auto with_pager = env;
+        with_pager["PAGER"] = pager;
+        Paged p = status(with_pager);
+        EXPECT_FALSE(p.pager) << "$PAGER ran in secure mode:\n" << p.pager.value_or("");
+        EXPECT_FALSE(p.less) << "less ran instead of $PAGER:\n" << p.less.value_or("");
+        return p;
+    };
+    auto expect_trusted = [&](std::map<std::string, std::string> env) {
+        SCOPED_TRACE(::testing::PrintToString(env));
+        env["PAGER"] = pager;
+        Paged p = status(env);
+        ASSERT_TRUE(p.pager) << "$PAGER did not run: " << p.r;
+        EXPECT_FALSE(contains(*p.pager, "LESSSECURE=")) << *p.pager;
+        EXPECT_TRUE(contains(*p.pager, "\nLESS=FRSXMK\n")) << *p.pager;
+    };
+
+    expect_secure({});  // no login session
+    for (const char *var : {"SYSTEMD_PAGERSECURE", "VMLEASE_PAGERSECURE"}) {
+        expect_secure({{var, "1"}});
+        expect_secure({{var, "yes"}});
+        expect_trusted({{var, "0"}});
+        expect_trusted({{var, "false"}});
+    }
+    // Ours wins.
+    expect_trusted({{"VMLEASE_PAGERSECURE", "0"}, {"SYSTEMD_PAGERSECURE", "1"}});
+    expect_secure({{"VMLEASE_PAGERSECURE", "1"}, {"SYSTEMD_PAGERSECURE", "0"}});
+    // Not a boolean: secure, and said so.
+    Paged unclear = expect_secure({{"SYSTEMD_PAGERSECURE", "maybe"}});
+    EXPECT_TRUE(contains(unclear.r.out, "vmleasectl: $SYSTEMD_PAGERSECURE is not a boolean")) << unclear.r;
 }
 
 // --- no daemon, no bus ---------------------------------------------------------
