@@ -480,6 +480,11 @@ void Daemon::scan_machine(const std::string &name) {
     pid_t leader = static_cast<pid_t>(m->info.leader);
     discovery_.submit([leader, name, post = completions_.poster(), this] {
         auto files = open_files(machine_processes(leader));
+        // Named here, not on the loop: a VM's file may sit on a hung mount.
+        UdevDiskNamer namer;
+        for (auto &f : files)
+            if (f.writable)
+                f.name = namer.canonical(f.path);
         post([this, name, files = std::move(files)] { apply(tracker_.files_discovered(name, files)); });
     });
 }

@@ -269,7 +269,7 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
             continue;
         // Patterns match the canonical name: "/dev/disk/by-path/*" catches
         // a VM that opened /dev/sdc.
-        DiskName disk = namer_.canonical(f.path);
+        DiskName disk = f.name ? *f.name : namer_.canonical(f.path);
         if (disk.kind != DiskName::Kind::Canonical)
             continue;
         if (!any_matches(config_->discovery.include, disk.value) || any_matches(config_->discovery.exclude, disk.value))
@@ -462,8 +462,11 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
                 // Still running (or a new machine of that name: it gets the
                 // disk either way; its processes are the ones using it now).
                 kept.insert(lease.resource);
+                // The saved name is canonical already; it is not looked up
+                // again (its file system may hang, and the lease is held).
                 if (!mit->second.terminating)
-                    step.append(want(mit->second, lease.disk, lease.mode, MachineDisk::Source::Restored));
+                    step.append(want_named(mit->second, DiskName{DiskName::Kind::Canonical, lease.disk}, lease.disk,
+                                           lease.mode, MachineDisk::Source::Restored));
             } else if (mit != machines_.end()) {
                 continue;  // reserved again since the restart: that reservation decides
             } else if (kind == SavedOwner::Kind::Reserved && who->reserved_until > now) {

@@ -29,8 +29,12 @@ struct MachineInfo {
 
 // A file or block device a machine's processes hold open.
 struct OpenFile {
-    std::string path;  // canonical
+    std::string path;  // as /proc shows it
     bool writable = false;
+    // Its canonical name, looked up where the file was found (off the event
+    // loop: the file a VM chose may be on a hung file system); if unset the
+    // tracker's namer looks it up.
+    std::optional<DiskName> name = std::nullopt;
 };
 
 struct MachineDisk {

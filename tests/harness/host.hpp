@@ -8,6 +8,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <set>
+#include <signal.h>
+#include <tuple>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -132,6 +136,57 @@ protected:
     static inline std::string lease_dir;
     static inline std::vector<std::unique_ptr<Host>> hosts;
     static inline Host *h1 = nullptr, *h2 = nullptr;
+};
+
+// disk, owner, state of every lease a host lists
+using Leases = std::set<std::tuple<std::string, std::string, std::string>>;  // disk, owner, state
+
+inline Leases leases_of(Host &h) {
+    Leases out;
+    for (const auto &l : h.client->ListLeases())
+        out.insert({l.get<0>(), l.get<2>(), l.get<4>()});
+    return out;
+}
+
+inline void kill_agent(Host &h) {
+    h.agent->child().signal(SIGKILL);
+    ASSERT_NE(h.agent->child().wait(10s), -1) << "vmleased survived SIGKILL";
+}
+
+// Host 2 trying to take `disk`: the D-Bus error name, "" if it got it (and gave it back).
+inline std::string intrude(Host &h, const std::string &disk) {
+    std::string error = error_of([&] { h.client->AcquireDisk("intruder", disk, "exclusive", {}); });
+    if (error.empty())
+        h.client->ReleaseDisk("intruder", disk);
+    return error;
+}
+
+// Configuration that leases every file under `images` a machine holds open read-write.
+inline std::string discovery_yaml(const std::string &images) {
+    return "discovery:\n  open_files: true\n  include: [\"" + images + "/*\"]\n";
+}
+
+// Two hosts, each with the real systemd-machined, whose agents lease every
+// image under images() that a machine holds open read-write (discovery).
+template <typename Suite>
+class MachineHostsSuite : public HostsSuite<Suite> {
+protected:
+    using Base = HostsSuite<Suite>;
+    static void start(const std::string &prefix, const std::string &extra_yaml = "") {
+        Base::make_site(prefix);
+        std::filesystem::create_directories(images());
+        HostOptions o;
+        o.with_machined = true;
+        o.extra_yaml = discovery_yaml(images()) + extra_yaml;
+        Base::start_hosts({o, o});
+    }
+    static std::string images() { return *Base::root / "images"; }
+    static std::string image(const std::string &name) {
+        std::string path = images() + "/" + name;
+        std::ofstream(path).put('x');
+        return path;
+    }
+    static std::string runtime_file(Host &h, const std::string &name) { return h.dir + "/agent/runtime/" + name; }
 };
 
 }  // namespace vmtest

@@ -15,55 +15,8 @@ using namespace vmtest;
 
 namespace {
 
-using Leases = std::set<std::tuple<std::string, std::string, std::string>>;  // disk, owner, state
-
-Leases leases_of(Host &h) {
-    Leases out;
-    for (const auto &l : h.client->ListLeases())
-        out.insert({l.get<0>(), l.get<2>(), l.get<4>()});
-    return out;
-}
-
-std::string config_for(const std::string &images) {
-    return "discovery:\n"
-           "  open_files: true\n"
-           "  include: [\"" +
-           images + "/*\"]\n";
-}
-
-void kill_agent(Host &h) {
-    h.agent->child().signal(SIGKILL);
-    ASSERT_NE(h.agent->child().wait(10s), -1) << "vmleased survived SIGKILL";
-}
-
-// Host 2 trying to take `disk`: the D-Bus error name, "" if it got it (and gave it back).
-std::string intrude(Host &h, const std::string &disk) {
-    std::string error = error_of([&] { h.client->AcquireDisk("intruder", disk, "exclusive", {}); });
-    if (error.empty())
-        h.client->ReleaseDisk("intruder", disk);
-    return error;
-}
-
 template <typename Suite>
-class CrashSuite : public HostsSuite<Suite> {
-protected:
-    using Base = HostsSuite<Suite>;
-    static void start(const std::string &prefix) {
-        Base::make_site(prefix);
-        std::filesystem::create_directories(images());
-        HostOptions o;
-        o.with_machined = true;
-        o.extra_yaml = config_for(images());
-        Base::start_hosts({o, o});
-    }
-    static std::string images() { return *Base::root / "images"; }
-    static std::string image(const std::string &name) {
-        std::string path = images() + "/" + name;
-        std::ofstream(path).put('x');
-        return path;
-    }
-    static std::string runtime_file(Host &h, const std::string &name) { return h.dir + "/agent/runtime/" + name; }
-};
+using CrashSuite = MachineHostsSuite<Suite>;
 
 class Crash : public CrashSuite<Crash> {
 protected:
@@ -247,7 +200,7 @@ TEST(SanlockAbsent, TheAgentWaitsForSanlockAndThenProtectsRunningMachines) {
     HostOptions o;
     o.with_machined = true;
     o.start_agent = false;
-    o.extra_yaml = config_for(images);
+    o.extra_yaml = discovery_yaml(images);
     Host h(site.root.path(), site.lease_dir(), 1, o);
     Child vm = vm_process(site.root.path(), "vm-w", disk);
     ASSERT_EQ(h.machined->create_machine("vm-w", vm.pid()).rfind("o ", 0), 0u);
