@@ -24,6 +24,7 @@
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 namespace vmlease {
 namespace {
@@ -196,6 +197,25 @@ void Daemon::acquire(RequestId id, const std::string &owner, const std::string &
 }
 
 void Daemon::release(RequestId id, const std::string &owner, const std::string &resource) {
+    // Not reconciled yet (or machined could not be asked): the state file
+    // says whose it is, and it goes back to that owner, not to a caller.
+    if (!registry_.find(resource) && to_restore_)
+        for (const auto &l : to_restore_->leases)
+            if (l.resource == resource) {
+                std::string owners;
+                for (const auto &o : l.owners)
+                    owners += (owners.empty() ? "" : ", ") + o;
+                Step step;
+                step.replies.push_back({id,
+                                        ApiError{ErrorKind::LeaseHeld,
+                                                 "disk " + l.disk + " is held on this host for " +
+                                                     (owners.empty() ? std::string("nobody known") : owners) +
+                                                     " from before vmleased restarted; it is given back to them once "
+                                                     "systemd-machined has been asked"},
+                                        resource,
+                                        {settings_.host_id}});
+                return apply(std::move(step));
+            }
     apply(registry_.release(id, owner, resource));
 }
 
@@ -306,8 +326,13 @@ void Daemon::apply(Step step) {
     for (const auto &reply : step.replies)
         if (is_internal(reply.request))
             followup.append(tracker_.lease_reply(reply));
-    if (step.lockspace_state_changed && registry_.lockspace_state() == LockspaceState::Joined)
+    if (step.lockspace_state_changed && registry_.lockspace_state() == LockspaceState::Joined) {
+        // Orphans go back to the owners the state file names before any
+        // other disk is retried: nobody else can ask for one first.
+        followup.append(reconcile());
         followup.append(tracker_.retry_failed());
+        save_state_soon();
+    }
     // Before anyone hears of a new lease: the helper's fallback covers it.
     // Before sanlock is asked for one: a crash cannot leave it unattributed.
     bool acquiring = std::any_of(step.effects.begin(), step.effects.end(),
@@ -478,24 +503,36 @@ void Daemon::scan_machine(const std::string &name) {
     if (!m || !config_.auto_disk_leases || !config_.discovery.open_files || m->info.leader == 0)
         return;
     pid_t leader = static_cast<pid_t>(m->info.leader);
-    discovery_.submit([leader, name, post = completions_.poster(), this] {
-        auto files = open_files(machine_processes(leader));
-        // Named here, not on the loop: a VM's file may sit on a hung mount.
-        UdevDiskNamer namer;
-        for (auto &f : files)
-            if (f.writable)
-                f.name = namer.canonical(f.path);
-        post([this, name, files = std::move(files)] { apply(tracker_.files_discovered(name, files)); });
-    });
+    // One scan per machine at a time, each on a thread of its own: a file a
+    // VM holds open on a hung mount stalls that machine's scan (stat(2)
+    // never returns), not every machine's, and never the event loop.
+    std::string key = name + "/" + std::to_string(leader);
+    if (scanning_.count(key) || scanning_.size() >= kMaxScans)
+        return;
+    try {
+        std::thread([leader, name, key, post = completions_.poster(), this] {
+            auto files = open_files(machine_processes(leader));
+            UdevDiskNamer namer;
+            for (auto &f : files)
+                if (f.writable)
+                    f.name = namer.canonical(f.path);
+            post([this, name, key, files = std::move(files)] {
+                scanning_.erase(key);
+                apply(tracker_.files_discovered(name, files));
+            });
+        }).detach();
+        scanning_.insert(key);
+    } catch (const std::system_error &e) {
+        log_error("cannot scan machine " + name + ": " + e.what(), {{"OWNER", name}});
+    }
 }
 
 int Daemon::on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
     try {
-        // A scan still running from last time is not queued again.
-        if (self->discovery_.backlog() == 0)
-            for (const auto &[name, m] : self->tracker_.machines())
-                self->scan_machine(name);
+        // A machine whose last scan is still running is not scanned again.
+        for (const auto &[name, m] : self->tracker_.machines())
+            self->scan_machine(name);
     } catch (const std::exception &e) {
         log_error(std::string("scanning machines failed: ") + e.what());
     }
@@ -691,8 +728,16 @@ int Daemon::on_save_state(sd_event_source *, void *userdata) {
 }
 
 void Daemon::maybe_reconcile() {
-    if (!to_restore_ || !listing_done_ || registry_.lockspace_state() != LockspaceState::Joined)
+    Step step = reconcile();
+    if (step.empty())
         return;
+    apply(std::move(step));
+    save_state();
+}
+
+Step Daemon::reconcile() {
+    if (!to_restore_ || !listing_done_ || registry_.lockspace_state() != LockspaceState::Joined)
+        return {};
     SavedState saved = std::move(*to_restore_);
     to_restore_.reset();
     SavedState deferred;
@@ -713,8 +758,7 @@ void Daemon::maybe_reconcile() {
                                                   " of machines kept until systemd-machined answers"));
     if (!deferred.leases.empty())
         to_restore_ = std::move(deferred);
-    apply(std::move(step));
-    save_state();
+    return step;
 }
 
 void Daemon::watch_sanlock(int fd) {

@@ -18,6 +18,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace vmlease {
@@ -95,6 +96,7 @@ private:
     // Once the lockspace is joined and machined has answered: take back,
     // or give back, what the agent held before it (re)started.
     void maybe_reconcile();
+    Step reconcile();
     void watch_sanlock(int fd);
     void sanlock_gone();
     static int on_sanlock_watch(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -110,7 +112,9 @@ private:
     UdevDiskNamer namer_;
     LeaseRegistry registry_;
     MachineTracker tracker_;
-    Worker discovery_;
+    // Machines (name/leader) whose open files are being scanned.
+    std::set<std::string> scanning_;
+    static constexpr size_t kMaxScans = 256;
 
     sd_event *event_ = nullptr;
     CompletionQueue completions_;

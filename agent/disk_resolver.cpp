@@ -16,11 +16,12 @@ DiskResolver::~DiskResolver() {
     sd_event_unref(event_);
 }
 
-void DiskResolver::resolve(const std::string &caller, std::vector<std::string> paths, Done done) {
-    if (in_flight_ >= kMaxDiskLookups)
+void DiskResolver::resolve(const std::string &caller, bool authorized, std::vector<std::string> paths, Done done) {
+    size_t &in_flight = in_flight_[authorized];
+    if (in_flight >= (authorized ? kMaxDiskLookups : kMaxOpenDiskLookups))
         return done({ApiError{ErrorKind::LimitsExceeded,
-                               std::to_string(in_flight_) + " disk lookups are in progress (is a file system hung?); "
-                                                            "try again later"},
+                               std::to_string(in_flight) + " disk lookups are in progress (is a file system hung?); "
+                                                           "try again later"},
                      {}});
     if (per_caller_[caller] >= kMaxDiskLookupsPerCaller)
         return done({ApiError{ErrorKind::LimitsExceeded,
@@ -28,7 +29,7 @@ void DiskResolver::resolve(const std::string &caller, std::vector<std::string> p
                                   " disk lookups in progress (is a file system hung?)"},
                      {}});
     uint64_t id = next_id_++;
-    auto job = std::make_unique<Job>(Job{this, id, caller, std::move(done)});
+    auto job = std::make_unique<Job>(Job{this, id, caller, authorized, std::move(done)});
     int r = sd_event_add_time_relative(event_, &job->timer, CLOCK_MONOTONIC, kDiskLookupTimeoutUsec, 0, on_timeout,
                                        job.get());
     if (r < 0)
@@ -53,7 +54,7 @@ void DiskResolver::resolve(const std::string &caller, std::vector<std::string> p
         sd_event_source_disable_unref(job->timer);
         return job->done({ApiError{ErrorKind::Failed, std::string("cannot look up the disk: ") + e.what()}, {}});
     }
-    in_flight_++;
+    in_flight++;
     per_caller_[caller]++;
     jobs_.emplace(id, std::move(job));
 }
@@ -84,7 +85,7 @@ void DiskResolver::finished(uint64_t id, std::vector<DiskName> names) {
     if (it == jobs_.end())
         return;
     Job &job = *it->second;
-    in_flight_--;
+    in_flight_[job.authorized]--;
     if (--per_caller_[job.caller] == 0)
         per_caller_.erase(job.caller);
     answer(job, {std::nullopt, std::move(names)});

@@ -24,8 +24,11 @@
 namespace vmlease {
 
 inline constexpr uint64_t kDiskLookupTimeoutUsec = 5 * 1000000;
-inline constexpr size_t kMaxDiskLookupsPerCaller = 4;
-inline constexpr size_t kMaxDiskLookups = 32;
+inline constexpr size_t kMaxDiskLookupsPerCaller = 64;  // as many as may wait for polkit
+// Two budgets, so that callers nobody authorized (InspectDisk is open to
+// all) cannot use up the lookups an authorized AcquireDisk needs.
+inline constexpr size_t kMaxDiskLookups = 256;          // authorized callers
+inline constexpr size_t kMaxOpenDiskLookups = 32;       // callers of open methods
 
 class DiskResolver {
 public:
@@ -40,17 +43,19 @@ public:
     };
     using Done = std::function<void(Outcome)>;
     // Look up `paths` (absolute, lexically normalised) for bus client
-    // `caller`. `done` runs on the loop, exactly once.
-    void resolve(const std::string &caller, std::vector<std::string> paths, Done done);
+    // `caller`; `authorized`: polkit (or root) allowed the call. `done`
+    // runs on the loop, exactly once.
+    void resolve(const std::string &caller, bool authorized, std::vector<std::string> paths, Done done);
 
     // Lookups whose thread has not finished (including timed-out ones).
-    size_t in_flight() const { return in_flight_; }
+    size_t in_flight() const { return in_flight_[0] + in_flight_[1]; }
 
 private:
     struct Job {
         DiskResolver *self;
         uint64_t id;
         std::string caller;
+        bool authorized;
         Done done;  // empty once answered
         sd_event_source *timer = nullptr;
     };
@@ -63,7 +68,7 @@ private:
     uint64_t next_id_ = 1;
     std::map<uint64_t, std::unique_ptr<Job>> jobs_;
     std::map<std::string, size_t> per_caller_;
-    size_t in_flight_ = 0;
+    size_t in_flight_[2] = {0, 0};  // [authorized]
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

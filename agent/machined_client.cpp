@@ -22,6 +22,18 @@ T get_or(const std::map<std::string, sdbus::Variant> &props, const char *key, T 
     }
 }
 
+// Reply callbacks run inside sdbus-c++, which ends the process on any
+// exception that is not an sdbus::Error: whatever they feed into the
+// daemon is logged here instead.
+template <typename Body>
+void without_throwing(const char *what, Body body) {
+    try {
+        body();
+    } catch (const std::exception &e) {
+        log_error(std::string(what) + " failed: " + e.what());
+    }
+}
+
 }  // namespace
 
 MachinedClient::MachinedClient(sdbus::IConnection &bus, SignalGate &gate, Handler &handler)
@@ -73,7 +85,7 @@ void MachinedClient::confirm_gone(const std::string &name) {
             if (!*alive)
                 return;
             if (error && error->getName() == "org.freedesktop.machine1.NoSuchMachine")
-                return forget(name);
+                return without_throwing("forgetting a machine", [&] { forget(name); });
             if (error)
                 log_warning("systemd-machined announced that machine " + name +
                                 " is gone but cannot confirm it (" + error->getMessage() +
@@ -97,7 +109,7 @@ void MachinedClient::list_machines() {
                     log_info("systemd-machined is not available (" + error->getMessage() +
                              "); machines will be picked up when it appears");
                 said_absent_ = true;
-                handler_.machines_listed(false, {});
+                without_throwing("handling the machine listing", [&] { handler_.machines_listed(false, {}); });
                 return;
             }
             // Report the listing once every machine's properties are in.
@@ -105,7 +117,7 @@ void MachinedClient::list_machines() {
             auto outstanding = std::make_shared<size_t>(list.size() + 1);
             auto done = [this, names, outstanding, alive = alive_] {
                 if (*alive && --*outstanding == 0)
-                    handler_.machines_listed(true, *names);
+                    without_throwing("handling the machine listing", [&] { handler_.machines_listed(true, *names); });
             };
             for (const auto &m : list) {
                 names->push_back(m.get<0>());

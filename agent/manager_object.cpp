@@ -218,11 +218,12 @@ std::string ManagerObject::caller() const {
     return message ? message->getSender() : std::string();
 }
 
-void ManagerObject::resolve_disks(RequestId id, const std::string &caller, std::vector<std::string> paths,
-                                  bool taking, std::function<void(const std::vector<std::string> &disks)> go) {
+void ManagerObject::resolve_disks(RequestId id, const std::string &caller, bool authorized,
+                                  std::vector<std::string> paths, bool taking,
+                                  std::function<void(const std::vector<std::string> &disks)> go) {
     std::vector<std::string> asked = paths;
     backend_.disk_resolver().resolve(
-        caller, std::move(paths),
+        caller, authorized, std::move(paths),
         [this, id, taking, asked = std::move(asked), go = std::move(go)](DiskResolver::Outcome outcome) {
             if (outcome.error)
                 return answer_error(id, *outcome.error);
@@ -265,7 +266,7 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
         // Authorized first: nothing a caller names is looked at before.
         authorize(id, "AcquireDisk", {{"owner", owner}, {"disk", path}},
                   [this, id, owner, path, mode = *parsed, from = caller()] {
-                      resolve_disks(id, from, {path}, true, [this, id, owner, mode](const auto &disks) {
+                      resolve_disks(id, from, true, {path}, true, [this, id, owner, mode](const auto &disks) {
                           backend_.acquire(id, owner, disks[0], lease_resource_name(disks[0]), mode);
                       });
                   });
@@ -277,11 +278,26 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
         check_owner(owner);
         std::string path = lexical_disk(disk);
         RequestId id = remember(std::move(result));
-        authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", path}}, [this, id, owner, path, from = caller()] {
-            resolve_disks(id, from, {path}, false, [this, id, owner](const auto &disks) {
-                backend_.release(id, owner, lease_resource_name(disks[0]));
-            });
-        });
+        const sdbus::Message *message = getObject().getCurrentlyProcessedMessage();
+        bool interactive = message && allows_interactive_authorization(*message);
+        authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", path}},
+                  [this, id, owner, path, interactive, from = caller()] {
+                      resolve_disks(id, from, true, {path}, false, [this, id, owner, from, interactive](const auto &disks) {
+                          std::string resource = lease_resource_name(disks[0]);
+                          if (backend_.registry().find(resource))
+                              return backend_.release(id, owner, resource);
+                          // Nobody here holds it: what would be released is an
+                          // orphan whose owner is unknown, which only an
+                          // administrator decides (org.vmlease.manage).
+                          authorizer_.check({from, interactive, "org.vmlease.manage",
+                                             {{"owner", owner}, {"disk", disks[0]}, {"orphan", "true"}}},
+                                            [this, id, owner, resource](std::optional<ApiError> error) {
+                                                if (error)
+                                                    return answer_error(id, *error);
+                                                dispatch(id, [&] { backend_.release(id, owner, resource); });
+                                            });
+                      });
+                  });
     });
 }
 
@@ -324,7 +340,7 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
         RequestId id = remember(std::move(result));
         authorize(id, "RegisterMachine", {{"owner", owner}, {"disk", listed}},
                   [this, id, owner, rules, paths, grace, from = caller()] {
-                      resolve_disks(id, from, paths, true, [this, id, owner, rules, grace](const auto &disks) {
+                      resolve_disks(id, from, true, paths, true, [this, id, owner, rules, grace](const auto &disks) {
                           auto canonical = rules;
                           for (size_t i = 0; i < canonical.size(); i++) {
                               canonical[i].path = disks[i];
@@ -420,7 +436,7 @@ void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
         inspecting_[id] = from;
         inspections_per_caller_[from]++;
         authorize(id, "InspectDisk", {{"disk", path}}, [this, id, path, from] {
-            resolve_disks(id, from, {path}, false,
+            resolve_disks(id, from, false, {path}, false,
                           [this, id](const auto &disks) { backend_.inspect(id, lease_resource_name(disks[0])); });
         });
     });

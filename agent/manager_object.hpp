@@ -133,7 +133,8 @@ private:
     // Off the loop and bounded (DiskResolver): the canonical names of
     // `paths` (lexically normalised), then `go` with them; or an error reply.
     // `taking`: a device path with no device behind it is refused.
-    void resolve_disks(RequestId id, const std::string &caller, std::vector<std::string> paths, bool taking,
+    void resolve_disks(RequestId id, const std::string &caller, bool authorized, std::vector<std::string> paths,
+                       bool taking,
                        std::function<void(const std::vector<std::string> &disks)> go);
     void dispatch(RequestId id, const std::function<void()> &fn);
     void answer_error(RequestId id, const ApiError &error);

@@ -91,6 +91,12 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
                                                             [&](const Waiter &w) {
                                                                 return w.owner == owner || mode == LeaseMode::Shared;
                                                             });
+        if (!compatible && may_adopt && !pending.adopting) {
+            // The owner asking first may be refused (an orphan it is not
+            // entitled to); this one may be entitled: wait for sanlock.
+            pending.acquirers.push_back({id, owner, mode, may_adopt});
+            return step;
+        }
         if (!compatible) {
             std::vector<std::string> owners;
             for (const auto &w : pending.acquirers)
@@ -120,7 +126,9 @@ Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk,
     lease.mode = waiter.mode;
     lease.state = LeaseState::Acquiring;
     leases_[resource] = lease;
-    pending_[resource].acquirers.push_back(waiter);
+    Pending &pending = pending_[resource];
+    pending.acquirers.push_back(waiter);
+    pending.adopting = waiter.may_adopt;
     step.effects.push_back(AcquireEffect{resource, disk, waiter.mode, owner_pid, waiter.may_adopt});
     return step;
 }
@@ -166,8 +174,29 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         return step;
     }
     if (outcome.rv == 0 && outcome.io_errno == 0) {
-        grant(step, lease, waiters);
+        // Waiters that queued up while sanlock was asked in the hope of an
+        // orphan (incompatible with the first) are refused now.
+        std::vector<Waiter> granted, refused;
+        for (auto &w : waiters)
+            (w.mode == lease.mode && (w.owner == waiters.front().owner || w.mode == LeaseMode::Shared) ? granted
+                                                                                                      : refused)
+                .push_back(w);
+        grant(step, lease, granted);
+        for (const auto &w : refused)
+            step.replies.push_back({w.request, held_error(lease, lease.disk), resource, {host_id_}});
         pending_.erase(resource);  // only acquirers wait on an acquiring lease
+        return step;
+    }
+    if (outcome.rv == -EUCLEAN && outcome.io_errno == 0 && pending.adopting) {
+        // sanlock refused to hand over its orphan even so: it holds it in
+        // the other mode (shared/exclusive). Asking again would loop.
+        ApiError err{ErrorKind::SanlockFailure,
+                     "disk " + lease.disk + " is held on this host as an orphan of an earlier vmleased in a mode " +
+                         "other than " + to_string(lease.mode) + "; it cannot be taken over in this mode"};
+        for (const auto &w : waiters)
+            step.replies.push_back({w.request, err, resource});
+        leases_.erase(it);
+        pending_.erase(resource);
         return step;
     }
     if (outcome.rv == -EUCLEAN && outcome.io_errno == 0) {
@@ -185,6 +214,8 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
             step.replies.push_back({w.request, err, resource, {host_id_}});
         if (!entitled.empty()) {
             pending.acquirers = entitled;
+            pending.adopting = true;
+            lease.mode = entitled.front().mode;
             step.effects.push_back(AcquireEffect{resource, lease.disk, lease.mode, 0, true});
             return step;
         }

@@ -88,6 +88,8 @@ private:
         std::optional<ApiError> first_error;
     };
     struct Pending {
+        // The acquire with sanlock may take over an orphan of this host.
+        bool adopting = false;
         std::vector<Waiter> acquirers;     // replied when the acquire completes
         std::vector<Removal> releasers;    // replied when the release completes
         std::vector<Waiter> after_release; // acquires that arrived while releasing

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <signal.h>
 
 using namespace vmtest;
 
@@ -102,6 +103,34 @@ TEST_F(MockPolkit, EveryMutatingMethodIsDeniedWhenPolkitSaysNo) {
         EXPECT_EQ(error_name(call_as_nobody(*host, call)), "org.freedesktop.DBus.Error.AccessDenied") << call[0];
     EXPECT_TRUE(host->client->ListLeases().empty());
     EXPECT_EQ(checks().size(), kMutatingCalls.size());
+}
+
+// ReleaseDisk of a disk nobody here holds gives back an orphan whose owner
+// is unknown: release-lease for the owner a caller names is not enough, it
+// takes org.vmlease.manage (asked for with the disk and orphan=true).
+TEST_F(MockPolkit, ReleasingAnOrphanTakesTheManageAction) {
+    host->client->AcquireDisk("alice", kDisk, "exclusive", kNoOptions);
+    host->agent->child().signal(SIGKILL);
+    ASSERT_NE(host->agent->child().wait(10s), -1);
+    write_file(host->dir + "/agent/runtime/leases", "");  // who owned it is lost
+    host->agent->start();
+    ASSERT_TRUE(host->client->wait_property("LockspaceState", "joined")) << host->agent->log();
+    ASSERT_TRUE(host->client->ListLeases().empty());
+
+    set_allowed({"org.vmlease.release-lease"});
+    EXPECT_EQ(error_name(call_as_nobody(*host, {"ReleaseDisk", "mallory", kDisk})),
+              "org.freedesktop.DBus.Error.AccessDenied");
+    auto asked = checks();
+    ASSERT_EQ(asked.size(), 2u);
+    EXPECT_EQ(asked[1].get<0>(), "org.vmlease.manage");
+    EXPECT_EQ(asked[1].get<1>().at("orphan"), "true");
+    // Still held by this host: root on another host's view is the lease file.
+    EXPECT_EQ(error_of([&] { host->client->AcquireDisk("bob", kDisk, "exclusive", kNoOptions); }),
+              "org.vmlease.Error.LeaseHeld");
+
+    set_allowed({"org.vmlease.release-lease", "org.vmlease.manage"});
+    EXPECT_EQ(call_as_nobody(*host, {"ReleaseDisk", "mallory", kDisk}), "OK");
+    host->client->AcquireDisk("bob", kDisk, "exclusive", kNoOptions);  // free now
 }
 
 TEST_F(MockPolkit, ReadOnlyMethodsNeedNoAuthorization) {

@@ -520,3 +520,23 @@ TEST_F(Tracker, AReservationCannotTakeOverAnOrphan) {
     EXPECT_TRUE(s.machine_effects.empty());
     EXPECT_TRUE(reg.leases().empty());
 }
+
+// After a restart an intruder's AcquireDisk of a running machine's disk is
+// with sanlock when the machine's own rule asks for it: the machine waits
+// for sanlock's answer instead of meeting a conflict, and takes its orphan
+// over; the intruder is refused.
+TEST_F(Tracker, APendingIntruderDoesNotGetTheOrphansOwnerTerminated) {
+    const std::string lun = "/dev/disk/by-path/lun-1", res = lease_resource_name(lun);
+    Step intruder = reg.acquire(5, "intruder", lun, res, LeaseMode::Exclusive);
+    ASSERT_EQ(intruder.effects.size(), 1u);
+    Step s = tracker.machine_appeared(vm("db-1"));
+    EXPECT_TRUE(s.machine_effects.empty());
+    Step answered = run(reg.acquire_done(res, {-EUCLEAN, {}, ""}));
+    const Reply *refused = reply_for(answered, 5);
+    ASSERT_NE(refused, nullptr);
+    ASSERT_TRUE(refused->error);
+    EXPECT_EQ(refused->error->kind, ErrorKind::LeaseHeld);
+    EXPECT_TRUE(answered.machine_effects.empty());
+    ASSERT_NE(reg.find(res), nullptr);
+    EXPECT_EQ(reg.find(res)->owners, std::vector<std::string>{"db-1"});
+}
