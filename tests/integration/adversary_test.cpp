@@ -74,15 +74,15 @@ TEST_F(Adversary, ForgedMachinedSignalsFromAnUnprivilegedUserChangeNoLease) {
     std::string broadcast = forge(h1->bus_address, "", "vm-forged", machined);
     ASSERT_FALSE(unicast.empty());
     ASSERT_FALSE(broadcast.empty());
-    // The agent saw the unicast ones (the bus routes broadcasts from a
-    // non-owner to nobody who matches on machined's name) and said so.
-    ASSERT_TRUE(eventually([&] { return h1->agent->log().find("ignoring signal") != std::string::npos; }, 10s))
-        << h1->agent->log();
-    std::cout << "agent said: " << h1->agent->log().substr(h1->agent->log().find("ignoring signal"), 160) << std::endl;
-    // Had it believed them, the release would be under way now: wait for it.
+    // Had the agent believed them, the release would be under way now: wait for it.
     EXPECT_FALSE(h1->client->wait_for("LeaseReleased", {"vm-forged"}, 3s)) << h1->agent->log();
     EXPECT_EQ(leases_of(*h1), (Leases{{a, "vm-forged", "held"}}));
     EXPECT_EQ(intrude(*h2, a), "org.vmlease.Error.LeaseHeld");
+    // It saw the unicast ones (the bus routes broadcasts from a non-owner
+    // to nobody who matches on machined's name) and said why it ignored them.
+    ASSERT_TRUE(eventually([&] { return h1->agent->log().find("ignoring signal") != std::string::npos; }, 10s))
+        << h1->agent->log();
+    std::cout << "agent said: " << h1->agent->log().substr(h1->agent->log().find("ignoring signal"), 160) << std::endl;
     std::set<std::string> machines;
     for (const auto &m : h1->client->ListMachines())
         machines.insert(m.get<0>());
@@ -140,9 +140,9 @@ TEST_F(Adversary, AnOrphanIsAdoptedOnlyForItsOwner) {
     std::this_thread::sleep_for(1s);
     stop = true;
     intruder.join();
-    ASSERT_TRUE(back) << h1->agent->log();
     std::cout << "intruder asked " << asked << " times while the agent restarted; granted " << granted << std::endl;
     EXPECT_EQ(granted, 0);
+    ASSERT_TRUE(back) << h1->agent->log();
 
     std::string message;
     EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("intruder", api, "exclusive", {}); }, &message),
