@@ -291,6 +291,49 @@ TEST_F(Adversary, NoLeaseIsTakenThatTheStateFileDoesNotName) {
     umount2(runtime.c_str(), MNT_DETACH);
 }
 
+// --- machined's own word ----------------------------------------------------------
+
+// Even from machined's own connection, a MachineRemoved is taken at its word
+// only once machined confirms it: while GetMachine still knows the machine,
+// its lease stays. (machined stand-in: tests/support/machined_template.py.)
+TEST(MachinedWord, AMachineRemovedIsConfirmedBeforeTheLeasesGo) {
+    Site site("vml-mdword");
+    const std::string disk = site.root / "word.img";
+    write_file(disk, "x");
+    HostOptions o;
+    o.start_agent = false;
+    o.extra_yaml = "machines:\n  - match: \"vm-*\"\n    disks:\n      - {path: " + disk + ", mode: exclusive}\n";
+    Host h(site.root.path(), site.lease_dir(), 1, o);
+    DbusMock machined(site.root / "machined", h.bus_address, required_env("MACHINED_TEMPLATE"),
+                      "org.freedesktop.machine1");
+    h.start_agent();
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined")) << h.agent->log();
+    auto control = sdbus::createProxy(sdbus::createSessionBusConnectionWithAddress(h.bus_address),
+                                      "org.freedesktop.machine1", "/org/freedesktop/machine1");
+    auto removed = [&] {
+        control->callMethod("EmitSignal")
+            .onInterface("org.freedesktop.DBus.Mock")
+            .withArguments(std::string("org.freedesktop.machine1.Manager"), std::string("MachineRemoved"),
+                           std::string("so"),
+                           std::vector<sdbus::Variant>{sdbus::Variant(std::string("vm-1")),
+                                                       sdbus::Variant(sdbus::ObjectPath(
+                                                           "/org/freedesktop/machine1/machine/vm_2d1"))});
+    };
+    control->callMethod("AddMachine").onInterface("org.freedesktop.DBus.Mock").withArguments(std::string("vm-1"),
+                                                                                             uint32_t(getpid()));
+    ASSERT_TRUE(h.client->wait_for("LeaseAcquired", {"vm-1", disk}, 20s)) << h.agent->log();
+
+    removed();  // machined says so, but still lists it
+    EXPECT_FALSE(h.client->wait_for("LeaseReleased", {"vm-1"}, 3s)) << h.agent->log();
+    EXPECT_EQ(leases_of(h), (Leases{{disk, "vm-1", "held"}}));
+    EXPECT_TRUE(eventually([&] { return h.agent->log().find("but still has it") != std::string::npos; }, 10s))
+        << h.agent->log();
+
+    control->callMethod("ForgetMachine").onInterface("org.freedesktop.DBus.Mock").withArguments(std::string("vm-1"));
+    removed();  // now it is gone
+    EXPECT_TRUE(h.client->wait_for("LeaseReleased", {"vm-1", disk}, 15s)) << h.agent->log();
+}
+
 // --- the installed bus policy ------------------------------------------------------
 
 // With the shipped dbus/org.vmlease.conf, an unprivileged user cannot even
