@@ -62,6 +62,14 @@ struct Host {
         agent.reset();
         machined.reset();
     }
+    // Fail the running test on what went wrong since the last check: a
+    // sanitizer report or an unclean exit of the agent or of a killpath
+    // helper run (the destructors check too, attributing it to the suite).
+    void check() {
+        if (agent)
+            agent->check();
+        sanlock.check_helpers();
+    }
 
     std::string dir;
     SanlockDaemon sanlock;
@@ -123,9 +131,12 @@ protected:
         root.reset();
     }
     void TearDown() override {
+        for (const auto &h : hosts)
+            h->check();
         if (HasFailure())
             for (const auto &h : hosts)
-                std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
+                if (h->agent)
+                    std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
     }
 
     static inline std::unique_ptr<TempDir> root;

@@ -78,6 +78,8 @@ protected:
     void TearDown() override {
         for (const auto &l : host->client->ListLeases())
             host->client->ReleaseDisk(l.get<2>(), l.get<0>());
+        if (host)
+            host->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << host->agent->log() << std::endl;
     }
@@ -215,6 +217,8 @@ protected:
         root.reset();
     }
     void TearDown() override {
+        if (host)
+            host->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << host->agent->log() << std::endl;
     }
