@@ -10,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -69,6 +72,65 @@ std::string read_file(const std::string &path) {
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
+}
+
+// --- sanitizer reports ------------------------------------------------------
+
+namespace {
+
+// "ERROR: AddressSanitizer: ...", "SUMMARY: UndefinedBehaviorSanitizer: ...".
+bool names_a_sanitizer(const std::string &line, const std::string &marker) {
+    for (size_t at = line.find(marker); at != std::string::npos; at = line.find(marker, at + 1)) {
+        size_t word = at + marker.size(), end = word;
+        while (end < line.size() && isalpha(static_cast<unsigned char>(line[end])))
+            end++;
+        if (end - word >= 9 && line.compare(end - 9, 9, "Sanitizer") == 0)
+            return true;
+    }
+    return false;
+}
+
+bool is_report_line(const std::string &line) {
+    // What ASan, LSan and UBSan print when they find something (UBSan:
+    // "file:line:col: runtime error: ..."), and when they cannot do their job.
+    return line.find("runtime error:") != std::string::npos || names_a_sanitizer(line, "ERROR: ") ||
+           names_a_sanitizer(line, "SUMMARY: ") || line.find("Sanitizer:DEADLYSIGNAL") != std::string::npos ||
+           line.find("Sanitizer has encountered a fatal error") != std::string::npos;
+}
+
+}  // namespace
+
+std::string sanitizer_report(const std::string &text) {
+    for (size_t line = 0; line < text.size();) {
+        size_t end = text.find('\n', line);
+        if (end == std::string::npos)
+            end = text.size();
+        if (is_report_line(text.substr(line, end - line))) {
+            std::string out = text.substr(line, 6000);
+            if (line + out.size() < text.size())
+                out += "\n[...]";
+            return out;
+        }
+        line = end + 1;
+    }
+    return "";
+}
+
+std::string LogCursor::next() {
+    std::ifstream f(path_, std::ios::binary);
+    if (!f)
+        return "";
+    f.seekg(static_cast<std::streamoff>(offset_));
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string text = ss.str();
+    // Only complete lines: a report being written is read on the next call.
+    size_t end = text.rfind('\n');
+    if (end == std::string::npos)
+        return "";
+    text.resize(end + 1);
+    offset_ += text.size();
+    return text;
 }
 
 // --- processes ------------------------------------------------------------
@@ -179,6 +241,16 @@ int Child::stop(std::chrono::milliseconds grace) {
     return st;
 }
 
+std::string describe_status(int status) {
+    if (status == -1)
+        return "no exit seen";
+    if (WIFEXITED(status))
+        return "exit status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status))
+        return "signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+    return "wait status " + std::to_string(status);
+}
+
 int run(std::vector<std::string> argv, std::map<std::string, std::string> env, std::string *output,
         std::chrono::milliseconds timeout) {
     TempDir tmp("vmlease-run");
@@ -224,7 +296,8 @@ bool eventually(const std::function<bool()> &pred, std::chrono::milliseconds tim
 
 // --- sanlock ----------------------------------------------------------------
 
-SanlockDaemon::SanlockDaemon(const std::string &dir) : dir_(dir), run_dir_(dir + "/run") {
+SanlockDaemon::SanlockDaemon(const std::string &dir)
+    : dir_(dir), run_dir_(dir + "/run"), log_(dir + "/sanlock.log") {
     std::filesystem::create_directories(run_dir_);
     start();
 }
@@ -237,7 +310,9 @@ void SanlockDaemon::start() {
                    // a sanitized helper must tolerate the preloaded shim.
                    {{"SANLOCK_RUN_DIR", run_dir_},
                     {"LD_PRELOAD", required_env("SANLOCK_SHIM")},
-                    {"ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=1"}},
+                    {"ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=1"},
+                    // What tests/support/killpath-status runs.
+                    {"VMLEASE_LOCKFAILURE", required_env("VMLEASE_LOCKFAILURE")}},
                    dir_ + "/sanlock.log");
     bool up = eventually(
         [&] {
@@ -266,11 +341,46 @@ void SanlockDaemon::crash() {
     reap_orphans();  // its helper process
 }
 
+// Lines of tests/support/killpath-status, the killpath tests register.
+constexpr char kHelperStarted[] = "killpath-status: running ";
+constexpr char kHelperExited[] = "killpath-status: vmlease-lockfailure exited with status ";
+
+void SanlockDaemon::check_helpers() {
+    std::string text = log_.next();
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find(kHelperStarted) != std::string::npos) {
+            helpers_running_++;
+        } else if (auto at = line.find(kHelperExited); at != std::string::npos) {
+            helpers_running_ -= helpers_running_ > 0;
+            std::string status = line.substr(at + sizeof kHelperExited - 1);
+            if (status != "0")
+                ADD_FAILURE() << "vmlease-lockfailure, run by sanlock (" << dir_ << "), exited with status " << status
+                              << "; sanlock's log:\n" << tail_of(dir_ + "/sanlock.log");
+        }
+    }
+    std::string report = sanitizer_report(text);
+    if (!report.empty())
+        ADD_FAILURE() << "sanitizer report in sanlock's log (" << dir_
+                      << "/sanlock.log; what the killpath helper printed):\n" << report;
+}
+
 SanlockDaemon::~SanlockDaemon() {
+    // A helper run may still be under way (it waits up to 2 s for the agent).
+    eventually(
+        [&] {
+            check_helpers();
+            return helpers_running_ == 0;
+        },
+        20s);
     try {
         stop();
     } catch (...) {
     }
+    check_helpers();
+    if (helpers_running_ > 0)
+        ADD_FAILURE() << helpers_running_ << " vmlease-lockfailure run(s) by sanlock (" << dir_
+                      << ") did not finish within 20 s; sanlock's log:\n" << tail_of(dir_ + "/sanlock.log");
 }
 
 // --- dbus -------------------------------------------------------------------
@@ -303,14 +413,19 @@ DbusDaemon::~DbusDaemon() { child_.stop(5s); }
 // --- vmleased -----------------------------------------------------------------
 
 std::string config_yaml(const AgentConfig &c) {
+    // sanlock ignores the killpath program's exit status; this wrapper runs
+    // vmlease-lockfailure and logs it, for SanlockDaemon::check_helpers().
+    std::string killpath = required_env("VMLEASE_KILLPATH");
+    if (killpath.size() > 127)
+        fail("VMLEASE_KILLPATH is longer than sanlock's 127 bytes: " + killpath);
     return "host_id: " + std::to_string(c.host_id) + "\nlease_dir: " + c.lease_dir +
-           "\nio_timeout: " + std::to_string(c.io_timeout) + "\nlockfailure_helper: " +
-           required_env("VMLEASE_LOCKFAILURE") + "\n" + c.extra_yaml;
+           "\nio_timeout: " + std::to_string(c.io_timeout) + "\nlockfailure_helper: " + killpath + "\n" +
+           c.extra_yaml;
 }
 
 Agent::Agent(const std::string &dir, const std::string &bus_address, const SanlockDaemon &sanlock,
              const AgentConfig &config)
-    : dir_(dir), bus_address_(bus_address), config_path_(dir + "/etc/vmlease.yaml") {
+    : dir_(dir), bus_address_(bus_address), config_path_(dir + "/etc/vmlease.yaml"), log_(dir + "/vmleased.log") {
     std::filesystem::create_directories(dir + "/etc");
     std::filesystem::create_directories(dir + "/runtime");
     std::filesystem::create_directories(dir + "/state");
@@ -327,6 +442,12 @@ Agent::Agent(const std::string &dir, const std::string &bus_address, const Sanlo
 }
 
 void Agent::start() {
+    if (run_pending_) {
+        if (child_.running())
+            stop();
+        else
+            run_ended(child_.status());
+    }
     std::string sock_path = env_["NOTIFY_SOCKET"];
     unlink(sock_path.c_str());
     int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -340,6 +461,8 @@ void Agent::start() {
     for (const auto &a : {required_env("VMLEASED"), std::string("--config"), config_path_})
         argv.push_back(a);
     child_ = Child(argv, env_, dir_ + "/vmleased.log");
+    run_pending_ = true;
+    crashed_ = false;
 
     // Wait for READY=1 on the notify socket: the agent's own "I am up" event.
     auto deadline = Clock::now() + 30s;
@@ -360,9 +483,57 @@ void Agent::start() {
         fail("vmleased did not become ready:\n" + log());
 }
 
-int Agent::stop() { return child_.stop(15s); }
+int Agent::stop() {
+    int st = child_.stop(15s);
+    run_ended(st);
+    return st;
+}
 
-Agent::~Agent() { stop(); }
+int Agent::crash() {
+    if (!run_pending_)
+        return child_.status();
+    crashed_ = true;
+    child_.signal(SIGKILL);
+    int st = child_.wait(10s);
+    if (st == -1) {
+        ADD_FAILURE() << "vmleased (" << dir_ << ") survived SIGKILL for 10 s";
+        st = child_.stop(1s);
+    }
+    run_ended(st);
+    return st;
+}
+
+void Agent::run_ended(int st) {
+    if (!run_pending_)
+        return;
+    run_pending_ = false;
+    if (crashed_) {
+        if (!(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL))
+            ADD_FAILURE() << "vmleased (" << dir_ << ") ended before the test's SIGKILL: " << describe_status(st)
+                          << "\n" << log();
+        return;
+    }
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return;
+    std::string why = st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL
+                          ? " (SIGKILLed by the harness: no exit within 15 s of SIGTERM)"
+                          : "";
+    ADD_FAILURE() << "vmleased (" << dir_ << ") did not exit cleanly: " << describe_status(st) << why << "\n"
+                  << log();
+}
+
+void Agent::check() {
+    if (run_pending_ && !child_.running())
+        run_ended(child_.status());  // it ended by itself
+    std::string report = sanitizer_report(log_.next());
+    if (!report.empty())
+        ADD_FAILURE() << "sanitizer report in vmleased's log (" << dir_ << "/vmleased.log):\n" << report;
+}
+
+Agent::~Agent() {
+    stop();
+    check();
+}
 
 std::string Agent::log() const { return tail_of(dir_ + "/vmleased.log"); }
 

@@ -36,6 +36,22 @@ private:
 void write_file(const std::string &path, const std::string &content);
 std::string read_file(const std::string &path);
 
+// The first sanitizer report (AddressSanitizer, LeakSanitizer, UBSan's
+// "runtime error:") in `text`, from its first line on; "" if there is none.
+std::string sanitizer_report(const std::string &text);
+
+// Reads a growing log file piece by piece: each call returns the complete
+// lines added since the previous call.
+class LogCursor {
+public:
+    explicit LogCursor(std::string path = "") : path_(std::move(path)) {}
+    std::string next();
+
+private:
+    std::string path_;
+    size_t offset_ = 0;
+};
+
 // A child process with its output in a log file.
 class Child {
 public:
@@ -49,6 +65,9 @@ public:
     ~Child();
 
     pid_t pid() const { return pid_; }
+    // The wait status of its exit once it has been seen (running(), wait(),
+    // stop()); -1 before.
+    int status() const { return status_; }
     bool running();
     void signal(int sig) const;
     // Wait for exit; returns the wait status, or -1 on timeout.
@@ -72,10 +91,20 @@ int run(std::vector<std::string> argv, std::map<std::string, std::string> env = 
 void become_subreaper();
 void reap_orphans();
 
+// A description of a wait status: "exit status 1", "signal 9 (Killed)".
+std::string describe_status(int status);
+
+// The sanlock daemon of one simulated host. Its log is also where the
+// killpath program it runs writes (tests register tests/support/killpath-status,
+// which runs vmlease-lockfailure and logs its exit status): on destruction
+// the test fails on a sanitizer report there, on a helper that exited with
+// anything but 0 and on one still running.
 class SanlockDaemon {
 public:
     explicit SanlockDaemon(const std::string &dir);
     ~SanlockDaemon();
+    // Fail the running test on what the helper runs logged since the last check.
+    void check_helpers();
     const std::string &run_dir() const { return run_dir_; }
     std::map<std::string, std::string> env() const { return {{"SANLOCK_RUN_DIR", run_dir_}}; }
     pid_t pid() const { return child_.pid(); }
@@ -88,6 +117,8 @@ public:
 private:
     std::string dir_, run_dir_;
     Child child_;
+    LogCursor log_;
+    unsigned helpers_running_ = 0;
 };
 
 class DbusDaemon {
@@ -116,23 +147,45 @@ struct AgentConfig {
 std::string config_yaml(const AgentConfig &c);
 
 // vmleased, started from the build tree and waited for until it says READY=1.
+//
+// Every run must end cleanly: stop() (SIGTERM) must see exit status 0, and
+// the log must hold no sanitizer report. Otherwise the test (or the suite's
+// teardown) that owns the agent fails, from check() and the destructor. The
+// one exemption is a run the test ends itself with crash().
 class Agent {
 public:
     Agent(const std::string &dir, const std::string &bus_address, const SanlockDaemon &sanlock, const AgentConfig &config);
     ~Agent();
-    // Start (again); throws if it exits or does not get ready in time.
+    // Start (again); throws if it exits or does not get ready in time. A
+    // run still going is stopped first.
     void start();
-    // SIGTERM and wait; returns the wait status.
+    // SIGTERM and wait; returns the wait status. Anything but exit status 0
+    // (or no exit within 15 s) fails the test.
     int stop();
+    // SIGKILL and wait, as a crash: the test ends this run on purpose, so it
+    // is exempt from the clean-exit check (it must die of that SIGKILL,
+    // though, not of something before it). Returns the wait status.
+    int crash();
+    // Fail the running test on a sanitizer report in the log since the last
+    // check, and on a run that ended by itself. Called by the destructor;
+    // suites with long-lived hosts also call it after each test.
+    void check();
+    // For signals other than SIGKILL and SIGTERM (SIGHUP, SIGSTOP/SIGCONT);
+    // use stop() and crash() to end a run.
     Child &child() { return child_; }
     const std::string &config_path() const { return config_path_; }
     std::string log() const;
 
 private:
+    void run_ended(int status);
+
     std::string dir_, bus_address_, config_path_;
     std::map<std::string, std::string> env_;
     std::vector<std::string> wrapper_;
     Child child_;
+    LogCursor log_;
+    bool run_pending_ = false;  // a run started whose end has not been checked
+    bool crashed_ = false;      // this run ended by crash()
 };
 
 // The real systemd-machined on its own private system bus, with a

@@ -40,6 +40,8 @@ protected:
         // Leave no lease behind for the next test.
         for (const auto &l : host->client->ListLeases())
             host->client->ReleaseDisk(l.get<2>(), l.get<0>());
+        if (host)
+            host->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << host->agent->log() << std::endl;
     }
@@ -245,11 +247,13 @@ TEST(VmleasedStartup, MalformedConfigurationIsRefusedWithFileLineAndColumn) {
     int rc = run({required_env("VMLEASED"), "--config", dir / "vmlease.yaml"}, {}, &out, 10s);
     EXPECT_EQ(rc, 78) << out;
     EXPECT_NE(out.find(dir / "vmlease.yaml:"), std::string::npos) << out;
+    EXPECT_EQ(sanitizer_report(out), "");
 
     write_file(dir / "vmlease.yaml", "host_id: 4000\n");
     rc = run({required_env("VMLEASED"), "--config", dir / "vmlease.yaml"}, {}, &out, 10s);
     EXPECT_EQ(rc, 78) << out;
     EXPECT_NE(out.find(dir / "vmlease.yaml:1:10:"), std::string::npos) << out;
+    EXPECT_EQ(sanitizer_report(out), "");
 }
 
 TEST(VmleasedLockspace, UnjoinableLockspaceIsReportedAndRetried) {

@@ -55,6 +55,8 @@ protected:
         root.reset();
     }
     void TearDown() override {
+        if (h)
+            h->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << h->agent->log() << std::endl;
     }
@@ -145,6 +147,8 @@ protected:
     void TearDown() override {
         if (fs)
             fs->set("ok");
+        if (h)
+            h->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure() && h) {
             // sanlock's log of kills and killpath runs, and what the helper said.
             std::istringstream sanlock_log(read_file(h->dir + "/sanlock/sanlock.log"));

@@ -57,6 +57,8 @@ protected:
     }
     void SetUp() override { h1->client->clear_events(); }
     void TearDown() override {
+        if (h1)
+            h1->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << h1->agent->log() << std::endl;
     }

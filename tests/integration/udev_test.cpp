@@ -61,6 +61,8 @@ protected:
     }
     void SetUp() override { h->client->clear_events(); }
     void TearDown() override {
+        if (h)
+            h->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
         if (HasFailure())
             std::cerr << "--- vmleased log ---\n" << h->agent->log() << std::endl;
     }
