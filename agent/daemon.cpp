@@ -511,11 +511,16 @@ void Daemon::scan_machine(const std::string &name) {
         return;
     try {
         std::thread([leader, name, key, post = completions_.poster(), this] {
-            auto files = open_files(machine_processes(leader));
-            UdevDiskNamer namer;
-            for (auto &f : files)
-                if (f.writable)
-                    f.name = namer.canonical(f.path);
+            std::vector<OpenFile> files;
+            try {
+                files = open_files(machine_processes(leader));
+                UdevDiskNamer namer;
+                for (auto &f : files)
+                    if (f.writable)
+                        f.name = namer.canonical(f.path);
+            } catch (const std::exception &) {
+                files.clear();  // nothing learnt this time; the next scan tries again
+            }
             post([this, name, key, files = std::move(files)] {
                 scanning_.erase(key);
                 apply(tracker_.files_discovered(name, files));
