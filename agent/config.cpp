@@ -435,9 +435,9 @@ void copy_member(Config &to, const Config &from) {
 
 // The single list of top-level keys: it drives parsing, the unknown-key
 // message and drop-in merging, so adding a key is a one-line change.
-const std::array<TopKey, 13> &top_keys() {
+const std::array<TopKey, 14> &top_keys() {
     using P = DocumentParser;
-    static const std::array<TopKey, 13> table{{
+    static const std::array<TopKey, 14> table{{
         {"host_id", [](P &p, const Value &v, Config &c) { c.host_id = p.integer(v, 1, 2000); },
          &copy_member<&Config::host_id>},
         {"lease_dir", [](P &p, const Value &v, Config &c) { c.lease_dir = normalise_absolute(p.absolute_path(v)); },
@@ -459,6 +459,8 @@ const std::array<TopKey, 13> &top_keys() {
          &copy_member<&Config::lease_file_group>},
         {"lockfailure_helper", [](P &p, const Value &v, Config &c) { c.lockfailure_helper = p.absolute_path(v); },
          &copy_member<&Config::lockfailure_helper>},
+        {"lease_holder", [](P &p, const Value &v, Config &c) { c.lease_holder = p.absolute_path(v); },
+         &copy_member<&Config::lease_holder>},
         {"discovery", [](P &p, const Value &v, Config &c) { c.discovery = p.discovery(v); },
          &copy_member<&Config::discovery>},
         {"machines", [](P &p, const Value &v, Config &c) { c.machines = p.machines(v); },

@@ -56,6 +56,7 @@ struct Config {
     Discovery discovery;
     std::vector<MachineRule> machines;
     std::string lockfailure_helper;  // empty: the installed vmlease-lockfailure
+    std::string lease_holder;        // empty: the installed vmlease-holder
     // CleanupLeases leaves lease files younger than this alone (seconds).
     uint32_t cleanup_min_age = 3600;
 

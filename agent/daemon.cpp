@@ -2,6 +2,7 @@
 
 #include "atomic_file.hpp"
 #include "bus_event_source.hpp"
+#include "core/sanlock_codes.hpp"
 #include "disk_path.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
@@ -18,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -48,6 +50,22 @@ uint64_t now_usec() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
+// How long after its lock-failure action a machine that is still there
+// is named in the journal as one that would not stop.
+constexpr uint64_t kStopCheckUsec = 10 * 1000000;
+
+// "state D (disk sleep)" for a process, "" if it is gone.
+std::string process_state(uint32_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    auto close = stat.rfind(')');
+    if (pid == 0 || close == std::string::npos || close + 2 >= stat.size())
+        return "";
+    char c = stat[close + 2];
+    return std::string("state ") + c + (c == 'D' ? " (uninterruptible: waiting for storage)" : "");
+}
+
 void check(int r, const char *what) {
     if (r < 0)
         throw std::runtime_error(std::string(what) + ": " + strerror(-r));
@@ -56,6 +74,13 @@ void check(int r, const char *what) {
 }  // namespace
 
 std::string runtime_directory() { return env_or("RUNTIME_DIRECTORY", "/run/vmlease"); }
+
+std::vector<std::string> Daemon::warnings() const {
+    std::vector<std::string> w = warnings_;
+    if (!holder_problem_.empty())
+        w.push_back(holder_problem_);
+    return w;
+}
 std::string state_directory() { return env_or("STATE_DIRECTORY", "/var/lib/vmlease"); }
 
 SanlockSettings sanlock_settings_for(const Config &config) {
@@ -77,6 +102,8 @@ SanlockSettings sanlock_settings_for(const Config &config) {
     // sanlock passes the helper at most 127 bytes of arguments.
     std::string args = runtime_directory();
     s.killpath_args = args.size() < 128 ? args : "";
+    s.holder = config.lease_holder.empty() ? VMLEASE_HOLDER : config.lease_holder;
+    s.runtime_dir = runtime_directory();
     return s;
 }
 
@@ -100,6 +127,7 @@ Daemon::~Daemon() {
     sd_event_source_disable_unref(rejoin_timer_);
     sd_event_source_disable_unref(scan_timer_);
     sd_event_source_disable_unref(grace_timer_);
+    sd_event_source_disable_unref(stop_check_timer_);
     for (auto *s : sources_)
         sd_event_source_disable_unref(s);
     sd_event_unref(event_);
@@ -128,6 +156,9 @@ int Daemon::run() {
     check(sd_event_add_time(event_, &grace_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_grace_timer, this),
           "cannot set up the reservation timer");
     sd_event_source_set_enabled(grace_timer_, SD_EVENT_OFF);
+    check(sd_event_add_time(event_, &stop_check_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_stop_check_timer, this),
+          "cannot set up the lock-failure timer");
+    sd_event_source_set_enabled(stop_check_timer_, SD_EVENT_OFF);
     check(sd_event_add_defer(event_, &save_state_source_, on_save_state, this), "cannot set up state saving");
     sd_event_source_set_enabled(save_state_source_, SD_EVENT_OFF);
     sd_event_source *cq = nullptr;
@@ -143,7 +174,14 @@ int Daemon::run() {
     manager_ = std::make_unique<ManagerObject>(*bus_, *signals_, *this, VMLEASE_VERSION);
     try {
         lockfailure_listener_ = std::make_unique<LockFailureListener>(
-            event_, runtime_directory() + "/" + kLockFailureSocket, [this] { lock_failure("vmlease-lockfailure reported"); });
+            event_, runtime_directory() + "/" + kLockFailureSocket, [this] {
+                // Handled here only once the leases are this agent's to act
+                // on; until then (starting, reconciling) the helper applies
+                // the plan itself.
+                bool handled = after_failure_ || (registry_.lockspace_state() == LockspaceState::Joined && !to_restore_);
+                lock_failure("vmlease-lockfailure reported");
+                return handled;
+            });
     } catch (const std::exception &e) {
         // The helper then acts on its own from the plan file.
         log_error(std::string("cannot hear the lock-failure helper: ") + e.what());
@@ -303,6 +341,7 @@ std::optional<ApiError> Daemon::reload() {
         {"lease_file_user/lease_file_group",
          next_settings.lease_uid != settings_.lease_uid || next_settings.lease_gid != settings_.lease_gid},
         {"lockfailure_helper", next_settings.killpath != settings_.killpath},
+        {"lease_holder", next_settings.holder != settings_.holder},
     };
     for (const auto &[key, changed] : fixed_keys) {
         if (!changed)
@@ -369,6 +408,7 @@ void Daemon::apply(Step step) {
             grace_deadlines_[g.machine] = now_usec() + uint64_t(g.seconds) * 1000000;
         arm_grace_timer();
     }
+    retire_holder_if_done();
     for (const auto &action : step.machine_effects) {
         auto f = std::find_if(step.lock_failures.begin(), step.lock_failures.end(),
                               [&](const LockFailureChange &c) { return c.owner == action.machine; });
@@ -414,6 +454,10 @@ void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *fai
 
 // What vmlease-lockfailure applies if this agent cannot answer it.
 void Daemon::write_lockfailure_plan() {
+    // Until the leases held before this start are reconciled, the plan the
+    // agent wrote before names their machines; an empty one would not.
+    if (to_restore_)
+        return;
     LockFailurePlan plan;
     if (const char *bus = getenv("DBUS_SYSTEM_BUS_ADDRESS"))
         plan.bus_address = bus;
@@ -552,6 +596,11 @@ void Daemon::carry_out(const SanlockEffect &effect) {
             if (out.rv < 0)
                 log_warning("sanlock acquire of " + resource + " failed: " + out.detail, {{"RESOURCE", resource}});
             apply(registry_.acquire_done(resource, out));
+            // sanlock lists the lockspace but is killing its clients (it
+            // failed while this agent was not running, or before the
+            // helper's report got here): the same failure, handled once.
+            if (out.io_errno == 0 && (out.rv == -ENOSPC || out.rv == sanlock_rv::kAcquireLockspace))
+                lock_failure("sanlock refused a lease (" + sanlock_strerror(out.rv) + ")");
         });
     } else if (const auto *r = std::get_if<ReleaseEffect>(&effect)) {
         effector_->release(*r, [this, resource = r->resource](SanlockOutcome out) {
@@ -601,18 +650,40 @@ void Daemon::notify_status() {
 void Daemon::start_join() {
     bool first = registry_.lockspace_state() == LockspaceState::Absent;
     apply(registry_.set_lockspace_state(first ? LockspaceState::Joining : LockspaceState::Rejoining));
-    effector_->join_lockspace(after_failure_, [this](int rv, std::string detail, int watch_fd) {
-        join_finished(rv, detail, watch_fd);
-    });
+    effector_->join_lockspace(after_failure_, [this](SanlockEffector::JoinOutcome out) { join_finished(std::move(out)); });
 }
 
-void Daemon::join_finished(int rv, const std::string &detail, int watch_fd) {
+void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
+    const int rv = out.rv;
+    const std::string &detail = out.detail;
     if (rv == 0) {
         join_failures_ = 0;
         after_failure_ = false;
         last_join_error_.clear();
-        watch_sanlock(watch_fd);
+        watch_sanlock(out.watch_fd);
+        if (reconnect_on_join_) {
+            // Queued before any acquire the join below brings.
+            effector_->reconnect_all();
+            reconnect_on_join_ = false;
+        }
+        stopping_.clear();
+        holder_running_ = out.holder.pid > 0;
+        if (out.holder.started)
+            log_info("started vmlease-holder (pid " + std::to_string(out.holder.pid) +
+                     "): sanlock runs the lock-failure helper for it while vmleased is not running");
+        if (out.holder.problem != holder_problem_ && !out.holder.problem.empty())
+            log_message(LOG_CRIT,
+                        out.holder.problem + (holder_running_ ? std::string()
+                                                              : "; if vmleased is not running when this host loses "
+                                                                "its lease storage, nothing stops its VMs"),
+                        {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
+        holder_problem_ = out.holder.problem;
         apply(registry_.set_lockspace_state(LockspaceState::Joined));
+        // Orphans of machines that are gone were given back just now (they
+        // keep a failed lockspace); what is left is the failure itself.
+        if (out.failing)
+            lock_failure("sanlock is stopping the clients of the lockspace (it failed while vmleased was not "
+                         "running)");
         maybe_reconcile();
         return;
     }
@@ -823,12 +894,59 @@ void Daemon::lock_failure(const std::string &how) {
                     " failed; applying each machine's on_lockfailure and releasing every lease",
                 {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
     after_failure_ = true;
+    reconnect_on_join_ = true;
     apply(registry_.set_lockspace_state(LockspaceState::Failed));
+    for (const auto &owner : registry_.owners())
+        if (const Machine *m = tracker_.find(owner); m && !m->reserved &&
+            (m->on_lockfailure == LockFailureAction::Poweroff || m->on_lockfailure == LockFailureAction::Terminate ||
+             m->on_lockfailure == LockFailureAction::Restart))
+            stopping_.insert(owner);
     apply(tracker_.lock_failed());
-    // sanlock refuses new acquires on connections it targeted: start afresh
-    // once the releases queued above are done.
-    effector_->reconnect_all();
+    if (!stopping_.empty()) {
+        log_notice("the leases of " + std::to_string(stopping_.size()) +
+                       " machine(s) stay held until each is gone; sanlock keeps escalating meanwhile",
+                   {{"LOCKSPACE", settings_.lockspace}});
+        sd_event_source_set_time_relative(stop_check_timer_, kStopCheckUsec);
+        sd_event_source_set_enabled(stop_check_timer_, SD_EVENT_ONESHOT);
+    }
     schedule_rejoin();
+}
+
+void Daemon::retire_holder_if_done() {
+    if (!holder_running_ || !after_failure_ || registry_.lockspace_state() == LockspaceState::Joined ||
+        !registry_.leases().empty())
+        return;
+    holder_running_ = false;
+    effector_->retire_holder([](pid_t pid) {
+        if (pid > 0)
+            log_info("vmlease-holder (pid " + std::to_string(pid) +
+                     ") stopped: no lease of this host is left in the failed lockspace");
+    });
+}
+
+int Daemon::on_stop_check_timer(sd_event_source *, uint64_t, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        for (auto it = self->stopping_.begin(); it != self->stopping_.end();) {
+            const Machine *m = self->tracker_.find(*it);
+            if (!m || !self->registry_.owners().count(*it)) {
+                it = self->stopping_.erase(it);
+                continue;
+            }
+            std::string state = process_state(m->info.leader);
+            log_message(LOG_CRIT,
+                        "machine " + *it + " is still there " + std::to_string(kStopCheckUsec / 1000000) +
+                            " s after its lock-failure action " + to_string(m->on_lockfailure) + " (leader pid " +
+                            std::to_string(m->info.leader) + (state.empty() ? "" : ", " + state) +
+                            "); its leases stay held, so sanlock keeps escalating and, with its watchdog, resets "
+                            "this host before another host can take the disks",
+                        {{"OWNER", *it}, {"ACTION", to_string(m->on_lockfailure)}}, message_id::kLockFailureAction);
+            ++it;
+        }
+    } catch (const std::exception &e) {
+        log_error(std::string("checking stopped machines failed: ") + e.what());
+    }
+    return 0;
 }
 
 int Daemon::on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

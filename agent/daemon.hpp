@@ -56,7 +56,7 @@ public:
                  uint32_t grace_seconds) override;
     void inspect(RequestId id, const std::string &resource) override;
     void clean_up(RequestId id, bool dry_run) override;
-    std::vector<std::string> warnings() const override { return warnings_; }
+    std::vector<std::string> warnings() const override;
     std::optional<ApiError> reload() override;
     const LeaseRegistry &registry() const override { return registry_; }
     const MachineTracker &tracker() const override { return tracker_; }
@@ -79,7 +79,13 @@ private:
     void carry_out(const SanlockEffect &effect);
     void log_changes(const Step &step);
     void start_join();
-    void join_finished(int rv, const std::string &detail, int watch_fd);
+    void join_finished(SanlockEffector::JoinOutcome out);
+    // vmlease-holder goes once no lease of this host is left in the failed
+    // lockspace: its sentinel alone would keep the lockspace from going.
+    void retire_holder_if_done();
+    // Machines still there some seconds after their lock-failure action:
+    // the journal says which and why their leases stay.
+    static int on_stop_check_timer(sd_event_source *s, uint64_t usec, void *userdata);
     void schedule_rejoin();
     void on_lock_failure_signal(pid_t sender);
     // sanlock says the lockspace failed (its SIGTERM, or the killpath helper).
@@ -147,6 +153,14 @@ private:
     uint64_t last_lock_failure_log_ = 0;
     std::string last_join_error_;
     std::vector<std::string> warnings_;
+    bool holder_running_ = false;
+    std::string holder_problem_;  // why no vmlease-holder runs while joined
+    // sanlock refuses new acquires on connections it targeted in a failure;
+    // they are replaced at the rejoin, not before: until then they still
+    // hold the leases of machines that have not gone yet.
+    bool reconnect_on_join_ = false;
+    sd_event_source *stop_check_timer_ = nullptr;
+    std::set<std::string> stopping_;  // machines whose lock-failure action should end them
 };
 
 }  // namespace vmlease

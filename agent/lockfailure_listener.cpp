@@ -13,7 +13,7 @@
 
 namespace vmlease {
 
-LockFailureListener::LockFailureListener(sd_event *event, const std::string &path, std::function<void()> handler)
+LockFailureListener::LockFailureListener(sd_event *event, const std::string &path, std::function<bool()> handler)
     : path_(path), handler_(std::move(handler)) {
     sockaddr_un addr{};
     if (path.size() >= sizeof addr.sun_path)
@@ -86,12 +86,14 @@ int LockFailureListener::on_client(sd_event_source *, int fd, uint32_t, void *us
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     if (n > 0 && std::string(buf, static_cast<size_t>(n)).rfind("lockfailure", 0) == 0) {
+        bool handled = false;
         try {
-            self->handler_();
+            handled = self->handler_();
         } catch (const std::exception &e) {
             log_error(std::string("handling the lock-failure helper's report failed: ") + e.what());
         }
-        (void)!send(fd, "ok\n", 3, MSG_NOSIGNAL);
+        // Anything but "ok" makes the helper act on its own.
+        (void)!send(fd, handled ? "ok\n" : "no\n", 3, MSG_NOSIGNAL);
     }
     self->drop(fd);
     return 0;

@@ -16,8 +16,9 @@ inline constexpr size_t kMaxHelperConnections = 16;
 
 class LockFailureListener {
 public:
-    // `handler` runs on the loop for each report, before "ok" is answered.
-    LockFailureListener(sd_event *event, const std::string &path, std::function<void()> handler);
+    // `handler` runs on the loop for each report; "ok" is answered if it says
+    // it handled it, "no" (the helper then acts itself) if not.
+    LockFailureListener(sd_event *event, const std::string &path, std::function<bool()> handler);
     ~LockFailureListener();
     LockFailureListener(const LockFailureListener &) = delete;
     LockFailureListener &operator=(const LockFailureListener &) = delete;
@@ -28,7 +29,7 @@ private:
     void drop(int fd);
 
     std::string path_;
-    std::function<void()> handler_;
+    std::function<bool()> handler_;
     int listen_fd_ = -1;
     sd_event_source *listen_source_ = nullptr;
     std::map<int, sd_event_source *> clients_;

@@ -274,6 +274,17 @@ int SanlockConnection::release_orphan(const std::string &resource) {
 
 int open_sanlock_watch() { return sanlock_register(); }
 
+int acquire_sentinel(int fd, const SanlockSettings &s, const std::string &resource) {
+    OneDiskResource r;
+    fill_resource(r, s, resource, lease_file_path(s, resource));
+    sanlk_resource *list[1] = {r.get()};
+    return sanlock_acquire(fd, -1, 0, 1, list, nullptr);
+}
+
+int keep_lockspace_for_orphans(const SanlockSettings &s) {
+    return sanlock_set_config(s.lockspace.c_str(), 0, SANLK_CONFIG_USED_BY_ORPHANS, nullptr);
+}
+
 bool process_holds(const SanlockSettings &s, uint32_t pid, const std::string &resource) {
     int count = 0;
     char *state = nullptr;

@@ -20,6 +20,8 @@ struct SanlockSettings {
     gid_t lease_gid = 0;
     std::string killpath;       // vmlease-lockfailure
     std::string killpath_args;  // at most 127 bytes
+    std::string holder;         // vmlease-holder
+    std::string runtime_dir;    // where vmlease-holder's pid file lives
 };
 
 // Size of a lease or lockspace file: 1 MiB, sanlock's alignment for 512-byte sectors.
@@ -99,6 +101,15 @@ private:
 // it when its daemon stops, the one event that says every lease is gone.
 // Returns the fd or a negative errno.
 int open_sanlock_watch();
+
+// Hold `resource` on registered connection `fd`, not persistent: it goes
+// with the connection (vmlease-holder's sentinel).
+int acquire_sentinel(int fd, const SanlockSettings &s, const std::string &resource);
+
+// Orphans of this lockspace count as use: a lockspace that fails while
+// orphans remain is not removed (sanlock's watchdog, if any, then resets
+// the host) until they are released. Safe to repeat.
+int keep_lockspace_for_orphans(const SanlockSettings &s);
 
 // Whether process `pid` (a registered sanlock client, e.g. a VM under
 // libvirt's sanlock plugin) holds `resource` in our lockspace.

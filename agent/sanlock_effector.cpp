@@ -1,5 +1,7 @@
 #include "sanlock_effector.hpp"
 
+#include "lease_holder.hpp"
+
 #include "core/sanlock_codes.hpp"
 #include "log.hpp"
 
@@ -114,17 +116,36 @@ void SanlockEffector::remove_stale_temporaries(std::function<void(size_t removed
     });
 }
 
-void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int, std::string, int)> done) {
+void SanlockEffector::join_lockspace(bool after_failure, std::function<void(JoinOutcome)> done) {
     admin_.submit([s = settings_, post = post_, after_failure, done = std::move(done)]() mutable {
         std::string detail;
         int watch_fd = -1;
+        HolderOutcome holder;
+        bool failing = false;
         FileOutcome file = ensure_lockspace_file(s);
         int rv = file.io_errno ? -file.io_errno : file.sanlock_rv;
         detail = file.detail;
         if (file.ok()) {
             rv = vmlease::join_lockspace(s, after_failure);
-            if (rv == 0)
+            if (rv == 0) {
                 watch_fd = open_sanlock_watch();
+                // Before any lease is taken: orphans keep a failed lockspace
+                // (and sanlock's watchdog) in place, and a live client with
+                // the killpath exists while the agent does not.
+                int r = keep_lockspace_for_orphans(s);
+                if (r == -ENOSPC) {
+                    // Listed, but sanlock is stopping its clients: it failed
+                    // (while this agent was not running) and is on its way out.
+                    failing = true;
+                } else {
+                    if (r < 0)
+                        holder.problem = "sanlock would not keep a failed lockspace for orphan leases (" +
+                                         sanlock_strerror(r) + "); ";
+                    HolderOutcome h = ensure_lease_holder(s);
+                    h.problem = holder.problem + h.problem;
+                    holder = std::move(h);
+                }
+            }
             if (rv == -ENOENT)  // from sanlock: no socket to connect to
                 detail = "the sanlock daemon is not running (" + sanlock_strerror(rv) + "); waiting for it";
             else if (rv == -EEXIST)
@@ -135,7 +156,16 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(int,
         }
         if (rv == -ECONNREFUSED)  // a socket nobody listens on: sanlock stopped or crashed
             detail = "the sanlock daemon is not running (" + sanlock_strerror(rv) + "); waiting for it";
-        post([done = std::move(done), rv, detail = std::move(detail), watch_fd] { done(rv, detail, watch_fd); });
+        post([done = std::move(done), rv, detail = std::move(detail), watch_fd, holder = std::move(holder), failing] {
+            done(JoinOutcome{rv, detail, watch_fd, holder, failing});
+        });
+    });
+}
+
+void SanlockEffector::retire_holder(std::function<void(pid_t)> done) {
+    admin_.submit([s = settings_, post = post_, done = std::move(done)]() mutable {
+        pid_t pid = stop_lease_holder(s);
+        post([done = std::move(done), pid] { done(pid); });
     });
 }
 

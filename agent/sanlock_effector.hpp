@@ -7,6 +7,7 @@
 
 #include "completion_queue.hpp"
 #include "lease_cleanup.hpp"
+#include "lease_holder.hpp"
 #include "core/lease_registry.hpp"
 #include "sanlock_client.hpp"
 #include "worker.hpp"
@@ -31,9 +32,21 @@ public:
     // This host's temporary files a crash left in the lease directory are
     // removed; queued before the first join, so before any are created.
     void remove_stale_temporaries(std::function<void(size_t removed)> done);
-    // Once joined, `watch_fd` is a connection to watch for the sanlock daemon
-    // stopping (see open_sanlock_watch), or -1 if none could be opened.
-    void join_lockspace(bool after_failure, std::function<void(int rv, std::string detail, int watch_fd)> done);
+    struct JoinOutcome {
+        int rv = 0;
+        std::string detail;
+        // Once joined, a connection to watch for the sanlock daemon stopping
+        // (see open_sanlock_watch), or -1 if none could be opened.
+        int watch_fd = -1;
+        // Once joined: vmlease-holder (lease_holder.hpp), or why there is none.
+        HolderOutcome holder;
+        // Joined before, and failed since: sanlock is stopping its clients.
+        bool failing = false;
+    };
+    void join_lockspace(bool after_failure, std::function<void(JoinOutcome)> done);
+    // vmlease-holder is asked to exit (its sentinel no longer keeps a failed
+    // lockspace); `done` gets its pid, or 0 if none was running.
+    void retire_holder(std::function<void(pid_t)> done);
     // After the releases already queued, every connection registers anew.
     void reconnect_all();
     void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);

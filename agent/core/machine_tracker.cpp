@@ -391,6 +391,12 @@ Step MachineTracker::retry_failed() {
     return step;
 }
 
+namespace {
+bool stops_machine(LockFailureAction a) {
+    return a == LockFailureAction::Poweroff || a == LockFailureAction::Terminate || a == LockFailureAction::Restart;
+}
+}  // namespace
+
 Step MachineTracker::lock_failed() {
     Step step;
     for (const auto &owner : leases_.owners()) {
@@ -425,6 +431,18 @@ Step MachineTracker::lock_failed() {
             }
             }
             step.lock_failures.push_back(change);
+        }
+        // A machine being stopped keeps its leases until it is gone
+        // (machine_gone releases them): a VM that does not die, e.g. stuck
+        // in D state on its own storage, must not be declared clear, or
+        // sanlock stops escalating and disarms its watchdog while the VM's
+        // pending writes can still land after another host took the disk.
+        if (it != machines_.end() && !it->second.reserved && stops_machine(it->second.on_lockfailure)) {
+            for (auto &d : it->second.disks)
+                if (d.state == MachineDisk::State::Held)
+                    d.error = "the lockspace failed; the lease stays held until the machine is gone";
+            step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+            continue;
         }
         RequestId id = next_id();
         requests_[id] = {owner, ""};

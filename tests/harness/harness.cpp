@@ -328,9 +328,11 @@ void SanlockDaemon::start() {
 void SanlockDaemon::stop() {
     if (!child_.running())
         return;
-    // The daemon ignores SIGTERM while it has a lockspace.
-    run({required_env("SANLOCK"), "shutdown", "-f", "1", "-w", "1"}, env(), nullptr, 20s);
-    if (child_.wait(10s) == -1)
+    // The daemon ignores SIGTERM while it has a lockspace, and keeps a
+    // lockspace with orphan leases (vmleased sets USED_BY_ORPHANS), as a
+    // stopped agent leaves them: ask, then kill (no watchdog here, -w 0).
+    run({required_env("SANLOCK"), "shutdown", "-f", "1"}, env(), nullptr, 5s);
+    if (child_.wait(3s) == -1)
         child_.stop(1s);
     reap_orphans();
 }
@@ -419,7 +421,8 @@ std::string config_yaml(const AgentConfig &c) {
     if (killpath.size() > 127)
         fail("VMLEASE_KILLPATH is longer than sanlock's 127 bytes: " + killpath);
     return "host_id: " + std::to_string(c.host_id) + "\nlease_dir: " + c.lease_dir +
-           "\nio_timeout: " + std::to_string(c.io_timeout) + "\nlockfailure_helper: " + killpath + "\n" +
+           "\nio_timeout: " + std::to_string(c.io_timeout) + "\nlockfailure_helper: " + killpath +
+           "\nlease_holder: " + required_env("VMLEASE_HOLDER") + "\n" +
            c.extra_yaml;
 }
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 using namespace vmtest;
 
@@ -126,7 +127,8 @@ protected:
         fs = std::make_unique<FaultFs>(*root / "backing", *root / "leases", *root / "faultfs.log");
         HostOptions o;
         o.with_machined = true;
-        o.extra_yaml = rules(*root / "images", {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}});
+        o.extra_yaml = rules(*root / "images",
+                             {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}, {"fs-c", "poweroff"}, {"fs-d", "poweroff"}});
         o.start_agent = false;
         h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
         // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
@@ -219,6 +221,116 @@ TEST_F(StorageLoss, TheHelperStopsTheVmItselfWhenTheAgentCannotAnswer) {
     fs->set("ok");
     EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
     EXPECT_TRUE(h->client->ListLeases().empty());
+}
+
+// How often sanlock has tried to free what client `pid` holds in a failed
+// lockspace (its kill_count: once a second, killpath first, then signals);
+// it stops counting once nothing of that client is left there.
+int kill_count(const Host &h, pid_t pid) {
+    std::string out;
+    run({required_env("SANLOCK"), "client", "status", "-D"}, h.sanlock.env(), &out, 5s);
+    std::istringstream in(out);
+    const std::string who = " pid=" + std::to_string(pid) + " ";
+    for (std::string line; std::getline(in, line);) {
+        auto at = line.find("kill_count=");
+        if (line.find(who) != std::string::npos && at != std::string::npos)
+            return std::atoi(line.c_str() + at + 11);
+    }
+    return -1;
+}
+
+// The agent is dead (SIGKILL: its connections, and with them sanlock's
+// reason to run the killpath, are gone) when this host's storage fails.
+// vmlease-holder is the live client sanlock runs the helper for; the helper
+// stops the VM through machined, before host 2 may take the disk.
+TEST_F(StorageLoss, WithTheAgentKilledTheVmIsStillStoppedBeforeAnotherHostTakesItsDisk) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    // Host 2 sees the same files without faultfs: its storage keeps working.
+    Host h2(root->path(), *root / "backing", 2);
+    ASSERT_TRUE(h2.client->wait_property("LockspaceState", "joined", 120s)) << h2.agent->log();
+
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-c.log");
+    ASSERT_EQ(h->machined->create_machine("fs-c", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-c"}, 10s)) << h->agent->log();
+    const std::string disk = root->path() + "/images/fs-c.img";
+    ASSERT_EQ(intrude(h2, disk), "org.vmlease.Error.LeaseHeld");
+    pid_t holder = std::stoi(read_file(h->dir + "/agent/runtime/holder.pid"));
+    ASSERT_EQ(kill(holder, 0), 0) << "no vmlease-holder runs";
+
+    kill_agent(*h);
+    auto t0 = Clock::now();
+    fs->set("eio");
+    // The VM's end is timed on a thread of its own: host 2's attempts block.
+    std::optional<Clock::time_point> stopped, taken;
+    std::thread watch([&] {
+        if (vm.wait(slow(150s)) != -1)
+            stopped = Clock::now();
+    });
+    while (Clock::now() - t0 < slow(150s) && !taken) {
+        if (intrude(h2, disk).empty())
+            taken = Clock::now();
+        else
+            std::this_thread::sleep_for(500ms);
+    }
+    if (!taken)
+        vm.signal(SIGKILL);
+    watch.join();
+    ASSERT_TRUE(stopped) << "the VM was never stopped";
+    EXPECT_TRUE(WIFSIGNALED(vm.status()) && WTERMSIG(vm.status()) == SIGKILL) << describe_status(vm.status());
+    ASSERT_TRUE(taken) << "host 2 never got the disk";
+    EXPECT_LT(*stopped, *taken) << "host 2 took the disk while the VM still ran";
+    std::cout << "agent killed; storage EIO -> VM stopped by the helper " << seconds(t0, *stopped)
+              << " s -> host 2 acquires its disk " << seconds(t0, *taken) << " s" << std::endl;
+
+    // Back to normal: storage heals, the agent starts, gives back the
+    // orphan of the VM that is gone and joins again.
+    fs->set("ok");
+    h->agent->start();
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
+    EXPECT_TRUE(eventually([&] { return h->client->ListLeases().empty(); }, 10s));
+    // The helper acted; the restarted agent did not act again.
+    EXPECT_EQ(h->agent->log().find("lock failure: fs-c"), std::string::npos) << h->agent->log();
+}
+
+// A VM stuck in D state on its own (hung) storage survives SIGKILL: its
+// lease is not released while it exists, so sanlock keeps escalating (and
+// with a watchdog would reset the host); once it exits the lease goes.
+TEST_F(StorageLoss, AVmThatDoesNotDieKeepsItsLeaseUntilItIsGone) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    const std::string data = fs->mountpoint() + "/fs-d.data";
+    write_file(root->path() + "/backing/fs-d.data", "x\n");
+    // Reads its disk all the time: once the storage hangs, it waits in D state.
+    Child vm({"/bin/sh", "-c", "while :; do read x < " + data + "; done"}, {}, root->path() + "/fs-d.log");
+    ASSERT_EQ(h->machined->create_machine("fs-d", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-d"}, 10s)) << h->agent->log();
+
+    auto t0 = Clock::now();
+    fs->set("hang");
+    auto failure = h->client->wait_event("LockFailure", {"fs-d", "__LIBVIRT__DISKS__", "poweroff"}, slow(60s));
+    ASSERT_TRUE(failure) << h->agent->log();
+    // Killed, but it cannot finish dying while its read hangs.
+    EXPECT_EQ(vm.wait(3s), -1) << "the VM died after all: " << describe_status(vm.status());
+    EXPECT_EQ(process_state(vm.pid()), 'D');
+    int asked = kill_count(*h, h->agent->child().pid());
+    EXPECT_FALSE(h->client->wait_for("LeaseReleased", {"fs-d"}, 12s)) << "released under a VM that still exists";
+    EXPECT_TRUE(eventually([&] { return h->agent->log().find("machine fs-d is still there") != std::string::npos; },
+                           5s))
+        << h->agent->log();
+    int asked_later = kill_count(*h, h->agent->child().pid());
+    EXPECT_GT(asked_later, asked) << "sanlock stopped escalating";
+    EXPECT_EQ(h->client->ListLeases().size(), 1u);
+    std::cout << "VM in D state: lease kept " << seconds(failure->at, Clock::now()) << " s after LockFailure; sanlock "
+              << "asked " << asked_later << " times to free it" << std::endl;
+
+    fs->set("ok");
+    int st = vm.wait(10s);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+    auto released = h->client->wait_event("LeaseReleased", {"fs-d"}, 15s);
+    EXPECT_TRUE(released) << h->agent->log();
+    if (released)
+        std::cout << "storage back -> VM exited -> lease released " << seconds(t0, released->at) << " s after the hang"
+                  << std::endl;
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
 }
 
 }  // namespace
