@@ -113,8 +113,8 @@ struct Work {
 int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *) {
     auto *w = static_cast<Work *>(userdata);
     w->answered = true;
-    if (const sd_bus_error *e = sd_bus_message_get_error(reply))
-        w->machined_error = e->message ? e->message : e->name ? e->name : "error";
+    const sd_bus_error *e = sd_bus_message_get_error(reply);
+    w->machined_error = !e ? "" : e->message ? e->message : e->name ? e->name : "error";
     return 0;
 }
 
