@@ -25,7 +25,9 @@
 //
 // Each machine acted on is recorded in lockfailure-acted; later runs skip it
 // (sanlock runs the helper repeatedly, and a machine an admin resumed after
-// a pause must not be paused again). One run at a time acts: a run started
+// a pause must not be paused again). The agent clears the record when its
+// lockspace is joined again; a record older than kRecordMaxAge is dropped
+// in case it did not. One run at a time acts: a run started
 // while another still acts waits for it (at most kRunLockWaitMs).
 //
 // Logging: main(), fall_back() and report() log; every other function
@@ -38,6 +40,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <systemd/sd-bus.h>
@@ -65,6 +68,11 @@ constexpr uint64_t kMachinedTimeoutUsec = 1'500'000;
 constexpr int kTerminateGraceMs = 1000;
 constexpr int kRunLockWaitMs = 5000;
 constexpr const char *kRunLockFile = "lockfailure-helper.lock";
+// A record last written longer ago than this is from an earlier lock failure
+// (one lasts at most a couple of minutes: the lockspace comes back, or the
+// watchdog resets the host) that the agent did not clear (clear_acted on
+// rejoin): it must not make this one skip a machine.
+constexpr auto kRecordMaxAge = std::chrono::minutes(10);
 
 // "ok" from the agent, or false.
 bool tell_agent(const std::string &runtime_dir) {
@@ -384,6 +392,16 @@ bool lock_run(const std::string &runtime_dir) {
     return true;  // fd stays open: the lock lasts until exit
 }
 
+// How long ago the record was last written; nullopt if there is none.
+std::optional<std::chrono::seconds> record_age(const std::string &runtime_dir) {
+    struct stat st {};
+    if (stat((runtime_dir + "/" + kLockFailureActedFile).c_str(), &st) < 0)
+        return std::nullopt;
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    return std::chrono::seconds(now.tv_sec - st.st_mtim.tv_sec);
+}
+
 void report(const LockFailurePlan::Entry &m, const Outcome &o) {
     log_message(LOG_CRIT,
                 "vmleased did not answer; lock-failure action " + m.action + " for machine " + m.machine + ": " +
@@ -406,6 +424,11 @@ int fall_back(const std::string &runtime_dir) {
                     " cannot be locked); acting anyway");
     std::set<std::string> acted;
     try {
+        if (auto age = record_age(runtime_dir); age && *age > kRecordMaxAge) {
+            log_notice(runtime_dir + "/" + kLockFailureActedFile + " was last written " +
+                       std::to_string(age->count()) + " s ago, by an earlier lock failure: removing it");
+            clear_acted(runtime_dir);
+        }
         acted = read_acted(runtime_dir);
     } catch (const std::system_error &e) {
         log_error(std::string(e.what()) + "; acting on every machine of the plan");
