@@ -463,7 +463,9 @@ void Daemon::write_lockfailure_plan() {
         plan.bus_address = bus;
     for (const auto &owner : registry_.owners())
         if (const Machine *m = tracker_.find(owner); m && !m->reserved)
-            plan.machines.push_back({owner, to_string(m->on_lockfailure)});
+            plan.machines.push_back({owner, to_string(m->on_lockfailure), m->info.leader,
+                                     process_start_time(static_cast<pid_t>(m->info.leader)).value_or(0),
+                                     m->info.unit});
     std::string text = format_plan(plan);
     if (text == written_plan_)
         return;

@@ -213,6 +213,8 @@ public:
              const std::string &bus_name);
     ~DbusMock();
     void stop() { child_.stop(5s); }
+    // E.g. to SIGSTOP it: a service that takes calls and never answers.
+    pid_t pid() const { return child_.pid(); }
 
 private:
     Child child_;

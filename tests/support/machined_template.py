@@ -10,8 +10,16 @@ Control (org.freedesktop.DBus.Mock on /org/freedesktop/machine1):
                             no signal
   EmitSignal(...)           dbusmock's own: e.g. MachineRemoved at any time
 
+Manager methods that act: KillMachine(name, who, signal) and
+TerminateMachine(name) (SIGTERM) signal the leader AddMachine gave (the
+stand-in runs as root, as machined does); NoSuchMachine for a name it does
+not know.
+
   /usr/bin/python3 -m dbusmock --system --template tests/support/machined_template.py
 '''
+import os
+import signal
+
 import dbus
 from dbusmock import MOCK_IFACE, mockobject
 
@@ -41,6 +49,23 @@ def GetMachine(self, name):
         raise dbus.exceptions.DBusException('No machine \'%s\' known' % name,
                                             name='org.freedesktop.machine1.NoSuchMachine')
     return dbus.ObjectPath(path_of(name))
+
+
+def leader_of(self, name):
+    if name not in self.machines:
+        raise dbus.exceptions.DBusException('No machine \'%s\' known' % name,
+                                            name='org.freedesktop.machine1.NoSuchMachine')
+    return int(self.machines[name])
+
+
+@dbus.service.method(MAIN_IFACE, in_signature='ssi', out_signature='')
+def KillMachine(self, name, _who, sig):
+    os.kill(leader_of(self, name), int(sig))
+
+
+@dbus.service.method(MAIN_IFACE, in_signature='s', out_signature='')
+def TerminateMachine(self, name):
+    os.kill(leader_of(self, name), signal.SIGTERM)
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='su', out_signature='')
