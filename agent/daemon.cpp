@@ -412,7 +412,22 @@ void Daemon::apply(Step step) {
     for (const auto &action : step.machine_effects) {
         auto f = std::find_if(step.lock_failures.begin(), step.lock_failures.end(),
                               [&](const LockFailureChange &c) { return c.owner == action.machine; });
-        carry_out(action, f == step.lock_failures.end() ? nullptr : &*f);
+        const LockFailureChange *failure = f == step.lock_failures.end() ? nullptr : &*f;
+        if (failure && acted_by_helper_.count(action.machine)) {
+            // Once per failure: the helper did it while this agent could not.
+            log_notice("lock failure: " + action.machine + ": " + failure->action +
+                           " was already carried out by vmlease-lockfailure",
+                       {{"OWNER", action.machine}, {"ACTION", failure->action}});
+            continue;
+        }
+        if (failure) {
+            try {
+                record_acted(runtime_directory(), action.machine, failure->action);
+            } catch (const std::exception &e) {
+                log_warning(std::string("cannot record the lock-failure action: ") + e.what());
+            }
+        }
+        carry_out(action, failure);
     }
     // Actions with no machine effect are complete already.
     for (const auto &f : step.lock_failures)
@@ -669,6 +684,15 @@ void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
             reconnect_on_join_ = false;
         }
         stopping_.clear();
+        if (!out.failing) {
+            // A new lockspace: a failure from now on is a new one.
+            acted_by_helper_.clear();
+            try {
+                clear_acted(runtime_directory());
+            } catch (const std::exception &e) {
+                log_warning(std::string("cannot clear the record of lock-failure actions: ") + e.what());
+            }
+        }
         holder_running_ = out.holder.pid > 0;
         if (out.holder.started)
             log_info("started vmlease-holder (pid " + std::to_string(out.holder.pid) +
@@ -814,7 +838,10 @@ void Daemon::maybe_reconcile() {
 }
 
 Step Daemon::reconcile() {
-    if (!to_restore_ || !listing_done_ || registry_.lockspace_state() != LockspaceState::Joined)
+    // Also in a lockspace that failed while the agent was not running: the
+    // orphans of machines that are gone keep it from being removed (and so
+    // from being joined again) until they are given back.
+    if (!to_restore_ || !listing_done_ || (registry_.lockspace_state() != LockspaceState::Joined && !after_failure_))
         return {};
     SavedState saved = std::move(*to_restore_);
     to_restore_.reset();
@@ -897,6 +924,12 @@ void Daemon::lock_failure(const std::string &how) {
                 {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
     after_failure_ = true;
     reconnect_on_join_ = true;
+    try {
+        acted_by_helper_ = read_acted(runtime_directory());
+    } catch (const std::exception &e) {
+        acted_by_helper_.clear();
+        log_warning(std::string("cannot read what vmlease-lockfailure did: ") + e.what());
+    }
     apply(registry_.set_lockspace_state(LockspaceState::Failed));
     for (const auto &owner : registry_.owners())
         if (const Machine *m = tracker_.find(owner); m && !m->reserved &&

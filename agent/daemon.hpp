@@ -160,7 +160,8 @@ private:
     // hold the leases of machines that have not gone yet.
     bool reconnect_on_join_ = false;
     sd_event_source *stop_check_timer_ = nullptr;
-    std::set<std::string> stopping_;  // machines whose lock-failure action should end them
+    std::set<std::string> stopping_;
+    std::set<std::string> acted_by_helper_;  // in this failure (lockfailure-acted)  // machines whose lock-failure action should end them
 };
 
 }  // namespace vmlease

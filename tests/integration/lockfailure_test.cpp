@@ -229,12 +229,15 @@ TEST_F(StorageLoss, TheHelperStopsTheVmItselfWhenTheAgentCannotAnswer) {
 int kill_count(const Host &h, pid_t pid) {
     std::string out;
     run({required_env("SANLOCK"), "client", "status", "-D"}, h.sanlock.env(), &out, 5s);
+    // "p PID NAME", then its state one "    key=value" per line.
     std::istringstream in(out);
-    const std::string who = " pid=" + std::to_string(pid) + " ";
+    const std::string who = "p " + std::to_string(pid) + " ";
+    bool in_client = false;
     for (std::string line; std::getline(in, line);) {
-        auto at = line.find("kill_count=");
-        if (line.find(who) != std::string::npos && at != std::string::npos)
-            return std::atoi(line.c_str() + at + 11);
+        if (line.rfind("    ", 0) != 0)
+            in_client = line.rfind(who, 0) == 0;
+        else if (in_client && line.rfind("    kill_count=", 0) == 0)
+            return std::atoi(line.c_str() + 15);
     }
     return -1;
 }
