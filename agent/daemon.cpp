@@ -509,6 +509,8 @@ void Daemon::machine_gone(const std::string &name) {
     if (tracker_.find(name))
         log_info("machine " + name + " went away; releasing its leases", {{"OWNER", name}});
     apply(tracker_.machine_gone(name));
+    if (to_restore_ && after_failure_)
+        maybe_reconcile();  // its orphans in the failed lockspace can go now
 }
 
 void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
@@ -673,6 +675,31 @@ void Daemon::start_join() {
 void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
     const int rv = out.rv;
     const std::string &detail = out.detail;
+    if (rv == 0 && out.failing) {
+        // Never joined for this agent: the leases it held before its start
+        // are orphans in a lockspace sanlock is taking down. Orphans of
+        // machines that are gone are given back (they keep the lockspace),
+        // machines nobody acted on get their action, then a fresh join.
+        watch_sanlock(out.watch_fd);
+        log_message(LOG_CRIT,
+                    "lockspace " + settings_.lockspace +
+                        " failed while vmleased was not running (sanlock is stopping its clients); joining again "
+                        "once sanlock has removed it",
+                    {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
+        after_failure_ = true;
+        reconnect_on_join_ = true;
+        holder_running_ = out.holder.pid > 0;
+        holder_pid_ = out.holder.pid;
+        try {
+            acted_by_helper_ = read_acted(runtime_directory());
+        } catch (const std::exception &e) {
+            log_warning(std::string("cannot read what vmlease-lockfailure did: ") + e.what());
+        }
+        apply(registry_.set_lockspace_state(LockspaceState::Failed));
+        maybe_reconcile();
+        schedule_rejoin();
+        return;
+    }
     if (rv == 0) {
         join_failures_ = 0;
         after_failure_ = false;
@@ -684,16 +711,15 @@ void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
             reconnect_on_join_ = false;
         }
         stopping_.clear();
-        if (!out.failing) {
-            // A new lockspace: a failure from now on is a new one.
-            acted_by_helper_.clear();
-            try {
-                clear_acted(runtime_directory());
-            } catch (const std::exception &e) {
-                log_warning(std::string("cannot clear the record of lock-failure actions: ") + e.what());
-            }
+        // A new lockspace: a failure from now on is a new one.
+        acted_by_helper_.clear();
+        try {
+            clear_acted(runtime_directory());
+        } catch (const std::exception &e) {
+            log_warning(std::string("cannot clear the record of lock-failure actions: ") + e.what());
         }
         holder_running_ = out.holder.pid > 0;
+        holder_pid_ = out.holder.pid;
         if (out.holder.started)
             log_info("started vmlease-holder (pid " + std::to_string(out.holder.pid) +
                      "): sanlock runs the lock-failure helper for it while vmleased is not running");
@@ -705,11 +731,6 @@ void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
                         {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
         holder_problem_ = out.holder.problem;
         apply(registry_.set_lockspace_state(LockspaceState::Joined));
-        // Orphans of machines that are gone were given back just now (they
-        // keep a failed lockspace); what is left is the failure itself.
-        if (out.failing)
-            lock_failure("sanlock is stopping the clients of the lockspace (it failed while vmleased was not "
-                         "running)");
         maybe_reconcile();
         return;
     }
@@ -845,6 +866,21 @@ Step Daemon::reconcile() {
         return {};
     SavedState saved = std::move(*to_restore_);
     to_restore_.reset();
+    if (registry_.lockspace_state() != LockspaceState::Joined) {
+        if (!machines_known_) {
+            // Which machines still run is unknown: nothing is given back.
+            to_restore_ = std::move(saved);
+            return {};
+        }
+        SavedState running;
+        Step step = tracker_.restore_after_failure(saved, acted_by_helper_, running);
+        log_notice("the lockspace failed while vmleased was not running: " + std::to_string(step.effects.size()) +
+                   " orphan lease(s) given back, " + std::to_string(running.leases.size()) +
+                   " kept until their machines are gone");
+        if (!running.leases.empty())
+            to_restore_ = std::move(running);
+        return step;
+    }
     SavedState deferred;
     Step step = tracker_.restore(saved, now_realtime_seconds(), machines_known_ ? nullptr : &deferred);
     size_t adopting = 0, releasing = 0;
@@ -949,10 +985,10 @@ void Daemon::lock_failure(const std::string &how) {
 
 void Daemon::retire_holder_if_done() {
     if (!holder_running_ || !after_failure_ || registry_.lockspace_state() == LockspaceState::Joined ||
-        !registry_.leases().empty())
+        !registry_.leases().empty() || to_restore_)
         return;
     holder_running_ = false;
-    effector_->retire_holder([](pid_t pid) {
+    effector_->retire_holder(holder_pid_, [](pid_t pid) {
         if (pid > 0)
             log_info("vmlease-holder (pid " + std::to_string(pid) +
                      ") stopped: no lease of this host is left in the failed lockspace");

@@ -154,6 +154,7 @@ private:
     std::string last_join_error_;
     std::vector<std::string> warnings_;
     bool holder_running_ = false;
+    pid_t holder_pid_ = 0;
     std::string holder_problem_;  // why no vmlease-holder runs while joined
     // sanlock refuses new acquires on connections it targeted in a failure;
     // they are replaced at the rejoin, not before: until then they still

@@ -107,6 +107,8 @@ HolderOutcome spawn_holder(const SanlockSettings &s) {
 
 }  // namespace
 
+pid_t find_lease_holder(const SanlockSettings &s) { return running_holder(s); }
+
 std::string sentinel_resource(uint32_t host_id) { return "vmlease-holder-" + std::to_string(host_id); }
 
 HolderOutcome ensure_lease_holder(const SanlockSettings &s) {
@@ -123,14 +125,16 @@ HolderOutcome ensure_lease_holder(const SanlockSettings &s) {
     return spawn_holder(s);
 }
 
-pid_t stop_lease_holder(const SanlockSettings &s) {
-    pid_t pid = running_holder(s);
-    if (pid > 0 && kill(pid, SIGTERM) == 0) {
+pid_t stop_lease_holder(const SanlockSettings &s, pid_t pid) {
+    if (pid <= 0 || !process_holds(s, static_cast<uint32_t>(pid), sentinel_resource(s.host_id)) ||
+        kill(pid, SIGTERM) < 0)
+        return 0;
+    if (read_pid_file(s) == pid)
         unlink(pid_file(s).c_str());
-        waitpid(pid, nullptr, 0);  // our child: it exits at once; anyone else's: ECHILD
-        return pid;
-    }
-    return 0;
+    // Reap it if it is our child (it exits at once); never wait long.
+    for (int i = 0; i < 100 && waitpid(pid, nullptr, WNOHANG) == 0; i++)
+        usleep(20000);
+    return pid;
 }
 
 }  // namespace vmlease

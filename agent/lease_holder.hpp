@@ -29,8 +29,12 @@ struct HolderOutcome {
 // file if sanlock says it holds the sentinel, or a new one.
 HolderOutcome ensure_lease_holder(const SanlockSettings &s);
 
-// Ask the holder named in the pid file (if sanlock says it is ours) to exit,
-// freeing the sentinel. Returns its pid, or 0 if there was none.
-pid_t stop_lease_holder(const SanlockSettings &s);
+// The holder the pid file names, if sanlock says it holds the sentinel; 0 if none.
+pid_t find_lease_holder(const SanlockSettings &s);
+
+// Ask holder `pid` to exit, freeing the sentinel, if sanlock says it holds
+// this host's sentinel (a pid that was reused is left alone); the pid file
+// goes if it still names it. Returns `pid`, or 0 if it was not the holder.
+pid_t stop_lease_holder(const SanlockSettings &s, pid_t pid);
 
 }  // namespace vmlease

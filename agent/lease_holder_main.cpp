@@ -30,6 +30,7 @@ extern "C" {
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <linux/close_range.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -57,6 +58,11 @@ int main(int argc, char **argv) {
     s.lease_dir = argv[2];
     const std::string resource = argv[3], killpath = argv[4], &lockspace = s.lockspace;
     const std::string killpath_args = argc > 5 ? argv[5] : "";
+
+    // sanlock's client library opens its sockets without O_CLOEXEC: whatever
+    // vmleased had open (its registered connections, a lease on one) must
+    // not live on in here.
+    close_range(3, ~0U, 0);
 
     sigset_t mask;
     sigemptyset(&mask);

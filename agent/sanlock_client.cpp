@@ -257,8 +257,9 @@ int SanlockConnection::release_orphan(const std::string &resource) {
         return rv;  // an error, or no orphan of that name (rv is the count released)
     const int released = rv;
     // No event tells when sanlock's release thread has written the lease;
-    // its own release takes a few milliseconds, so look until it is gone.
-    for (int i = 0; i < 500; i++) {
+    // its own release takes a few milliseconds, so look (up to 1 s) until
+    // it is gone.
+    for (int i = 0; i < 100; i++) {
         std::vector<LeaseOwner> owners;
         if (read_lease_owners(settings_, resource, owners) < 0)
             return released;  // no readable lease file: nothing of ours to wait for
@@ -269,7 +270,10 @@ int SanlockConnection::release_orphan(const std::string &resource) {
             return released;
         usleep(10000);
     }
-    return -ETIMEDOUT;
+    // sanlock let go of it; in a failed lockspace it does not write the
+    // lease at all, which then keeps naming this host's old generation (an
+    // acquire by this host's next generation takes it over).
+    return released;
 }
 
 int open_sanlock_watch() { return sanlock_register(); }

@@ -136,7 +136,11 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(Join
                 if (r == -ENOSPC) {
                     // Listed, but sanlock is stopping its clients: it failed
                     // (while this agent was not running) and is on its way out.
+                    // Its holder, if any, is retired once nothing of ours is
+                    // left in it (sanlock may never kill it: a renewal that
+                    // works again extends its grace for good).
                     failing = true;
+                    holder.pid = find_lease_holder(s);
                 } else {
                     if (r < 0)
                         holder.problem = "sanlock would not keep a failed lockspace for orphan leases (" +
@@ -162,9 +166,9 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(Join
     });
 }
 
-void SanlockEffector::retire_holder(std::function<void(pid_t)> done) {
-    admin_.submit([s = settings_, post = post_, done = std::move(done)]() mutable {
-        pid_t pid = stop_lease_holder(s);
+void SanlockEffector::retire_holder(pid_t holder, std::function<void(pid_t)> done) {
+    admin_.submit([s = settings_, post = post_, holder, done = std::move(done)]() mutable {
+        pid_t pid = stop_lease_holder(s, holder);
         post([done = std::move(done), pid] { done(pid); });
     });
 }

@@ -46,7 +46,7 @@ public:
     void join_lockspace(bool after_failure, std::function<void(JoinOutcome)> done);
     // vmlease-holder is asked to exit (its sentinel no longer keeps a failed
     // lockspace); `done` gets its pid, or 0 if none was running.
-    void retire_holder(std::function<void(pid_t)> done);
+    void retire_holder(pid_t pid, std::function<void(pid_t)> done);
     // After the releases already queued, every connection registers anew.
     void reconnect_all();
     void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);

@@ -397,6 +397,35 @@ bool stops_machine(LockFailureAction a) {
 }
 }  // namespace
 
+void MachineTracker::apply_lock_failure_action(Step &step, const std::string &owner, const Machine &m) {
+    LockFailureChange change{owner, to_string(m.on_lockfailure), ""};
+    switch (m.on_lockfailure) {
+    case LockFailureAction::Poweroff:
+        step.machine_effects.push_back(MachineEffect::kill(owner, SIGKILL));
+        break;
+    case LockFailureAction::Terminate:
+        step.machine_effects.push_back(MachineEffect::terminate(owner));
+        break;
+    case LockFailureAction::Pause:
+        step.machine_effects.push_back(MachineEffect::kill(owner, SIGSTOP));
+        break;
+    case LockFailureAction::Ignore:
+        break;
+    case LockFailureAction::Restart: {
+        const std::string &unit = m.info.unit;
+        bool service = unit.size() > 8 && unit.compare(unit.size() - 8, 8, ".service") == 0;
+        step.machine_effects.push_back(MachineEffect::terminate(owner));
+        if (service)
+            restart_units_.push_back(unit);
+        else
+            change.note = "unit " + (unit.empty() ? std::string("(none)") : unit) +
+                          " is not a service, so restart acts as terminate";
+        break;
+    }
+    }
+    step.lock_failures.push_back(change);
+}
+
 Step MachineTracker::lock_failed() {
     Step step;
     for (const auto &owner : leases_.owners()) {
@@ -404,33 +433,7 @@ Step MachineTracker::lock_failed() {
         if (it == machines_.end() || it->second.reserved) {
             step.lock_failures.push_back({owner, "release", ""});
         } else {
-            Machine &m = it->second;
-            LockFailureChange change{owner, to_string(m.on_lockfailure), ""};
-            switch (m.on_lockfailure) {
-            case LockFailureAction::Poweroff:
-                step.machine_effects.push_back(MachineEffect::kill(owner, SIGKILL));
-                break;
-            case LockFailureAction::Terminate:
-                step.machine_effects.push_back(MachineEffect::terminate(owner));
-                break;
-            case LockFailureAction::Pause:
-                step.machine_effects.push_back(MachineEffect::kill(owner, SIGSTOP));
-                break;
-            case LockFailureAction::Ignore:
-                break;
-            case LockFailureAction::Restart: {
-                const std::string &unit = m.info.unit;
-                bool service = unit.size() > 8 && unit.compare(unit.size() - 8, 8, ".service") == 0;
-                step.machine_effects.push_back(MachineEffect::terminate(owner));
-                if (service)
-                    restart_units_.push_back(unit);
-                else
-                    change.note = "unit " + (unit.empty() ? std::string("(none)") : unit) +
-                                  " is not a service, so restart acts as terminate";
-                break;
-            }
-            }
-            step.lock_failures.push_back(change);
+            apply_lock_failure_action(step, owner, it->second);
         }
         // A machine being stopped keeps its leases until it is gone
         // (machine_gone releases them): a VM that does not die, e.g. stuck
@@ -507,6 +510,32 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     for (const auto &lease : saved.leases)
         if (!kept.count(lease.resource) && !leases_.find(lease.resource))
             step.append(leases_.release_orphan(lease.resource, lease.disk));
+    return step;
+}
+
+Step MachineTracker::restore_after_failure(const SavedState &saved, const std::set<std::string> &acted,
+                                           SavedState &still_running) {
+    Step step;
+    std::set<std::string> told;
+    for (const auto &lease : saved.leases) {
+        SavedLease later{lease.resource, lease.disk, lease.mode, {}};
+        for (const auto &owner : lease.owners) {
+            auto mit = machines_.find(owner);
+            // Nobody acted on it yet (the agent before this one said it would,
+            // and did not get to it): its action now.
+            if (mit != machines_.end() && !mit->second.reserved && !acted.count(owner) && told.insert(owner).second)
+                apply_lock_failure_action(step, owner, mit->second);
+            if (mit != machines_.end() && !mit->second.reserved && stops_machine(mit->second.on_lockfailure)) {
+                later.owners.push_back(owner);
+                if (!still_running.owner(owner))
+                    still_running.owners.push_back({owner, SavedOwner::Kind::Machine, 0});
+            }
+        }
+        if (!later.owners.empty())
+            still_running.leases.push_back(std::move(later));
+        else if (!leases_.find(lease.resource))
+            step.append(leases_.release_orphan(lease.resource, lease.disk));
+    }
     return step;
 }
 

@@ -14,6 +14,7 @@
 #include "step.hpp"
 
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -125,6 +126,15 @@ public:
     // of machines are neither adopted nor released but put in `deferred`,
     // to restore once it answers.
     Step restore(const SavedState &saved, uint64_t now, SavedState *deferred = nullptr);
+    // The same, when the lockspace failed while the agent was not running:
+    // nothing can be taken. Orphans are given back (a failed lockspace is
+    // not removed while any remain) except those of machines that are still
+    // there and that their lock-failure action should end: those go into
+    // `still_running`, to give back once the machine is gone, and until then
+    // keep sanlock escalating.
+    // A machine still running that is not in `acted` (the lock-failure
+    // actions already carried out in this failure) gets its action now.
+    Step restore_after_failure(const SavedState &saved, const std::set<std::string> &acted, SavedState &still_running);
     // The sanlock daemon stopped: it forgot every lease. Each machine's disks
     // are taken again once the lockspace is back (see retry_failed); any
     // that another host took meanwhile then meets on_conflict.
@@ -141,6 +151,7 @@ public:
     const Machine *find(const std::string &name) const;
 
 private:
+    void apply_lock_failure_action(Step &step, const std::string &owner, const Machine &m);
     Step want(Machine &m, const std::string &disk, LeaseMode mode, MachineDisk::Source source);
     Step want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
                     MachineDisk::Source source);

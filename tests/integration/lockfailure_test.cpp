@@ -128,7 +128,8 @@ protected:
         HostOptions o;
         o.with_machined = true;
         o.extra_yaml = rules(*root / "images",
-                             {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}, {"fs-c", "poweroff"}, {"fs-d", "poweroff"}});
+                             {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}, {"fs-c", "poweroff"}, {"fs-d", "poweroff"},
+                              {"fs-e", "poweroff"}, {"fs-f", "pause"}});
         o.start_agent = false;
         h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
         // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
@@ -230,16 +231,19 @@ int kill_count(const Host &h, pid_t pid) {
     std::string out;
     run({required_env("SANLOCK"), "client", "status", "-D"}, h.sanlock.env(), &out, 5s);
     // "p PID NAME", then its state one "    key=value" per line.
+    // The agent has several connections: the highest count is the one
+    // holding the lease.
     std::istringstream in(out);
     const std::string who = "p " + std::to_string(pid) + " ";
     bool in_client = false;
+    int count = -1;
     for (std::string line; std::getline(in, line);) {
         if (line.rfind("    ", 0) != 0)
             in_client = line.rfind(who, 0) == 0;
         else if (in_client && line.rfind("    kill_count=", 0) == 0)
-            return std::atoi(line.c_str() + 15);
+            count = std::max(count, std::atoi(line.c_str() + 15));
     }
-    return -1;
+    return count;
 }
 
 // The agent is dead (SIGKILL: its connections, and with them sanlock's
@@ -334,6 +338,64 @@ TEST_F(StorageLoss, AVmThatDoesNotDieKeepsItsLeaseUntilItIsGone) {
         std::cout << "storage back -> VM exited -> lease released " << seconds(t0, released->at) << " s after the hang"
                   << std::endl;
     EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+}
+
+// Lines of sanlock's log (where the helper's output goes) that say the
+// helper applied `action` to `machine`.
+int helper_actions(const Host &h, const std::string &machine, const std::string &action) {
+    std::istringstream in(read_file(h.dir + "/sanlock/sanlock.log"));
+    int n = 0;
+    for (std::string line; std::getline(in, line);)
+        n += line.find("lock-failure action " + action + " for machine " + machine + ":") != std::string::npos;
+    return n;
+}
+
+// The agent dies, the storage fails, the helper acts alone; then the agent
+// is started again while the lockspace is still failing. It must not act a
+// second time (a paused VM stays paused by nobody's second SIGSTOP, a VM
+// already killed is not "killed" again), must give back the orphan of the
+// machine that is gone (orphans keep a failed lockspace), and must join
+// again once the storage is back.
+TEST_F(StorageLoss, AnAgentRestartedDuringTheFailureDoesNotActAgain) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-e.log");
+    Child paused({"/bin/sleep", "600"}, {}, root->path() + "/fs-f.log");
+    ASSERT_EQ(h->machined->create_machine("fs-e", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_EQ(h->machined->create_machine("fs-f", paused.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-e"}, 10s)) << h->agent->log();
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-f"}, 10s)) << h->agent->log();
+
+    kill_agent(*h);
+    auto t0 = Clock::now();
+    fs->set("eio");
+    int st = vm.wait(slow(60s));
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+    auto stopped = Clock::now();
+    ASSERT_TRUE(eventually([&] { return process_state(paused.pid()) == 'T'; }, 5s)) << "fs-f was not paused";
+    // The admin looks at the paused VM and lets it go on (SIGCONT): the
+    // agent's start must not pause it again in this failure.
+    paused.signal(SIGCONT);
+
+    h->agent->start();
+    auto restarted = Clock::now();
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "failed", slow(30s))) << h->agent->log();
+    fs->set("ok");
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
+    auto joined = Clock::now();
+    EXPECT_EQ(helper_actions(*h, "fs-e", "poweroff"), 1);
+    EXPECT_EQ(helper_actions(*h, "fs-f", "pause"), 1);
+    EXPECT_EQ(h->agent->log().find("lock failure: fs-e"), std::string::npos) << h->agent->log();
+    EXPECT_EQ(h->agent->log().find("lock failure: fs-f: pause done"), std::string::npos) << h->agent->log();
+    EXPECT_NE(process_state(paused.pid()), 'T') << "paused a second time";
+    // The paused machine kept running: its disk is leased again.
+    EXPECT_TRUE(eventually([&] {
+        auto leases = h->client->ListLeases();
+        return leases.size() == 1;
+    }, 20s)) << h->agent->log();
+    std::cout << "agent killed; storage EIO -> VM stopped by the helper " << seconds(t0, stopped)
+              << " s; agent restarted at " << seconds(t0, restarted) << " s; joined again "
+              << seconds(t0, joined) << " s" << std::endl;
+    paused.signal(SIGKILL);
 }
 
 }  // namespace
