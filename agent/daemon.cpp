@@ -16,6 +16,8 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include <algorithm>
@@ -128,6 +130,7 @@ Daemon::~Daemon() {
     sd_event_source_disable_unref(scan_timer_);
     sd_event_source_disable_unref(grace_timer_);
     sd_event_source_disable_unref(stop_check_timer_);
+    sd_event_source_disable_unref(holder_watch_);
     for (auto *s : sources_)
         sd_event_source_disable_unref(s);
     sd_event_unref(event_);
@@ -174,13 +177,19 @@ int Daemon::run() {
     manager_ = std::make_unique<ManagerObject>(*bus_, *signals_, *this, VMLEASE_VERSION);
     try {
         lockfailure_listener_ = std::make_unique<LockFailureListener>(
-            event_, runtime_directory() + "/" + kLockFailureSocket, [this] {
+            event_, runtime_directory() + "/" + kLockFailureSocket, [this](LockFailureListener::Reply reply) {
                 // Handled here only once the leases are this agent's to act
                 // on; until then (starting, reconciling) the helper applies
-                // the plan itself.
-                bool handled = after_failure_ || (registry_.lockspace_state() == LockspaceState::Joined && !to_restore_);
+                // the plan itself. "ok" once machined has carried out every
+                // action: if it fails or hangs, the helper acts directly.
+                bool can = after_failure_ || (registry_.lockspace_state() == LockspaceState::Joined && !to_restore_);
                 lock_failure("vmlease-lockfailure reported");
-                return handled;
+                if (!can)
+                    reply(false);
+                else if (failure_actions_pending_ == 0)
+                    reply(failure_actions_ok_);
+                else
+                    failure_replies_.push_back(std::move(reply));
             });
     } catch (const std::exception &e) {
         // The helper then acts on its own from the plan file.
@@ -420,13 +429,8 @@ void Daemon::apply(Step step) {
                        {{"OWNER", action.machine}, {"ACTION", failure->action}});
             continue;
         }
-        if (failure) {
-            try {
-                record_acted(runtime_directory(), action.machine, failure->action);
-            } catch (const std::exception &e) {
-                log_warning(std::string("cannot record the lock-failure action: ") + e.what());
-            }
-        }
+        if (failure)
+            failure_actions_pending_++;
         carry_out(action, failure);
     }
     // Actions with no machine effect are complete already.
@@ -444,8 +448,6 @@ void Daemon::apply(Step step) {
 }
 
 void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *failure) {
-    if (!machined_)
-        return;
     MachinedClient::Done done;
     if (failure)
         done = [this, f = *failure](const std::string &error) {
@@ -456,7 +458,13 @@ void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *fai
                         {{"OWNER", f.owner}, {"ACTION", f.action}, {"RESULT", result},
                          {"LOCKSPACE", settings_.lockspace}},
                         message_id::kLockFailureAction);
+            lock_failure_action_done(f, error.empty());
         };
+    if (!machined_) {
+        if (done)
+            done("systemd-machined is not connected");
+        return;
+    }
     switch (effect.kind) {
     case MachineEffect::Kind::Terminate: machined_->terminate(effect.machine, std::move(done)); break;
     case MachineEffect::Kind::Kill: machined_->kill(effect.machine, effect.signal, std::move(done)); break;
@@ -478,9 +486,9 @@ void Daemon::write_lockfailure_plan() {
         plan.bus_address = bus;
     for (const auto &owner : registry_.owners())
         if (const Machine *m = tracker_.find(owner); m && !m->reserved)
-            plan.machines.push_back({owner, to_string(m->on_lockfailure), m->info.leader,
-                                     process_start_time(static_cast<pid_t>(m->info.leader)).value_or(0),
-                                     m->info.unit});
+            plan.machines.push_back(
+                {owner, to_string(m->on_lockfailure), m->info.leader, leader_start_time(owner, m->info.leader),
+                 m->info.unit});
     std::string text = format_plan(plan);
     if (text == written_plan_)
         return;
@@ -494,7 +502,19 @@ void Daemon::write_lockfailure_plan() {
 
 // --- machines ------------------------------------------------------------------
 
+// Read once, when the machine is first seen: a leader that died and whose
+// pid was reused since must not lend the new process its start time.
+uint64_t Daemon::leader_start_time(const std::string &machine, uint32_t leader) {
+    auto it = leader_start_.find(machine);
+    if (it != leader_start_.end() && it->second.first == leader)
+        return it->second.second;
+    uint64_t start = process_start_time(static_cast<pid_t>(leader)).value_or(0);
+    leader_start_[machine] = {leader, start};
+    return start;
+}
+
 void Daemon::machine_appeared(const MachineInfo &info) {
+    leader_start_time(info.name, info.leader);
     bool known = tracker_.find(info.name) != nullptr;
     apply(tracker_.machine_appeared(info));
     if (!known && tracker_.find(info.name)) {
@@ -508,6 +528,7 @@ void Daemon::machine_appeared(const MachineInfo &info) {
 void Daemon::machine_gone(const std::string &name) {
     if (tracker_.find(name))
         log_info("machine " + name + " went away; releasing its leases", {{"OWNER", name}});
+    leader_start_.erase(name);
     apply(tracker_.machine_gone(name));
     if (to_restore_ && after_failure_)
         maybe_reconcile();  // its orphans in the failed lockspace can go now
@@ -718,18 +739,7 @@ void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
         } catch (const std::exception &e) {
             log_warning(std::string("cannot clear the record of lock-failure actions: ") + e.what());
         }
-        holder_running_ = out.holder.pid > 0;
-        holder_pid_ = out.holder.pid;
-        if (out.holder.started)
-            log_info("started vmlease-holder (pid " + std::to_string(out.holder.pid) +
-                     "): sanlock runs the lock-failure helper for it while vmleased is not running");
-        if (out.holder.problem != holder_problem_ && !out.holder.problem.empty())
-            log_message(LOG_CRIT,
-                        out.holder.problem + (holder_running_ ? std::string()
-                                                              : "; if vmleased is not running when this host loses "
-                                                                "its lease storage, nothing stops its VMs"),
-                        {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
-        holder_problem_ = out.holder.problem;
+        holder_started(out.holder);
         apply(registry_.set_lockspace_state(LockspaceState::Joined));
         maybe_reconcile();
         return;
@@ -960,6 +970,7 @@ void Daemon::lock_failure(const std::string &how) {
                 {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
     after_failure_ = true;
     reconnect_on_join_ = true;
+    failure_actions_ok_ = true;
     try {
         acted_by_helper_ = read_acted(runtime_directory());
     } catch (const std::exception &e) {
@@ -981,6 +992,77 @@ void Daemon::lock_failure(const std::string &how) {
         sd_event_source_set_enabled(stop_check_timer_, SD_EVENT_ONESHOT);
     }
     schedule_rejoin();
+}
+
+void Daemon::holder_started(const HolderOutcome &h) {
+    holder_running_ = h.pid > 0;
+    holder_pid_ = h.pid;
+    if (h.started)
+        log_info("started vmlease-holder (pid " + std::to_string(h.pid) +
+                 "): sanlock runs the lock-failure helper for it while vmleased is not running");
+    if (h.problem != holder_problem_ && !h.problem.empty())
+        log_message(LOG_CRIT,
+                    h.problem + (holder_running_ ? std::string()
+                                                 : "; if vmleased is not running when this host loses its lease "
+                                                   "storage, nothing stops its VMs"),
+                    {{"LOCKSPACE", settings_.lockspace}}, message_id::kLockFailure);
+    holder_problem_ = h.problem;
+    sd_event_source_disable_unref(holder_watch_);
+    holder_watch_ = nullptr;
+    if (h.pid <= 0)
+        return;
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, h.pid, 0));
+    if (fd < 0)
+        return;
+    if (sd_event_add_io(event_, &holder_watch_, fd, EPOLLIN, on_holder_exit, this) < 0) {
+        close(fd);
+        return;
+    }
+    sd_event_source_set_io_fd_own(holder_watch_, true);
+}
+
+int Daemon::on_holder_exit(sd_event_source *, int, uint32_t, void *userdata) {
+    auto *self = static_cast<Daemon *>(userdata);
+    try {
+        sd_event_source_disable_unref(self->holder_watch_);
+        self->holder_watch_ = nullptr;
+        pid_t pid = self->holder_pid_;
+        self->holder_running_ = false;
+        self->holder_pid_ = 0;
+        if (self->registry_.lockspace_state() != LockspaceState::Joined || self->after_failure_)
+            return 0;  // retired, or killed by sanlock in a failure: a new one comes with the next join
+        log_message(LOG_CRIT,
+                    "vmlease-holder (pid " + std::to_string(pid) +
+                        ") exited while the lockspace is joined; starting a new one (until then a storage failure "
+                        "while vmleased is not running would stop no VM)",
+                    {{"LOCKSPACE", self->settings_.lockspace}}, message_id::kLockFailure);
+        self->effector_->ensure_holder([self](HolderOutcome h) {
+            if (self->registry_.lockspace_state() == LockspaceState::Joined && !self->after_failure_)
+                self->holder_started(h);
+        });
+    } catch (const std::exception &e) {
+        log_error(std::string("handling vmlease-holder's exit failed: ") + e.what());
+    }
+    return 0;
+}
+
+// Recorded only once carried out: what failed is the helper's to do
+// (directly, when machined does not), and the helper is told so.
+void Daemon::lock_failure_action_done(const LockFailureChange &f, bool ok) {
+    if (ok) {
+        try {
+            record_acted(runtime_directory(), f.owner, f.action);
+        } catch (const std::exception &e) {
+            log_warning(std::string("cannot record the lock-failure action: ") + e.what());
+        }
+    }
+    failure_actions_ok_ = failure_actions_ok_ && ok;
+    if (failure_actions_pending_ > 0 && --failure_actions_pending_ == 0) {
+        auto replies = std::move(failure_replies_);
+        failure_replies_.clear();
+        for (auto &reply : replies)
+            reply(failure_actions_ok_);
+    }
 }
 
 void Daemon::retire_holder_if_done() {

@@ -83,6 +83,10 @@ private:
     // vmlease-holder goes once no lease of this host is left in the failed
     // lockspace: its sentinel alone would keep the lockspace from going.
     void retire_holder_if_done();
+    // vmlease-holder is watched (pidfd): if it dies while the lockspace is
+    // joined, a new one is started and the journal says so.
+    void holder_started(const HolderOutcome &h);
+    static int on_holder_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata);
     // Machines still there some seconds after their lock-failure action:
     // the journal says which and why their leases stay.
     static int on_stop_check_timer(sd_event_source *s, uint64_t usec, void *userdata);
@@ -92,6 +96,7 @@ private:
     void lock_failure(const std::string &how);
     void carry_out(const MachineEffect &effect, const LockFailureChange *failure);
     void write_lockfailure_plan();
+    uint64_t leader_start_time(const std::string &machine, uint32_t leader);
     void notify_status();
     // $RUNTIME_DIRECTORY/leases: who owns what sanlock holds for us.
     void load_saved_state();
@@ -155,6 +160,8 @@ private:
     std::vector<std::string> warnings_;
     bool holder_running_ = false;
     pid_t holder_pid_ = 0;
+    std::map<std::string, std::pair<uint32_t, uint64_t>> leader_start_;  // machine -> leader, its start time
+    sd_event_source *holder_watch_ = nullptr;
     std::string holder_problem_;  // why no vmlease-holder runs while joined
     // sanlock refuses new acquires on connections it targeted in a failure;
     // they are replaced at the rejoin, not before: until then they still
@@ -162,7 +169,12 @@ private:
     bool reconnect_on_join_ = false;
     sd_event_source *stop_check_timer_ = nullptr;
     std::set<std::string> stopping_;
-    std::set<std::string> acted_by_helper_;  // in this failure (lockfailure-acted)  // machines whose lock-failure action should end them
+    std::set<std::string> acted_by_helper_;  // in this failure (lockfailure-acted)
+    // The helper's reports wait for machined to carry out the actions.
+    void lock_failure_action_done(const LockFailureChange &f, bool ok);
+    size_t failure_actions_pending_ = 0;
+    bool failure_actions_ok_ = true;
+    std::vector<std::function<void(bool)>> failure_replies_;  // machines whose lock-failure action should end them
 };
 
 }  // namespace vmlease

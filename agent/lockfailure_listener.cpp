@@ -13,7 +13,7 @@
 
 namespace vmlease {
 
-LockFailureListener::LockFailureListener(sd_event *event, const std::string &path, std::function<bool()> handler)
+LockFailureListener::LockFailureListener(sd_event *event, const std::string &path, std::function<void(Reply)> handler)
     : path_(path), handler_(std::move(handler)) {
     sockaddr_un addr{};
     if (path.size() >= sizeof addr.sun_path)
@@ -57,6 +57,7 @@ void LockFailureListener::drop(int fd) {
         sd_event_source_disable_unref(it->second);
         clients_.erase(it);
     }
+    serial_.erase(fd);
     close(fd);
 }
 
@@ -76,6 +77,7 @@ int LockFailureListener::on_accept(sd_event_source *s, int, uint32_t, void *user
     }
     sd_event_source_set_priority(client, SD_EVENT_PRIORITY_IMPORTANT);
     self->clients_[fd] = client;
+    self->serial_[fd] = ++self->next_serial_;
     return 0;
 }
 
@@ -86,14 +88,24 @@ int LockFailureListener::on_client(sd_event_source *, int fd, uint32_t, void *us
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     if (n > 0 && std::string(buf, static_cast<size_t>(n)).rfind("lockfailure", 0) == 0) {
-        bool handled = false;
+        // Wait for the reply, not for more input; a hang-up still ends it.
+        sd_event_source_set_io_events(self->clients_[fd], EPOLLRDHUP);
+        std::weak_ptr<bool> alive = self->alive_;
+        uint64_t serial = self->serial_[fd];
+        Reply reply = [self, alive, fd, serial](bool handled) {
+            if (alive.expired() || !self->serial_.count(fd) || self->serial_[fd] != serial)
+                return;
+            // Anything but "ok" makes the helper act on its own.
+            (void)!send(fd, handled ? "ok\n" : "no\n", 3, MSG_NOSIGNAL);
+            self->drop(fd);
+        };
         try {
-            handled = self->handler_();
+            self->handler_(reply);
         } catch (const std::exception &e) {
             log_error(std::string("handling the lock-failure helper's report failed: ") + e.what());
+            reply(false);
         }
-        // Anything but "ok" makes the helper act on its own.
-        (void)!send(fd, handled ? "ok\n" : "no\n", 3, MSG_NOSIGNAL);
+        return 0;
     }
     self->drop(fd);
     return 0;

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace vmlease {
@@ -16,9 +17,11 @@ inline constexpr size_t kMaxHelperConnections = 16;
 
 class LockFailureListener {
 public:
-    // `handler` runs on the loop for each report; "ok" is answered if it says
-    // it handled it, "no" (the helper then acts itself) if not.
-    LockFailureListener(sd_event *event, const std::string &path, std::function<bool()> handler);
+    // `handler` runs on the loop for each report and calls `reply`, at once
+    // or later: "ok" if the failure was handled, "no" (the helper then acts
+    // itself) if not. A reply after the helper hung up goes nowhere.
+    using Reply = std::function<void(bool handled)>;
+    LockFailureListener(sd_event *event, const std::string &path, std::function<void(Reply)> handler);
     ~LockFailureListener();
     LockFailureListener(const LockFailureListener &) = delete;
     LockFailureListener &operator=(const LockFailureListener &) = delete;
@@ -29,7 +32,11 @@ private:
     void drop(int fd);
 
     std::string path_;
-    std::function<bool()> handler_;
+    std::function<void(Reply)> handler_;
+    // Each connection's number, so a late reply never reaches a reused fd.
+    std::map<int, uint64_t> serial_;
+    uint64_t next_serial_ = 0;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     int listen_fd_ = -1;
     sd_event_source *listen_source_ = nullptr;
     std::map<int, sd_event_source *> clients_;

@@ -166,6 +166,13 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(Join
     });
 }
 
+void SanlockEffector::ensure_holder(std::function<void(HolderOutcome)> done) {
+    admin_.submit([s = settings_, post = post_, done = std::move(done)]() mutable {
+        HolderOutcome h = ensure_lease_holder(s);
+        post([done = std::move(done), h = std::move(h)] { done(h); });
+    });
+}
+
 void SanlockEffector::retire_holder(pid_t holder, std::function<void(pid_t)> done) {
     admin_.submit([s = settings_, post = post_, holder, done = std::move(done)]() mutable {
         pid_t pid = stop_lease_holder(s, holder);

@@ -47,6 +47,8 @@ public:
     // vmlease-holder is asked to exit (its sentinel no longer keeps a failed
     // lockspace); `done` gets its pid, or 0 if none was running.
     void retire_holder(pid_t pid, std::function<void(pid_t)> done);
+    // vmlease-holder runs (a new one if it died); `done` says which.
+    void ensure_holder(std::function<void(HolderOutcome)> done);
     // After the releases already queued, every connection registers anew.
     void reconnect_all();
     void inspect(const std::string &resource, std::function<void(int rv, std::vector<LeaseOwner>)> done);

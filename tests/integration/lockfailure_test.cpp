@@ -118,6 +118,33 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
 }
 
 // --- storage that really fails ---------------------------------------------------
+// vmlease-holder is the live sanlock client that gets the killpath run while
+// vmleased is not: if it dies (OOM, an admin's kill) while the lockspace is
+// joined, vmleased starts another at once and says so.
+TEST_F(LockFailure, AHolderThatDiesIsReplaced) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", 30s)) << h->agent->log();
+    const std::string pid_file = h->dir + "/agent/runtime/holder.pid";
+    pid_t first = 0;
+    ASSERT_TRUE(eventually(
+        [&] {
+            std::string text = read_file(pid_file);
+            first = text.empty() ? 0 : std::stoi(text);
+            return first > 0 && kill(first, 0) == 0;
+        },
+        10s));
+    ASSERT_EQ(kill(first, SIGKILL), 0);
+    pid_t second = 0;
+    EXPECT_TRUE(eventually(
+        [&] {
+            std::string text = read_file(pid_file);
+            second = text.empty() ? 0 : std::stoi(text);
+            return second != first && second > 0 && kill(second, 0) == 0;
+        },
+        10s))
+        << h->agent->log();
+    EXPECT_NE(h->agent->log().find("vmlease-holder (pid " + std::to_string(first) + ") exited"), std::string::npos)
+        << h->agent->log();
+}
 
 class StorageLoss : public ::testing::Test {
 protected:
@@ -129,7 +156,7 @@ protected:
         o.with_machined = true;
         o.extra_yaml = rules(*root / "images",
                              {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}, {"fs-c", "poweroff"}, {"fs-d", "poweroff"},
-                              {"fs-e", "poweroff"}, {"fs-f", "pause"}});
+                              {"fs-e", "poweroff"}, {"fs-f", "pause"}, {"fs-g", "poweroff"}});
         o.start_agent = false;
         h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
         // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
@@ -396,6 +423,45 @@ TEST_F(StorageLoss, AnAgentRestartedDuringTheFailureDoesNotActAgain) {
               << " s; agent restarted at " << seconds(t0, restarted) << " s; joined again "
               << seconds(t0, joined) << " s" << std::endl;
     paused.signal(SIGKILL);
+}
+
+// The pid of the process that owns `name` on the bus at `address`.
+pid_t bus_name_owner_pid(const std::string &address, const std::string &name) {
+    std::string out;
+    run({"/usr/bin/busctl", "--address=" + address, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+         "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s", name},
+        {}, &out, 5s);
+    return out.rfind("u ", 0) == 0 ? std::atoi(out.c_str() + 2) : -1;
+}
+
+// The agent is running but machined does not answer (hung): the agent's
+// KillMachine cannot complete, so it does not tell the helper "ok"; the
+// helper acts on the VM directly (its cgroup, or its leader by pidfd).
+TEST_F(StorageLoss, WhenMachinedHangsTheHelperStopsTheVmDirectly) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-g.log");
+    ASSERT_EQ(h->machined->create_machine("fs-g", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-g"}, 10s)) << h->agent->log();
+    pid_t machined = bus_name_owner_pid(h->machined->address(), "org.freedesktop.machine1");
+    ASSERT_GT(machined, 0);
+
+    ASSERT_EQ(kill(machined, SIGSTOP), 0);
+    auto t0 = Clock::now();
+    fs->set("eio");
+    int st = vm.wait(slow(60s));
+    auto stopped = Clock::now();
+    kill(machined, SIGCONT);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+    EXPECT_NE(read_file(h->dir + "/sanlock/sanlock.log")
+                  .find("lock-failure action poweroff for machine fs-g: done directly"),
+              std::string::npos);
+    std::cout << "machined hung, agent running: storage EIO -> VM stopped directly by the helper "
+              << seconds(t0, stopped) << " s" << std::endl;
+    // machined answers again: the machine is gone, its lease released, the
+    // lockspace joined again once the storage is back.
+    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"fs-g"}, 30s)) << h->agent->log();
+    fs->set("ok");
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
 }
 
 }  // namespace

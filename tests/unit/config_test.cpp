@@ -317,7 +317,7 @@ TEST(ConfigErrors, UnknownTopLevelKey) {
     EXPECT_EQ(error_of("host_id: 1\nhostid: 2\n"),
               "t.yaml:2:1: hostid: unknown key (expected one of host_id, lease_dir, lockspace, io_timeout, "
               "auto_disk_leases, on_conflict, on_lockfailure, lease_file_user, lease_file_group, "
-              "lockfailure_helper, discovery, machines, cleanup_min_age)");
+              "lockfailure_helper, lease_holder, discovery, machines, cleanup_min_age)");
 }
 
 TEST(ConfigErrors, UnknownKeyInADisk) {
