@@ -83,10 +83,13 @@ HolderOutcome spawn_holder(const SanlockSettings &s) {
     std::string line;
     char buf[512];
     pollfd p{pipefd[0], POLLIN, 0};
+    bool eof = false;
     while (line.find('\n') == std::string::npos && poll(&p, 1, kReadyTimeoutMs) == 1) {
         ssize_t n = read(pipefd[0], buf, sizeof buf);
-        if (n <= 0)
+        if (n <= 0) {
+            eof = true;
             break;
+        }
         line.append(buf, static_cast<size_t>(n));
     }
     close(pipefd[0]);
@@ -95,7 +98,9 @@ HolderOutcome spawn_holder(const SanlockSettings &s) {
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);
         out.problem = "vmlease-holder did not start: " +
-                      (line.empty() ? std::string("no answer within 30 s") : line.substr(0, 300));
+                      (!line.empty() ? line.substr(0, 300)
+                       : eof      ? s.holder + " exited without saying it was ready"
+                                  : std::string("no answer within 30 s"));
         return out;
     }
     out.pid = pid;

@@ -156,7 +156,8 @@ protected:
         o.with_machined = true;
         o.extra_yaml = rules(*root / "images",
                              {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}, {"fs-c", "poweroff"}, {"fs-d", "poweroff"},
-                              {"fs-e", "poweroff"}, {"fs-f", "pause"}, {"fs-g", "poweroff"}});
+                              {"fs-e", "poweroff"}, {"fs-f", "pause"}, {"fs-g", "poweroff"},
+                              {"fs-h", "poweroff"}});
         o.start_agent = false;
         h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
         // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
@@ -315,6 +316,8 @@ TEST_F(StorageLoss, WithTheAgentKilledTheVmIsStillStoppedBeforeAnotherHostTakesI
     EXPECT_LT(*stopped, *taken) << "host 2 took the disk while the VM still ran";
     std::cout << "agent killed; storage EIO -> VM stopped by the helper " << seconds(t0, *stopped)
               << " s -> host 2 acquires its disk " << seconds(t0, *taken) << " s" << std::endl;
+    // The same while the storage hangs rather than fails (below), without
+    // waiting for host 2 again: it is refused when the VM is already gone.
 
     // Back to normal: storage heals, the agent starts, gives back the
     // orphan of the VM that is gone and joins again.
@@ -462,6 +465,36 @@ TEST_F(StorageLoss, WhenMachinedHangsTheHelperStopsTheVmDirectly) {
     EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"fs-g"}, 30s)) << h->agent->log();
     fs->set("ok");
     EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+}
+
+// As WithTheAgentKilled... with storage that hangs instead of failing:
+// sanlock's renewals time out rather than fail. The VM is stopped while
+// host 2 is still refused its disk.
+TEST_F(StorageLoss, WithTheAgentKilledAndStorageHungTheVmIsStoppedWhileHost2IsStillRefused) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    Host h2(root->path(), *root / "backing", 2);
+    ASSERT_TRUE(h2.client->wait_property("LockspaceState", "joined", 120s)) << h2.agent->log();
+    Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-h.log");
+    ASSERT_EQ(h->machined->create_machine("fs-h", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-h"}, 10s)) << h->agent->log();
+    const std::string disk = root->path() + "/images/fs-h.img";
+
+    kill_agent(*h);
+    auto t0 = Clock::now();
+    fs->set("hang");
+    int st = vm.wait(slow(60s));
+    auto stopped = Clock::now();
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+    // sanlock on host 2 waits to see whether host 1 is alive: the call
+    // either is refused or times out; it must not succeed.
+    std::string refused = intrude(h2, disk);
+    EXPECT_NE(refused, "") << "host 2 could take the disk already";
+    std::cout << "agent killed; storage hung -> VM stopped by the helper " << seconds(t0, stopped)
+              << " s; host 2 not given the disk at " << seconds(t0, Clock::now()) << " s (" << refused << ")"
+              << std::endl;
+    fs->set("ok");
+    h->agent->start();
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
 }
 
 }  // namespace
