@@ -203,25 +203,6 @@ std::string ask_machined(const std::string &bus_address, const std::vector<Work 
 int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 int pidfd_send_signal(int pidfd, int sig) { return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
 
-// Where the unified (v2) cgroup hierarchy is mounted: /sys/fs/cgroup, or
-// /sys/fs/cgroup/unified on a hybrid host; "" if nowhere.
-std::string cgroup2_root() {
-    std::ifstream in("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE SUPER
-        auto dash = line.find(" - ");
-        if (dash == std::string::npos)
-            continue;
-        std::istringstream after(line.substr(dash + 3)), before(line.substr(0, dash));
-        std::string fstype, skip, root, mountpoint;
-        after >> fstype;
-        before >> skip >> skip >> skip >> root >> mountpoint;
-        if (fstype == "cgroup2" && root == "/")
-            return mountpoint;
-    }
-    return "";
-}
 
 bool is_dir(const std::string &path) { return access((path + "/cgroup.procs").c_str(), F_OK) == 0; }
 

@@ -157,4 +157,24 @@ void clear_acted(const std::string &runtime_dir) {
         fail("cannot remove", path);
 }
 
+// Where the unified (v2) cgroup hierarchy is mounted: /sys/fs/cgroup, or
+// /sys/fs/cgroup/unified on a hybrid host; "" if nowhere.
+std::string cgroup2_root() {
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE SUPER
+        auto dash = line.find(" - ");
+        if (dash == std::string::npos)
+            continue;
+        std::istringstream after(line.substr(dash + 3)), before(line.substr(0, dash));
+        std::string fstype, skip, root, mountpoint;
+        after >> fstype;
+        before >> skip >> skip >> skip >> root >> mountpoint;
+        if (fstype == "cgroup2" && root == "/")
+            return mountpoint;
+    }
+    return "";
+}
+
 }  // namespace vmlease

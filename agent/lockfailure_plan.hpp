@@ -50,6 +50,10 @@ std::optional<LockFailurePlan> parse_plan(const std::string &text);
 // nullopt if the process does not exist (or /proc cannot be read).
 std::optional<uint64_t> process_start_time(pid_t pid);
 
+// Where the unified (v2) cgroup hierarchy is mounted: /sys/fs/cgroup, or
+// /sys/fs/cgroup/unified on a hybrid host; "" if nowhere.
+std::string cgroup2_root();
+
 // The lock-failure record in `runtime_dir`, read and appended under an flock
 // on the file, since sanlock may start a helper while another still runs.
 // read_acted: the machines listed (empty if there is no record yet).

@@ -9,6 +9,7 @@
 // killpath first runs, so every machine must be stopped well before; the
 // helper must be done with 20 machines within 5 s even with machined hung.
 #include "harness.hpp"
+#include "lockfailure_plan.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <sstream>
 
 using namespace vmtest;
+using vmlease::cgroup2_root;
 
 namespace {
 
@@ -58,23 +60,6 @@ size_t count(const std::string &text, const std::string &what) {
     return n;
 }
 
-// The unified cgroup hierarchy, if this test may make cgroups in it.
-std::string cgroup2_root() {
-    std::ifstream in("/proc/self/mountinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        auto dash = line.find(" - ");
-        if (dash == std::string::npos)
-            continue;
-        std::istringstream after(line.substr(dash + 3)), before(line.substr(0, dash));
-        std::string fstype, skip, root, mountpoint;
-        after >> fstype;
-        before >> skip >> skip >> skip >> root >> mountpoint;
-        if (fstype == "cgroup2" && root == "/")
-            return mountpoint;
-    }
-    return "";
-}
 
 // A cgroup of our own (removed at the end) with machine scopes in it.
 class Cgroups {
