@@ -182,7 +182,7 @@ int Daemon::run() {
                 // on; until then (starting, reconciling) the helper applies
                 // the plan itself. "ok" once machined has carried out every
                 // action: if it fails or hangs, the helper acts directly.
-                bool can = after_failure_ || (registry_.lockspace_state() == LockspaceState::Joined && !to_restore_);
+                bool can = failure_acted_ || (registry_.lockspace_state() == LockspaceState::Joined && !to_restore_);
                 lock_failure("vmlease-lockfailure reported");
                 if (!can)
                     reply(false);
@@ -429,8 +429,10 @@ void Daemon::apply(Step step) {
                        {{"OWNER", action.machine}, {"ACTION", failure->action}});
             continue;
         }
-        if (failure)
+        if (failure) {
             failure_actions_pending_++;
+            acted_by_helper_.insert(action.machine);  // issued: never again in this failure
+        }
         carry_out(action, failure);
     }
     // Actions with no machine effect are complete already.
@@ -734,6 +736,8 @@ void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
         stopping_.clear();
         // A new lockspace: a failure from now on is a new one.
         acted_by_helper_.clear();
+        failure_acted_ = false;
+        holder_quick_exits_ = 0;
         try {
             clear_acted(runtime_directory());
         } catch (const std::exception &e) {
@@ -882,8 +886,16 @@ Step Daemon::reconcile() {
             to_restore_ = std::move(saved);
             return {};
         }
+        try {
+            // What a helper told "no" did meanwhile.
+            auto acted = read_acted(runtime_directory());
+            acted_by_helper_.insert(acted.begin(), acted.end());
+        } catch (const std::exception &e) {
+            log_warning(std::string("cannot read what vmlease-lockfailure did: ") + e.what());
+        }
         SavedState running;
         Step step = tracker_.restore_after_failure(saved, acted_by_helper_, running);
+        failure_acted_ = true;
         log_notice("the lockspace failed while vmleased was not running: " + std::to_string(step.effects.size()) +
                    " orphan lease(s) given back, " + std::to_string(running.leases.size()) +
                    " kept until their machines are gone");
@@ -984,6 +996,7 @@ void Daemon::lock_failure(const std::string &how) {
              m->on_lockfailure == LockFailureAction::Restart))
             stopping_.insert(owner);
     apply(tracker_.lock_failed());
+    failure_acted_ = true;
     if (!stopping_.empty()) {
         log_notice("the leases of " + std::to_string(stopping_.size()) +
                        " machine(s) stay held until each is gone; sanlock keeps escalating meanwhile",
@@ -1011,6 +1024,7 @@ void Daemon::holder_started(const HolderOutcome &h) {
     holder_watch_ = nullptr;
     if (h.pid <= 0)
         return;
+    holder_since_ = now_usec();
     int fd = static_cast<int>(syscall(SYS_pidfd_open, h.pid, 0));
     if (fd < 0)
         return;
@@ -1031,14 +1045,25 @@ int Daemon::on_holder_exit(sd_event_source *, int, uint32_t, void *userdata) {
         self->holder_pid_ = 0;
         if (self->registry_.lockspace_state() != LockspaceState::Joined || self->after_failure_)
             return 0;  // retired, or killed by sanlock in a failure: a new one comes with the next join
+        // One that dies as soon as it starts is not started again and again.
+        self->holder_quick_exits_ = now_usec() - self->holder_since_ < 5000000 ? self->holder_quick_exits_ + 1 : 0;
+        if (self->holder_quick_exits_ >= 3) {
+            self->holder_problem_ = "vmlease-holder exited within 5 s of its start 3 times in a row; it is started "
+                                    "again when the lockspace is next joined (vmleased reload or restart)";
+            log_message(LOG_CRIT, self->holder_problem_, {{"LOCKSPACE", self->settings_.lockspace}},
+                        message_id::kLockFailure);
+            return 0;
+        }
         log_message(LOG_CRIT,
                     "vmlease-holder (pid " + std::to_string(pid) +
                         ") exited while the lockspace is joined; starting a new one (until then a storage failure "
                         "while vmleased is not running would stop no VM)",
                     {{"LOCKSPACE", self->settings_.lockspace}}, message_id::kLockFailure);
         self->effector_->ensure_holder([self](HolderOutcome h) {
-            if (self->registry_.lockspace_state() == LockspaceState::Joined && !self->after_failure_)
-                self->holder_started(h);
+            // Tracked even if the lockspace failed meanwhile: then it is
+            // retired once nothing of ours is left there.
+            self->holder_started(h);
+            self->retire_holder_if_done();
         });
     } catch (const std::exception &e) {
         log_error(std::string("handling vmlease-holder's exit failed: ") + e.what());

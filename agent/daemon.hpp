@@ -162,6 +162,8 @@ private:
     pid_t holder_pid_ = 0;
     std::map<std::string, std::pair<uint32_t, uint64_t>> leader_start_;  // machine -> leader, its start time
     sd_event_source *holder_watch_ = nullptr;
+    uint64_t holder_since_ = 0;        // CLOCK_MONOTONIC usec the holder started or was found
+    unsigned holder_quick_exits_ = 0;  // in a row, each within 5 s of its start
     std::string holder_problem_;  // why no vmlease-holder runs while joined
     // sanlock refuses new acquires on connections it targeted in a failure;
     // they are replaced at the rejoin, not before: until then they still
@@ -174,6 +176,10 @@ private:
     void lock_failure_action_done(const LockFailureChange &f, bool ok);
     size_t failure_actions_pending_ = 0;
     bool failure_actions_ok_ = true;
+    // This agent has applied the actions of the current failure (so a
+    // report may be answered "ok"): lock_failure(), or the reconcile of a
+    // lockspace found failing at start.
+    bool failure_acted_ = false;
     std::vector<std::function<void(bool)>> failure_replies_;  // machines whose lock-failure action should end them
 };
 

@@ -33,6 +33,7 @@ extern "C" {
 #include <linux/close_range.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -82,7 +83,15 @@ int main(int argc, char **argv) {
         say("failed: cannot set the killpath: " + vmlease::sanlock_strerror(rv));
         return 1;
     }
-    rv = acquire_sentinel(fd, s, resource);
+    // A holder that just died leaves its sentinel to sanlock's release
+    // thread for a moment (-EEXIST while held, -EAGAIN while being freed):
+    // its replacement waits that out, up to 10 s.
+    for (int attempt = 0;; attempt++) {
+        rv = acquire_sentinel(fd, s, resource);
+        if ((rv != -EEXIST && rv != -EAGAIN && rv != -EBUSY) || attempt >= 50)
+            break;
+        usleep(200000);
+    }
     if (rv < 0) {
         say("failed: cannot acquire " + resource + " in lockspace " + lockspace + ": " + vmlease::sanlock_strerror(rv));
         return 1;

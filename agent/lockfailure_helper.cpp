@@ -1,9 +1,11 @@
 // vmlease-lockfailure: the killpath program sanlock runs (as root, args
 // split on whitespace) when this host can no longer renew its lockspace and
 // the leases held by vmleased's connections are at risk. Its one argument is
-// the agent's runtime directory. sanlock runs it again about once a second
-// while the failure lasts, and other hosts may take this host's leases about
-// 60 s after the first run: every machine must be stopped well before.
+// the agent's runtime directory. sanlock runs it once for each client that
+// holds a lease in the failed lockspace (vmleased's connections and
+// vmlease-holder), never again for the same client, and other hosts may
+// take this host's leases about 60 s after: every machine must be stopped
+// well before.
 //
 // It tells the agent (lockfailure.sock) and exits at once if the agent
 // answers within kAgentTimeoutMs. Otherwise (agent stopped, hung, crashed)
