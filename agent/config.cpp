@@ -40,9 +40,16 @@ constexpr std::array<Spelling<LeaseMode>, 3> kLeaseModes{{
     {LeaseMode::None, "none"},
 }};
 
-constexpr std::array<Spelling<ConflictAction>, 2> kConflictActions{{
+constexpr std::array<Spelling<ConflictAction>, 3> kConflictActions{{
     {ConflictAction::Terminate, "terminate"},
     {ConflictAction::Warn, "warn"},
+    {ConflictAction::Pause, "pause"},
+}};
+
+constexpr std::array<Spelling<UnprotectedAction>, 3> kUnprotectedActions{{
+    {UnprotectedAction::Terminate, "terminate"},
+    {UnprotectedAction::Pause, "pause"},
+    {UnprotectedAction::Warn, "warn"},
 }};
 
 constexpr std::array<Spelling<LockFailureAction>, 5> kLockFailureActions{{
@@ -338,7 +345,9 @@ public:
     }
 
     MachineRule machine(const Value &v) const {
-        static constexpr std::array<std::string_view, 4> keys{"match", "disks", "on_lockfailure", "on_conflict"};
+        static constexpr std::array<std::string_view, 6> keys{"match",          "disks",
+                                                              "on_lockfailure", "on_conflict",
+                                                              "on_unprotected", "unprotected_grace"};
         auto es = entries(v, keys);
         require(v, es, "match");
         require(v, es, "disks");
@@ -347,7 +356,9 @@ public:
             if (e.key == "match") m.match = nonempty_string(e.value);
             else if (e.key == "disks") m.disks = disks(e.value);
             else if (e.key == "on_lockfailure") m.on_lockfailure = enumeration(e.value, kLockFailureActions);
-            else m.on_conflict = enumeration(e.value, kConflictActions);
+            else if (e.key == "on_conflict") m.on_conflict = enumeration(e.value, kConflictActions);
+            else if (e.key == "on_unprotected") m.on_unprotected = enumeration(e.value, kUnprotectedActions);
+            else m.unprotected_grace = integer(e.value, 0, 86400);
         }
         return m;
     }
@@ -435,9 +446,9 @@ void copy_member(Config &to, const Config &from) {
 
 // The single list of top-level keys: it drives parsing, the unknown-key
 // message and drop-in merging, so adding a key is a one-line change.
-const std::array<TopKey, 14> &top_keys() {
+const std::array<TopKey, 16> &top_keys() {
     using P = DocumentParser;
-    static const std::array<TopKey, 14> table{{
+    static const std::array<TopKey, 16> table{{
         {"host_id", [](P &p, const Value &v, Config &c) { c.host_id = p.integer(v, 1, 2000); },
          &copy_member<&Config::host_id>},
         {"lease_dir", [](P &p, const Value &v, Config &c) { c.lease_dir = normalise_absolute(p.absolute_path(v)); },
@@ -453,6 +464,11 @@ const std::array<TopKey, 14> &top_keys() {
         {"on_lockfailure",
          [](P &p, const Value &v, Config &c) { c.on_lockfailure = p.enumeration(v, kLockFailureActions); },
          &copy_member<&Config::on_lockfailure>},
+        {"on_unprotected",
+         [](P &p, const Value &v, Config &c) { c.on_unprotected = p.enumeration(v, kUnprotectedActions); },
+         &copy_member<&Config::on_unprotected>},
+        {"unprotected_grace", [](P &p, const Value &v, Config &c) { c.unprotected_grace = p.integer(v, 0, 86400); },
+         &copy_member<&Config::unprotected_grace>},
         {"lease_file_user", [](P &p, const Value &v, Config &c) { c.lease_file_user = p.nonempty_string(v); },
          &copy_member<&Config::lease_file_user>},
         {"lease_file_group", [](P &p, const Value &v, Config &c) { c.lease_file_group = p.nonempty_string(v); },
@@ -553,6 +569,10 @@ const char *to_string(LockFailureAction a) { return name_of(kLockFailureActions,
 
 std::optional<LeaseMode> lease_mode_from_string(const std::string &s) { return value_of(kLeaseModes, s); }
 
+const char *to_string(UnprotectedAction a) { return name_of(kUnprotectedActions, a); }
+std::optional<UnprotectedAction> unprotected_action_from_string(const std::string &s) {
+    return value_of(kUnprotectedActions, s);
+}
 std::optional<ConflictAction> conflict_action_from_string(const std::string &s) {
     return value_of(kConflictActions, s);
 }

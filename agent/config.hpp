@@ -14,16 +14,21 @@
 namespace vmlease {
 
 enum class LeaseMode { Exclusive, Shared, None };
-enum class ConflictAction { Terminate, Warn };
+// pause: frozen (systemd FreezeUnit) until the lease is granted.
+enum class ConflictAction { Terminate, Warn, Pause };
+// What happens to a machine left unprotected past its grace period.
+enum class UnprotectedAction { Terminate, Pause, Warn };
 enum class LockFailureAction { Poweroff, Terminate, Pause, Ignore, Restart };
 
 const char *to_string(LeaseMode m);
 const char *to_string(ConflictAction a);
 const char *to_string(LockFailureAction a);
+const char *to_string(UnprotectedAction a);
 // Parse the YAML/D-Bus spelling; std::nullopt for anything else.
 std::optional<LeaseMode> lease_mode_from_string(const std::string &s);
 std::optional<ConflictAction> conflict_action_from_string(const std::string &s);
 std::optional<LockFailureAction> lock_failure_action_from_string(const std::string &s);
+std::optional<UnprotectedAction> unprotected_action_from_string(const std::string &s);
 
 struct DiskRule {
     std::string path;   // as written in the file (absolute); canonicalised by the caller
@@ -35,6 +40,8 @@ struct MachineRule {
     std::vector<DiskRule> disks;
     std::optional<LockFailureAction> on_lockfailure;
     std::optional<ConflictAction> on_conflict;
+    std::optional<UnprotectedAction> on_unprotected;
+    std::optional<uint32_t> unprotected_grace;
 };
 
 struct Discovery {
@@ -51,6 +58,11 @@ struct Config {
     bool auto_disk_leases = true;
     ConflictAction on_conflict = ConflictAction::Terminate;
     LockFailureAction on_lockfailure = LockFailureAction::Poweroff;
+    // A machine with a disk no lease protects (its acquire failed, another
+    // host holds it, or it is still being taken) for longer than
+    // unprotected_grace seconds: fail closed.
+    UnprotectedAction on_unprotected = UnprotectedAction::Terminate;
+    uint32_t unprotected_grace = 60;
     std::string lease_file_user = "root";
     std::string lease_file_group = "root";
     Discovery discovery;

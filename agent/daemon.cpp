@@ -46,6 +46,18 @@ std::string env_or(const char *name, const char *fallback) {
 // disks hot-plugged into a running VM are protected too.
 constexpr uint64_t kScanIntervalUsec = 2 * 1000000;
 
+uint64_t realtime_usec() {
+    struct timespec ts {};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+// A machine that just appeared is scanned this often for its first
+// kDenseScans scans: qemu opens its disks after machined registers it, and
+// until the scan finds them no lease guards them.
+constexpr uint64_t kDenseScanUsec = 50 * 1000;
+constexpr int kDenseScans = 40;
+
 uint64_t now_usec() {
     struct timespec ts {};
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -81,6 +93,15 @@ std::vector<std::string> Daemon::warnings() const {
     std::vector<std::string> w = warnings_;
     if (!holder_problem_.empty())
         w.push_back(holder_problem_);
+    std::string unprotected;
+    size_t n = 0;
+    for (const auto &[name, m] : tracker_.machines())
+        if (!m.reserved && !machine_protected(m)) {
+            unprotected += (n++ ? ", " : "") + name;
+        }
+    if (n)
+        w.push_back(std::to_string(n) + " machine(s) not protected by a lease: " + unprotected +
+                    " (vmleasectl status says why)");
     return w;
 }
 std::string state_directory() { return env_or("STATE_DIRECTORY", "/var/lib/vmlease"); }
@@ -111,7 +132,7 @@ SanlockSettings sanlock_settings_for(const Config &config) {
 
 Daemon::Daemon(DaemonOptions options)
     : options_(std::move(options)), config_(load_config(options_.config_path)), settings_(sanlock_settings_for(config_)),
-      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id), tracker_(registry_, config_, namer_) {}
+      sanlock_run_dir_(sanlock_run_dir_from_env()), registry_(config_.host_id), tracker_(registry_, config_, namer_, realtime_usec) {}
 
 Daemon::~Daemon() {
     // Leases stay held (they are PERSISTENT in sanlock); only our objects go.
@@ -417,6 +438,10 @@ void Daemon::apply(Step step) {
             grace_deadlines_[g.machine] = now_usec() + uint64_t(g.seconds) * 1000000;
         arm_grace_timer();
     }
+    for (const auto &r : step.retry_timers)
+        after(uint64_t(r.delay_ms) * 1000, [this, r] { apply(tracker_.retry(r.machine, r.disk, r.token)); });
+    for (const auto &p : step.protection_timers)
+        after(uint64_t(p.seconds) * 1000000, [this, p] { apply(tracker_.grace_over(p.machine, p.epoch)); });
     retire_holder_if_done();
     for (const auto &action : step.machine_effects) {
         auto f = std::find_if(step.lock_failures.begin(), step.lock_failures.end(),
@@ -474,7 +499,72 @@ void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *fai
         log_notice("lockspace is back: starting " + effect.unit + " again (on_lockfailure: restart)");
         machined_->start_unit(effect.unit, std::move(done));
         break;
+    case MachineEffect::Kind::Freeze: freeze(effect.machine, effect.unit); break;
+    case MachineEffect::Kind::Thaw: thaw(effect.machine, effect.unit); break;
     }
+}
+
+// systemd freezes the machine's unit; if it cannot, the machine's processes
+// get SIGSTOP (which a stray SIGCONT would undo: the journal says so).
+void Daemon::freeze(const std::string &machine, const std::string &unit) {
+    auto fallback = [this, machine](const std::string &why) {
+        log_crit("cannot freeze machine " + machine + " (" + why + "); stopping its processes with SIGSTOP instead",
+                 {{"OWNER", machine}});
+        stopped_instead_.insert(machine);
+        machined_->kill(machine, SIGSTOP);
+    };
+    if (unit.empty()) {
+        fallback("machined names no unit for it");
+        return;
+    }
+    machined_->freeze_unit(unit, [this, machine, unit, fallback](const std::string &error) {
+        if (!error.empty()) {
+            fallback(error);
+            return;
+        }
+        log_warning("machine " + machine + " frozen (" + unit + ") until its disks' leases are held",
+                    {{"OWNER", machine}});
+    });
+}
+
+void Daemon::thaw(const std::string &machine, const std::string &unit) {
+    if (stopped_instead_.erase(machine)) {
+        machined_->kill(machine, SIGCONT);
+        log_notice("machine " + machine + " continued: its leases are held", {{"OWNER", machine}});
+        return;
+    }
+    machined_->thaw_unit(unit, [machine, unit](const std::string &error) {
+        if (error.empty())
+            log_notice("machine " + machine + " thawed (" + unit + "): its leases are held", {{"OWNER", machine}});
+    });
+}
+
+void Daemon::after(uint64_t usec, std::function<void()> fn) {
+    using Fn = std::function<void()>;
+    auto *copy = new Fn(std::move(fn));
+    sd_event_source *source = nullptr;
+    int r = sd_event_add_time_relative(
+        event_, &source, CLOCK_MONOTONIC, usec, 0,
+        [](sd_event_source *s, uint64_t, void *userdata) -> int {
+            try {
+                (*static_cast<Fn *>(userdata))();
+            } catch (const std::exception &e) {
+                log_error(std::string("a timer's work failed: ") + e.what());
+            }
+            // One shot: the loop's reference goes, and with it the function.
+            sd_event_source_set_floating(s, 0);
+            sd_event_source_unref(s);
+            return 0;
+        },
+        copy);
+    if (r < 0) {
+        delete copy;
+        log_error(std::string("cannot add a timer: ") + strerror(-r));
+        return;
+    }
+    sd_event_source_set_destroy_callback(source, [](void *userdata) { delete static_cast<Fn *>(userdata); });
+    sd_event_source_set_floating(source, 1);
+    sd_event_source_unref(source);
 }
 
 // What vmlease-lockfailure applies if this agent cannot answer it.
@@ -524,7 +614,19 @@ void Daemon::machine_appeared(const MachineInfo &info) {
                      ") appeared",
                  {{"OWNER", info.name}});
         scan_machine(info.name);
+        dense_scan(info.name, info.leader, kDenseScans);
     }
+}
+
+void Daemon::dense_scan(const std::string &name, uint32_t leader, int left) {
+    after(kDenseScanUsec, [this, name, leader, left] {
+        const Machine *m = tracker_.find(name);
+        if (!m || m->info.leader != leader)
+            return;
+        scan_machine(name);
+        if (left > 1)
+            dense_scan(name, leader, left - 1);
+    });
 }
 
 void Daemon::machine_gone(const std::string &name) {
@@ -654,6 +756,16 @@ void Daemon::carry_out(const SanlockEffect &effect) {
     }
 }
 
+namespace {
+const char *conflict_outcome(const Machine *m) {
+    if (!m || m->on_conflict == ConflictAction::Terminate)
+        return "; terminating the machine";
+    if (m->on_conflict == ConflictAction::Pause)
+        return "; freezing the machine until the lease is free (on_conflict=pause)";
+    return "; on_conflict=warn leaves the machine running, retrying with back-off";
+}
+}  // namespace
+
 void Daemon::log_changes(const Step &step) {
     for (const auto &c : step.changes) {
         bool acquired = c.kind == LeaseChange::Kind::Acquired;
@@ -667,11 +779,29 @@ void Daemon::log_changes(const Step &step) {
         log_message(LOG_WARNING,
                     "disk " + c.disk + " of machine " + c.machine + " is held by host " +
                         std::to_string(c.holder_host_id) +
-                        (tracker_.find(c.machine) && tracker_.find(c.machine)->on_conflict == ConflictAction::Terminate
-                             ? "; terminating the machine"
-                             : "; on_conflict=warn leaves the machine running"),
+                        conflict_outcome(tracker_.find(c.machine)),
                     {{"OWNER", c.machine}, {"DISK", c.disk}, {"HOLDER_HOST_ID", std::to_string(c.holder_host_id)}},
                     message_id::kLeaseConflict);
+    for (const auto &u : step.unprotected) {
+        const Machine *m = tracker_.find(u.machine);
+        std::string grace = m ? std::to_string(m->unprotected_grace) : "?";
+        if (u.action.empty())
+            log_message(LOG_WARNING,
+                        "machine " + u.machine + " is not protected: " + u.reason +
+                            "; retrying with back-off, on_unprotected=" +
+                            (m ? to_string(m->on_unprotected) : "?") + " after " + grace + " s",
+                        {{"OWNER", u.machine}, {"DISK", u.disk}, {"REASON", u.reason}},
+                        message_id::kMachineUnprotected);
+        else
+            log_message(u.action == "warn" ? LOG_ALERT : LOG_CRIT,
+                        "machine " + u.machine + " stayed unprotected for " + grace + " s (" + u.reason +
+                            "); on_unprotected=" + u.action +
+                            (u.action == "terminate" ? ": terminating it"
+                             : u.action == "pause"   ? ": freezing it until its leases are held"
+                                                     : ": it keeps running UNPROTECTED"),
+                        {{"OWNER", u.machine}, {"DISK", u.disk}, {"REASON", u.reason}, {"ACTION", u.action}},
+                        message_id::kMachineUnprotected);
+    }
     if (step.lockspace_state_changed)
         log_message(LOG_NOTICE,
                     "lockspace " + settings_.lockspace + " is " + to_string(registry_.lockspace_state()),

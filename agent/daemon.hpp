@@ -16,6 +16,7 @@
 
 #include <systemd/sd-event.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -70,6 +71,12 @@ private:
     void machines_listed(bool ok, const std::vector<std::string> &names) override;
 
     void scan_machine(const std::string &name);
+    // Scans of a machine that just appeared, kDenseScanUsec apart.
+    void dense_scan(const std::string &name, uint32_t leader, int left);
+    // `fn` runs once on the loop after `usec`; the loop owns the timer.
+    void after(uint64_t usec, std::function<void()> fn);
+    void freeze(const std::string &machine, const std::string &unit);
+    void thaw(const std::string &machine, const std::string &unit);
     void device_changed(const DeviceEvent &event);
     static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata);
     void arm_grace_timer();
@@ -125,6 +132,8 @@ private:
     MachineTracker tracker_;
     // Machines (name/leader) whose open files are being scanned.
     std::set<std::string> scanning_;
+    // Machines stopped with SIGSTOP because their unit could not be frozen.
+    std::set<std::string> stopped_instead_;
     static constexpr size_t kMaxScans = 256;
 
     sd_event *event_ = nullptr;

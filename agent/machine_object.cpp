@@ -62,9 +62,21 @@ std::vector<sdbus::Struct<std::string, std::string, std::string, std::string>> M
     return out;
 }
 
+std::vector<sdbus::Struct<std::string, std::string, uint64_t>> MachineObject::UnprotectedDisks() {
+    std::vector<sdbus::Struct<std::string, std::string, uint64_t>> out;
+    for (const auto &d : machine_.disks)
+        if (d.state != MachineDisk::State::Held)
+            out.emplace_back(d.disk, d.error.empty() ? std::string(to_string(d.state))
+                                                     : std::string(to_string(d.state)) + ": " + d.error,
+                             d.unprotected_since);
+    return out;
+}
+
 void MachineObject::update(const Machine &machine) {
     std::vector<std::string> changed;
     auto before_disks = Disks();
+    auto before_unprotected = UnprotectedDisks();
+    bool before_protected = Protected();
     std::string before_state = State();
     bool leader_changed = machine.info.leader != machine_.info.leader;
     bool class_changed = machine.info.machine_class != machine_.info.machine_class;
@@ -73,6 +85,10 @@ void MachineObject::update(const Machine &machine) {
         changed.push_back("Disks");
     if (State() != before_state)
         changed.push_back("State");
+    if (Protected() != before_protected)
+        changed.push_back("Protected");
+    if (UnprotectedDisks() != before_unprotected)
+        changed.push_back("UnprotectedDisks");
     if (leader_changed)
         changed.push_back("Leader");
     if (class_changed)

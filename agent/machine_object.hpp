@@ -34,6 +34,8 @@ private:
     std::vector<sdbus::Struct<std::string, std::string, std::string, std::string>> Disks() override;
     std::string LockFailureAction() override { return to_string(machine_.on_lockfailure); }
     std::string State() override { return machine_state(machine_); }
+    bool Protected() override { return machine_protected(machine_); }
+    std::vector<sdbus::Struct<std::string, std::string, uint64_t>> UnprotectedDisks() override;
 
     Machine machine_;
     ReleaseHandler on_release_;

@@ -176,12 +176,26 @@ void MachinedClient::kill(const std::string &name, int signal, Done done) {
          [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(name, std::string("all"), signal); });
 }
 
-void MachinedClient::start_unit(const std::string &unit, Done done) {
+sdbus::IProxy &MachinedClient::systemd() {
     if (!systemd_)
         systemd_ = sdbus::createProxy(bus_, "org.freedesktop.systemd1", "/org/freedesktop/systemd1");
-    call(*systemd_, "StartUnit", "cannot start " + unit, "", std::move(done),
+    return *systemd_;
+}
+
+void MachinedClient::start_unit(const std::string &unit, Done done) {
+    call(systemd(), "StartUnit", "cannot start " + unit, "", std::move(done),
          [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(unit, std::string("replace")); },
          "org.freedesktop.systemd1.Manager");
+}
+
+void MachinedClient::freeze_unit(const std::string &unit, Done done) {
+    call(systemd(), "FreezeUnit", "cannot freeze " + unit, "", std::move(done),
+         [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(unit); }, "org.freedesktop.systemd1.Manager");
+}
+
+void MachinedClient::thaw_unit(const std::string &unit, Done done) {
+    call(systemd(), "ThawUnit", "cannot thaw " + unit, "", std::move(done),
+         [&](sdbus::AsyncMethodInvoker &m) { m.withArguments(unit); }, "org.freedesktop.systemd1.Manager");
 }
 
 // One asynchronous call; its failure is logged here, once, and reported to `done`.

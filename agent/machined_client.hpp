@@ -46,6 +46,10 @@ public:
     void kill(const std::string &name, int signal, Done done = {});
     // Through systemd, not machined: on_lockfailure restart of a service.
     void start_unit(const std::string &unit, Done done = {});
+    // systemd's cgroup freezer on the machine's unit (on_conflict and
+    // on_unprotected pause): a stray SIGCONT cannot undo it.
+    void freeze_unit(const std::string &unit, Done done = {});
+    void thaw_unit(const std::string &unit, Done done = {});
 
 private:
     void list_machines();
@@ -59,6 +63,7 @@ private:
     Handler &handler_;
     std::unique_ptr<sdbus::IProxy> manager_;
     std::unique_ptr<sdbus::IProxy> systemd_;
+    sdbus::IProxy &systemd();
     void call(sdbus::IProxy &proxy, const char *method, const std::string &what, const std::string &owner, Done done,
               const std::function<void(sdbus::AsyncMethodInvoker &)> &arguments, const char *interface = nullptr);
     std::map<std::string, std::unique_ptr<sdbus::IProxy>> machine_proxies_;

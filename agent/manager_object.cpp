@@ -380,13 +380,15 @@ ManagerObject::ListLeases() {
     return out;
 }
 
-std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> ManagerObject::ListMachines() {
-    std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> out;
+std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath, bool>>
+ManagerObject::ListMachines() {
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath, bool>> out;
     for (const auto &[name, m] : backend_.tracker().machines()) {
         uint32_t held = 0;
         for (const auto &d : m.disks)
             held += d.state == MachineDisk::State::Held;
-        out.emplace_back(name, m.info.machine_class, m.info.leader, held, sdbus::ObjectPath(machine_object_path(name)));
+        out.emplace_back(name, m.info.machine_class, m.info.leader, held, sdbus::ObjectPath(machine_object_path(name)),
+                         machine_protected(m));
     }
     return out;
 }
@@ -552,6 +554,11 @@ void ManagerObject::emit_property_changes(bool lockspace_changed) {
         published_machine_count_ = machines;
         changed.push_back("MachineCount");
     }
+    auto warnings = Warnings();
+    if (warnings != published_warnings_) {
+        published_warnings_ = std::move(warnings);
+        changed.push_back("Warnings");
+    }
     if (!changed.empty())
         emitPropertiesChangedSignal(kManagerInterface, changed);
 }
@@ -592,6 +599,10 @@ void ManagerObject::publish(const Step &step) {
     }
     for (const auto &c : step.conflicts)
         emit_safely("LeaseConflict", [&] { emitLeaseConflict(c.machine, c.disk, c.holder_host_id); });
+    for (const auto &u : step.unprotected)
+        emit_safely("MachineUnprotected", [&] {
+            emitMachineUnprotected(u.machine, u.disk, u.action.empty() ? u.reason : u.reason + "; " + u.action);
+        });
     for (const auto &f : step.lock_failures)
         emit_safely("LockFailure",
                     [&] { emitLockFailure(f.owner, backend_.sanlock_settings().lockspace, f.action); });

@@ -106,7 +106,8 @@ private:
     void ReleaseMachine(sdbus::Result<> &&result, std::string owner) override;
     std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>>
     ListLeases() override;
-    std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath>> ListMachines() override;
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath, bool>> ListMachines()
+        override;
     void InspectDisk(
         sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>
             &&result,
@@ -163,6 +164,7 @@ private:
     std::map<std::string, std::unique_ptr<MachineObject>> machine_objects_;
     uint32_t published_lease_count_ = 0;
     uint32_t published_machine_count_ = 0;
+    std::vector<std::string> published_warnings_;
     // ListLeases' answer until the next published step.
     std::optional<std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string,
                                             sdbus::ObjectPath>>>

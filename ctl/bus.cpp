@@ -147,7 +147,7 @@ Failure failure_from_error(const sd_bus_error *error, const std::string &what) {
 
 Json call_method(sd_bus *bus, const MethodCall &call) {
     sd_bus_message *raw = nullptr;
-    check(sd_bus_message_new_method_call(bus, &raw, kService, kManagerPath, call.interface, call.member), call.what);
+    check(sd_bus_message_new_method_call(bus, &raw, kService, call.path.c_str(), call.interface, call.member), call.what);
     MessagePtr m(raw);
     if (call.append)
         call.append(m.get());

@@ -45,6 +45,7 @@ struct MethodCall {
     std::string what;                         // "cannot acquire /x for vm1", for error messages
     std::function<void(sd_bus_message *)> append = nullptr;  // the arguments
     uint64_t timeout = kDefaultTimeout;
+    std::string path = kManagerPath;  // the object called
 };
 
 // Calls a method on /org/vmlease; returns the reply's values as a JSON array

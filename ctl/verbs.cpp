@@ -63,6 +63,11 @@ std::string state_colored(const Output &out, const std::string &state) {
 const char *const kStatusFields[] = {"Version",        "HostId",         "Lockspace",  "LeaseDirectory",
                                      "LockspaceState", "LeaseCount",     "MachineCount"};
 
+Json list_machines(Context &c) {
+    return call_method(c.bus, {.member = "ListMachines", .reply_signature = "a(ssuuob)",
+                               .what = "cannot list machines"})[0];
+}
+
 int verb_status(Context &c, const Args &) {
     Json props = call_method(c.bus, {.interface = kPropertiesInterface,
                                      .member = "GetAll",
@@ -72,11 +77,29 @@ int verb_status(Context &c, const Args &) {
                                          check(sd_bus_message_append(m, "s", kManagerInterface), "cannot build call");
                                      }})[0];
     Json warnings = props.value("Warnings", Json::array());
+    // Each machine not protected by a lease, with each disk's reason and since when.
+    Json unprotected = Json::array();
+    for (const auto &row : list_machines(c)) {
+        if (row.size() < 6 || !row[5].is_boolean() || row[5].get<bool>())
+            continue;
+        Json disks = call_method(c.bus, {.interface = kPropertiesInterface,
+                                         .member = "Get",
+                                         .reply_signature = "v",
+                                         .what = "cannot read machine " + to_text(row[0]),
+                                         .append = [](sd_bus_message *m) {
+                                             check(sd_bus_message_append(m, "ss", "org.vmlease.Machine",
+                                                                         "UnprotectedDisks"),
+                                                   "cannot build call");
+                                         },
+                                         .path = to_text(row[4])})[0];
+        unprotected.push_back({{"machine", row[0]}, {"disks", rows_to_objects(disks, {"disk", "reason", "since"})}});
+    }
     if (c.out.json != JsonMode::Off) {
         Json o = Json::object();
         for (const auto &[k, v] : props.items())
             o[snake_case(k)] = v;
         o["warnings"] = warnings;
+        o["unprotected_machines"] = unprotected;
         print_json(c.out, o);
         return kExitOk;
     }
@@ -89,6 +112,22 @@ int verb_status(Context &c, const Args &) {
     print_fields(fields);
     for (const auto &w : warnings)
         std::cout << highlight(c.out, "Warning: " + to_text(w), kYellow) << "\n";
+    for (const auto &m : unprotected) {
+        std::cout << highlight(c.out, "Unprotected: " + to_text(m["machine"]), kRed) << "\n";
+        for (const auto &d : m["disks"]) {
+            uint64_t since = d["since"].is_number() ? d["since"].get<uint64_t>() : 0;
+            std::string when;
+            if (since) {
+                time_t t = static_cast<time_t>(since / 1000000);
+                char buf[64];
+                struct tm tm {};
+                localtime_r(&t, &tm);
+                strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+                when = std::string(" (since ") + buf + ")";
+            }
+            std::cout << "  " << to_text(d["disk"]) << ": " << to_text(d["reason"]) << when << "\n";
+        }
+    }
     return kExitOk;
 }
 
@@ -107,16 +146,20 @@ int verb_list(Context &c, const Args &) {
 }
 
 int verb_machines(Context &c, const Args &) {
-    Json rows = call_method(c.bus, {.member = "ListMachines", .reply_signature = "a(ssuuo)",
-                                    .what = "cannot list machines"})[0];
+    Json rows = list_machines(c);
     if (c.out.json != JsonMode::Off) {
-        print_json(c.out, rows_to_objects(rows, {"name", "class", "leader", "leases", "object"}));
+        print_json(c.out, rows_to_objects(rows, {"name", "class", "leader", "leases", "object", "protected"}));
         return kExitOk;
     }
     Table t = rows_to_table({"NAME", "CLASS", "LEADER", "LEASES"}, rows, 4);
-    for (auto &row : t.rows)
+    t.header.push_back("PROTECTED");
+    for (size_t i = 0; i < t.rows.size(); i++) {
+        auto &row = t.rows[i];
         if (row.size() > 2 && row[2] == "0")
             row[2] = "-";  // no leader process (yet)
+        bool is_protected = rows[i].size() > 5 && rows[i][5].is_boolean() && rows[i][5].get<bool>();
+        row.push_back(is_protected ? "yes" : highlight(c.out, "NO", kRed));
+    }
     print_table(c.out, t);
     print_footer(c.out, rows.size(), "machine", "machines", "listed");
     return kExitOk;

@@ -60,6 +60,13 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         return fail(ErrorKind::LockspaceUnavailable,
                     std::string("the lockspace is ") + to_string(lockspace_state_) + ", not joined; try again later");
 
+    if (auto c = claims_.find(resource); c != claims_.end())
+        for (const auto &[claimant, claimed_mode] : c->second)
+            if (claimant != owner && !(mode == LeaseMode::Shared && claimed_mode == LeaseMode::Shared))
+                return fail(ErrorKind::LeaseHeld, "disk " + disk + " is claimed on this host (host id " +
+                                                      std::to_string(host_id_) + ") by machine " + claimant +
+                                                      ", which is still trying to take its lease");
+
     auto it = leases_.find(resource);
     if (it == leases_.end()) {
         if (leases_.size() >= kMaxLeases)
@@ -115,6 +122,17 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         return step;
     }
     return step;
+}
+
+void LeaseRegistry::claim(const std::string &resource, const std::string &owner, LeaseMode mode) {
+    claims_[resource][owner] = mode;
+}
+
+void LeaseRegistry::unclaim(const std::string &owner) {
+    for (auto it = claims_.begin(); it != claims_.end();) {
+        it->second.erase(owner);
+        it = it->second.empty() ? claims_.erase(it) : std::next(it);
+    }
 }
 
 Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk, const std::string &resource,

@@ -45,6 +45,11 @@ public:
     // reply says NoSuchLease if sanlock had none.
     Step release(RequestId id, const std::string &owner, const std::string &resource);
     Step release_owner(RequestId id, const std::string &owner);
+    // A running machine wants this disk and does not hold it yet (its
+    // acquire failed, or is being retried): nobody else on this host is
+    // granted it meanwhile, or a retry would find the VM's disk given away.
+    void claim(const std::string &resource, const std::string &owner, LeaseMode mode);
+    void unclaim(const std::string &owner);
 
     // Outcomes of effects, posted back by the effector.
     Step acquire_done(const std::string &resource, const SanlockOutcome &outcome);
@@ -109,6 +114,7 @@ private:
     std::map<std::string, Lease> leases_;  // by resource; ordered so listings are stable
     std::map<std::string, Pending> pending_;
     std::map<RequestId, MultiRelease> multi_;
+    std::map<std::string, std::map<std::string, LeaseMode>> claims_;  // resource -> owner -> mode
 };
 
 }  // namespace vmlease

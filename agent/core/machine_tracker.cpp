@@ -34,14 +34,53 @@ const char *to_string(MachineDisk::State s) {
 std::string machine_state(const Machine &m) {
     if (m.reserved)
         return "reserved";
-    bool acquiring = false;
+    if (m.frozen)
+        return "frozen";
+    bool acquiring = false, failed = false;
     for (const auto &d : m.disks) {
         if (d.state == MachineDisk::State::Conflict)
             return "conflict";
         acquiring = acquiring || d.state == MachineDisk::State::Acquiring;
+        failed = failed || d.state == MachineDisk::State::Failed;
     }
-    return acquiring ? "protecting" : "running";
+    return failed ? "unprotected" : acquiring ? "protecting" : "running";
 }
+
+bool machine_protected(const Machine &m) {
+    return std::all_of(m.disks.begin(), m.disks.end(),
+                       [](const MachineDisk &d) { return d.state == MachineDisk::State::Held; });
+}
+
+std::string unprotected_reason(const Machine &m) {
+    for (const auto &d : m.disks)
+        if (d.state != MachineDisk::State::Held)
+            return "disk " + d.disk + ": " + to_string(d.state) + (d.error.empty() ? "" : ": " + d.error);
+    return "";
+}
+
+uint32_t retry_delay_ms(uint32_t attempts) {
+    if (attempts <= 1)
+        return kRetryFirstMs;
+    if (attempts > 16)
+        return kRetryMaxMs;
+    return std::min<uint64_t>(uint64_t(kRetryFirstMs) << (attempts - 1), kRetryMaxMs);
+}
+
+namespace {
+// A disk it may be writing is not held, and neither the lockspace's state
+// (on_lockfailure decides then) nor a stop under way covers it. The first
+// acquire does not count: the clock starts when one fails.
+bool is_exposed(const Machine &m) {
+    if (m.reserved || m.terminating)
+        return false;
+    return std::any_of(m.disks.begin(), m.disks.end(), [](const MachineDisk &d) {
+        if (d.awaits_lockspace)
+            return false;
+        return d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
+               (d.state == MachineDisk::State::Acquiring && d.attempts > 0);
+    });
+}
+}  // namespace
 
 const DiskNamer &MachineTracker::lexical_namer() {
     static const LexicalDiskNamer namer;
@@ -58,7 +97,7 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
     // machined lists the host itself (".host", class "host"): not a machine
     // whose disks need protecting from other machines.
     if (info.machine_class == "host")
-        return step;
+        return finish(std::move(step));
     auto [it, added] = machines_.try_emplace(info.name);
     Machine &m = it->second;
     bool was_reserved = m.reserved;
@@ -66,10 +105,12 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
     m.reserved = false;
     if (!added && !was_reserved) {
         step.machine_changes.push_back({MachineChange::Kind::Updated, info.name});
-        return step;
+        return finish(std::move(step));
     }
     m.on_lockfailure = config_->on_lockfailure;
     m.on_conflict = config_->on_conflict;
+    m.on_unprotected = config_->on_unprotected;
+    m.unprotected_grace = config_->unprotected_grace;
     bool first_rule = true;
     for (const auto &rule : config_->machines) {
         if (!glob_matches(rule.match, info.name))
@@ -77,6 +118,8 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
         if (first_rule) {
             m.on_lockfailure = rule.on_lockfailure.value_or(m.on_lockfailure);
             m.on_conflict = rule.on_conflict.value_or(m.on_conflict);
+            m.on_unprotected = rule.on_unprotected.value_or(m.on_unprotected);
+            m.unprotected_grace = rule.unprotected_grace.value_or(m.unprotected_grace);
             first_rule = false;
         }
         if (!config_->auto_disk_leases)
@@ -87,7 +130,7 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
     }
     step.machine_changes.insert(step.machine_changes.begin(),
                                 {was_reserved ? MachineChange::Kind::Updated : MachineChange::Kind::Added, info.name});
-    return step;
+    return finish(std::move(step));
 }
 
 Step MachineTracker::reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
@@ -245,12 +288,13 @@ Step MachineTracker::device_appeared() {
             i--;  // the disk now at i has not been looked at yet
         }
     }
-    return step;
+    return finish(std::move(step));
 }
 
 Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
     d.state = MachineDisk::State::Acquiring;
     d.error.clear();
+    d.awaits_lockspace = false;
     RequestId id = next_id();
     requests_[id] = {m.info.name, d.disk};
     Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt);
@@ -262,7 +306,7 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
     Step step;
     auto it = machines_.find(name);
     if (it == machines_.end() || !config_->auto_disk_leases || !config_->discovery.open_files)
-        return step;
+        return finish(std::move(step));
     for (const auto &f : files) {
         // Read-only use needs no lease; only what the machine can write is protected.
         if (!f.writable)
@@ -276,7 +320,7 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
             continue;
         step.append(want_named(it->second, disk, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
     }
-    return step;
+    return finish(std::move(step));
 }
 
 Step MachineTracker::machine_gone(std::string name) {
@@ -290,6 +334,7 @@ Step MachineTracker::machine_gone(std::string name) {
                                 "", {}, name});
         reservations_.erase(r);
     }
+    leases_.unclaim(name);
     RequestId id = next_id();
     requests_[id] = {name, ""};
     step.append(leases_.release_owner(id, name));
@@ -301,7 +346,7 @@ Step MachineTracker::lease_reply(const Reply &reply) {
     Step step;
     auto req = requests_.find(reply.request);
     if (req == requests_.end())
-        return step;
+        return finish(std::move(step));
     Pending pending = req->second;
     requests_.erase(req);
     if (pending.rollback_of) {
@@ -310,10 +355,10 @@ Step MachineTracker::lease_reply(const Reply &reply) {
             step.replies.push_back(rb->second.reply);
             rollbacks_.erase(rb);
         }
-        return step;
+        return finish(std::move(step));
     }
     if (pending.disk.empty())
-        return step;  // a release for a machine that is gone: nothing more to do
+        return finish(std::move(step));  // a release for a machine that is gone: nothing more to do
 
     auto mit = machines_.find(pending.machine);
     if (mit == machines_.end()) {
@@ -323,12 +368,12 @@ Step MachineTracker::lease_reply(const Reply &reply) {
             requests_[id] = {pending.machine, ""};
             step.append(leases_.release(id, pending.machine, reply.resource));
         }
-        return step;
+        return finish(std::move(step));
     }
     Machine &m = mit->second;
     auto d = std::find_if(m.disks.begin(), m.disks.end(), [&](const MachineDisk &x) { return x.disk == pending.disk; });
-    if (d == m.disks.end())
-        return step;
+    if (d == m.disks.end() || d->state == MachineDisk::State::Released)
+        return finish(std::move(step));
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     auto reservation = reservations_.find(m.info.name);
     if (reservation != reservations_.end() && d->source == MachineDisk::Source::Reservation) {
@@ -342,41 +387,171 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         }
         if (--r.outstanding == 0)
             step.append(finish_reservation(m.info.name));
-        return step;
+        return finish(std::move(step));
     }
     if (!reply.error) {
         d->state = MachineDisk::State::Held;
-        return step;
+        return finish(std::move(step));
     }
-    d->error = reply.error->message;
-    if (reply.error->kind != ErrorKind::LeaseHeld) {
-        d->state = MachineDisk::State::Failed;
-        return step;
+    after_failure(step, m, *d, *reply.error, reply.holders);
+    return finish(std::move(step));
+}
+
+// A machine's acquire failed: retry with back-off, and on a conflict apply
+// on_conflict. While it waits, nobody else on this host is granted the disk.
+void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const ApiError &error,
+                                   const std::vector<uint64_t> &holders) {
+    d.error = error.message;
+    bool here = std::find(holders.begin(), holders.end(), uint64_t(leases_.host_id())) != holders.end();
+    if (!(error.kind == ErrorKind::LeaseHeld && here))
+        leases_.claim(d.resource, m.info.name, d.mode);
+    if (error.kind == ErrorKind::LockspaceUnavailable) {
+        d.state = MachineDisk::State::Failed;
+        d.awaits_lockspace = true;  // retry_failed takes it once the lockspace is joined
+        return;
     }
-    d->state = MachineDisk::State::Conflict;
-    uint32_t holder = reply.holders.empty() ? 0 : static_cast<uint32_t>(reply.holders.front());
-    step.conflicts.push_back({m.info.name, d->disk, holder});
-    if (m.on_conflict == ConflictAction::Terminate && !m.terminating) {
-        // Fail closed: a VM whose disk someone else holds must not keep writing it.
+    if (error.kind != ErrorKind::LeaseHeld) {
+        d.state = MachineDisk::State::Failed;
+    } else {
+        d.state = MachineDisk::State::Conflict;
+        if (d.reported != d.error) {
+            uint32_t holder = holders.empty() ? 0 : static_cast<uint32_t>(holders.front());
+            step.conflicts.push_back({m.info.name, d.disk, holder});
+        }
+        if (m.on_conflict == ConflictAction::Terminate && !m.terminating) {
+            // Fail closed: a VM whose disk someone else holds must not keep writing it.
+            m.terminating = true;
+            step.machine_effects.push_back(MachineEffect::terminate(m.info.name));
+        } else if (m.on_conflict == ConflictAction::Pause && !m.frozen && !m.terminating) {
+            // Frozen until the holder lets go (a VM started a moment too early).
+            m.frozen = true;
+            step.machine_effects.push_back(MachineEffect::freeze(m.info.name, m.info.unit));
+        }
+    }
+    if (m.terminating)
+        return;
+    d.attempts++;
+    d.retry_token = next_token_++;
+    step.retry_timers.push_back({m.info.name, d.disk, d.retry_token, retry_delay_ms(d.attempts)});
+}
+
+Step MachineTracker::retry(const std::string &machine, const std::string &disk, uint64_t token) {
+    Step step;
+    auto mit = machines_.find(machine);
+    if (mit == machines_.end() || mit->second.terminating)
+        return step;
+    Machine &m = mit->second;
+    for (auto &d : m.disks)
+        if (d.disk == disk && d.retry_token == token && !d.awaits_lockspace &&
+            (d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict))
+            step.append(request_acquire(m, d));
+    return finish(std::move(step));
+}
+
+Step MachineTracker::grace_over(const std::string &machine, uint64_t epoch) {
+    Step step;
+    auto mit = machines_.find(machine);
+    if (mit == machines_.end())
+        return step;
+    Machine &m = mit->second;
+    if (!m.exposed || m.exposed_epoch != epoch || m.unprotected_acted)
+        return step;
+    m.unprotected_acted = true;
+    const MachineDisk *first = nullptr;
+    for (const auto &d : m.disks)
+        if (d.state != MachineDisk::State::Held && !first)
+            first = &d;
+    UnprotectedChange change{m.info.name, first ? first->disk : "", unprotected_reason(m), to_string(m.on_unprotected)};
+    switch (m.on_unprotected) {
+    case UnprotectedAction::Terminate:
         m.terminating = true;
         step.machine_effects.push_back(MachineEffect::terminate(m.info.name));
+        break;
+    case UnprotectedAction::Pause:
+        if (!m.frozen) {
+            m.frozen = true;
+            step.machine_effects.push_back(MachineEffect::freeze(m.info.name, m.info.unit));
+        }
+        break;
+    case UnprotectedAction::Warn: break;
     }
+    step.unprotected.push_back(std::move(change));
+    step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+    return finish(std::move(step));
+}
+
+Step MachineTracker::finish(Step step) {
+    std::set<std::string> seen;
+    std::vector<std::string> names;
+    for (const auto &c : step.machine_changes)
+        if (c.kind != MachineChange::Kind::Removed && seen.insert(c.machine).second)
+            names.push_back(c.machine);
+    for (const auto &name : names)
+        if (auto it = machines_.find(name); it != machines_.end())
+            track_protection(step, it->second);
     return step;
 }
 
+void MachineTracker::track_protection(Step &step, Machine &m) {
+    if (m.reserved)
+        return;
+    uint64_t t = std::max<uint64_t>(now(), 1);
+    for (auto &d : m.disks) {
+        if (d.state == MachineDisk::State::Held) {
+            d.unprotected_since = 0;
+            d.attempts = 0;
+            d.reported.clear();
+            continue;
+        }
+        if (!d.unprotected_since && d.state != MachineDisk::State::Released)
+            d.unprotected_since = t;
+        bool announce = d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
+                        d.state == MachineDisk::State::Released;
+        std::string why = d.error.empty() ? to_string(d.state) : std::string(to_string(d.state)) + ": " + d.error;
+        if (d.state == MachineDisk::State::Released)
+            why = "released: an administrator released its lease while it runs";
+        if (announce && d.reported != (d.error.empty() ? why : d.error)) {
+            d.reported = d.error.empty() ? why : d.error;
+            step.unprotected.push_back({m.info.name, d.disk, why, ""});
+        }
+    }
+    bool exposed = is_exposed(m);
+    if (exposed && !m.exposed) {
+        m.exposed = true;
+        m.exposed_epoch = next_token_++;
+        m.unprotected_acted = false;
+        step.protection_timers.push_back({m.info.name, m.exposed_epoch, m.unprotected_grace});
+    } else if (!exposed && m.exposed) {
+        m.exposed = false;
+        m.exposed_epoch = 0;
+    }
+    if (m.frozen && !m.terminating && machine_protected(m)) {
+        // Frozen by vmlease for want of a lease, which it now has.
+        m.frozen = false;
+        step.machine_effects.push_back(MachineEffect::thaw(m.info.name, m.info.unit));
+    }
+}
+
 Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
+    leases_.unclaim(owner);
     Step step = leases_.release_owner(id, owner);
     auto it = machines_.find(owner);
     if (it != machines_.end() && it->second.reserved && !reservations_.count(owner)) {
         machines_.erase(it);
         step.machine_changes.push_back({MachineChange::Kind::Removed, owner});
     } else if (it != machines_.end()) {
+        // Released stays released until the machine ends: no retry takes
+        // back what the administrator let go.
         for (auto &d : it->second.disks)
-            if (d.state == MachineDisk::State::Held)
+            if (d.state != MachineDisk::State::Waiting) {
                 d.state = MachineDisk::State::Released;
+                d.error.clear();
+                d.retry_token = 0;
+                d.awaits_lockspace = false;
+            }
         step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
     }
-    return step;
+    return finish(std::move(step));
 }
 
 Step MachineTracker::retry_failed() {
@@ -388,7 +563,7 @@ Step MachineTracker::retry_failed() {
     for (auto &unit : restart_units_)
         step.machine_effects.push_back(MachineEffect::start_unit(unit));
     restart_units_.clear();
-    return step;
+    return finish(std::move(step));
 }
 
 namespace {
@@ -453,14 +628,17 @@ Step MachineTracker::lock_failed() {
         if (it != machines_.end()) {
             // Taken again after the rejoin if the machine is still there.
             for (auto &d : it->second.disks)
-                if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring) {
+                if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring ||
+                    d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict) {
                     d.state = MachineDisk::State::Failed;
                     d.error = "the lockspace failed";
+                    d.awaits_lockspace = true;
+                    leases_.claim(d.resource, owner, d.mode);
                 }
             step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
         }
     }
-    return step;
+    return finish(std::move(step));
 }
 
 Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *deferred) {
@@ -510,7 +688,7 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     for (const auto &lease : saved.leases)
         if (!kept.count(lease.resource) && !leases_.find(lease.resource))
             step.append(leases_.release_orphan(lease.resource, lease.disk));
-    return step;
+    return finish(std::move(step));
 }
 
 Step MachineTracker::restore_after_failure(const SavedState &saved, const std::set<std::string> &acted,
@@ -536,7 +714,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
         else if (!leases_.find(lease.resource))
             step.append(leases_.release_orphan(lease.resource, lease.disk));
     }
-    return step;
+    return finish(std::move(step));
 }
 
 SavedState MachineTracker::snapshot(const std::map<std::string, uint64_t> &reserved_until, uint64_t now) const {
@@ -567,15 +745,18 @@ Step MachineTracker::sanlock_lost() {
     for (auto &[name, m] : machines_) {
         bool changed = false;
         for (auto &d : m.disks)
-            if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring) {
+            if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring ||
+                d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict) {
                 d.state = MachineDisk::State::Failed;
                 d.error = "the sanlock daemon stopped";
+                d.awaits_lockspace = true;
+                leases_.claim(d.resource, name, d.mode);
                 changed = true;
             }
         if (changed)
             step.machine_changes.push_back({MachineChange::Kind::Updated, name});
     }
-    return step;
+    return finish(std::move(step));
 }
 
 }  // namespace vmlease

@@ -56,6 +56,14 @@ struct MachineDisk {
     // rules, its discovery or the state file, not from a RegisterMachine
     // caller (who could otherwise name a running VM's disk).
     bool may_adopt = false;
+    // Not held since (CLOCK_REALTIME µs; 0 while held or released).
+    uint64_t unprotected_since = 0;
+    // Failed for want of the lockspace: taken again when it is (re)joined,
+    // and on_lockfailure, not on_unprotected, says what happens meanwhile.
+    bool awaits_lockspace = false;
+    uint32_t attempts = 0;     // acquires that failed since it was last held
+    uint64_t retry_token = 0;  // the retry timer that may ask again
+    std::string reported;      // the reason last announced (MachineUnprotected)
 };
 const char *to_string(MachineDisk::State s);
 
@@ -64,12 +72,29 @@ struct Machine {
     std::vector<MachineDisk> disks;
     LockFailureAction on_lockfailure = LockFailureAction::Poweroff;
     ConflictAction on_conflict = ConflictAction::Terminate;
+    UnprotectedAction on_unprotected = UnprotectedAction::Terminate;
+    uint32_t unprotected_grace = 60;
     bool terminating = false;  // on_conflict asked machined to stop it
     bool reserved = false;     // RegisterMachine'd, and machined has not registered it yet
+    bool frozen = false;       // vmlease froze its unit (on_conflict or on_unprotected pause)
+    // Exposed: a disk it may be writing is not held and nothing stops it
+    // (see exposed()); `exposed_epoch` names that stretch for its timer.
+    bool exposed = false;
+    uint64_t exposed_epoch = 0;
+    bool unprotected_acted = false;  // on_unprotected applied in this stretch
 };
 // "reserved" (waiting for machined to register it), "running", "conflict"
 // (a disk is held elsewhere), "protecting" (leases still being taken)
 std::string machine_state(const Machine &m);
+// Every disk it should hold is held: nothing it writes is unguarded.
+bool machine_protected(const Machine &m);
+// Why not, for people: "disk D: failed: <error>"; "" when protected.
+std::string unprotected_reason(const Machine &m);
+
+// Back-off between acquires of a disk a machine does not hold yet.
+inline constexpr uint32_t kRetryFirstMs = 1000;
+inline constexpr uint32_t kRetryMaxMs = 30000;
+uint32_t retry_delay_ms(uint32_t attempts);
 
 // Bound on disks tracked per machine (rules plus discovered), so one machine
 // holding thousands of files open cannot make the agent allocate without end.
@@ -82,8 +107,11 @@ class MachineTracker {
 public:
     // `namer` turns the paths of rules and of discovered files into canonical
     // disk names; it must outlive the tracker.
-    MachineTracker(LeaseRegistry &leases, const Config &config, const DiskNamer &namer = lexical_namer())
-        : leases_(leases), config_(&config), namer_(namer) {}
+    // `now` gives CLOCK_REALTIME in µs (for "unprotected since").
+    using Clock = uint64_t (*)();
+    MachineTracker(LeaseRegistry &leases, const Config &config, const DiskNamer &namer = lexical_namer(),
+                   Clock now = nullptr)
+        : leases_(leases), config_(&config), namer_(namer), now_(now) {}
     static const DiskNamer &lexical_namer();
     // After a reload: rules apply to machines that appear from now on.
     void set_config(const Config &config) { config_ = &config; }
@@ -109,6 +137,11 @@ public:
     Step reservation_expired(std::string owner);
     // The lockspace is (re)joined: try again what failed for lack of it.
     Step retry_failed();
+    // A RetryTimer fired: ask again for the disk, if it still waits.
+    Step retry(const std::string &machine, const std::string &disk, uint64_t token);
+    // A ProtectionTimer fired: if the machine is still exposed in the same
+    // stretch, its on_unprotected applies.
+    Step grace_over(const std::string &machine, uint64_t epoch);
     // This host lost its lockspace: every owner's leases are no longer
     // protected and other hosts may take them soon. Applies each machine's
     // on_lockfailure (poweroff: SIGKILL, terminate, pause: SIGSTOP, ignore,
@@ -151,6 +184,12 @@ public:
     const Machine *find(const std::string &name) const;
 
 private:
+    // Every public call ends here: announce disks newly unprotected, start
+    // or stop each changed machine's grace, thaw what is protected again.
+    Step finish(Step step);
+    void track_protection(Step &step, Machine &m);
+    void after_failure(Step &step, Machine &m, MachineDisk &d, const ApiError &error,
+                       const std::vector<uint64_t> &holders);
     void apply_lock_failure_action(Step &step, const std::string &owner, const Machine &m);
     Step want(Machine &m, const std::string &disk, LeaseMode mode, MachineDisk::Source source);
     Step want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
@@ -161,6 +200,9 @@ private:
     LeaseRegistry &leases_;
     const Config *config_;
     const DiskNamer &namer_;
+    Clock now_;
+    uint64_t now() const { return now_ ? now_() : 0; }
+    uint64_t next_token_ = 1;
     std::map<std::string, Machine> machines_;
     struct Pending {
         std::string machine;

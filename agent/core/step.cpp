@@ -23,6 +23,9 @@ void Step::append(Step &&o) {
     move_into(effects, o.effects);
     move_into(machine_effects, o.machine_effects);
     move_into(grace_timers, o.grace_timers);
+    move_into(retry_timers, o.retry_timers);
+    move_into(protection_timers, o.protection_timers);
+    move_into(unprotected, o.unprotected);
     move_into(replies, o.replies);
     move_into(changes, o.changes);
     move_into(conflicts, o.conflicts);
@@ -34,7 +37,7 @@ void Step::append(Step &&o) {
 bool Step::empty() const {
     return effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && changes.empty() &&
            conflicts.empty() && machine_changes.empty() && lock_failures.empty() &&
-           !lockspace_state_changed;
+           retry_timers.empty() && protection_timers.empty() && unprotected.empty() && !lockspace_state_changed;
 }
 
 }  // namespace vmlease

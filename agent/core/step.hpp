@@ -78,14 +78,47 @@ struct LeaseChange {
 // Something to do to a machine through systemd-machined.
 struct MachineEffect {
     // StartUnit: systemd starts `unit` again (on_lockfailure: restart).
-    enum class Kind { Terminate, Kill, StartUnit } kind;
+    // Freeze/Thaw: systemd freezes the machine's unit (cgroup freezer: no
+    // stray SIGCONT undoes it) and thaws it again.
+    enum class Kind { Terminate, Kill, StartUnit, Freeze, Thaw } kind;
     std::string machine;
     int signal = 0;    // for Kill
-    std::string unit;  // for StartUnit
+    std::string unit;  // for StartUnit, Freeze, Thaw
 
     static MachineEffect terminate(std::string machine) { return {Kind::Terminate, std::move(machine), 0, ""}; }
     static MachineEffect kill(std::string machine, int sig) { return {Kind::Kill, std::move(machine), sig, ""}; }
     static MachineEffect start_unit(std::string unit) { return {Kind::StartUnit, "", 0, std::move(unit)}; }
+    static MachineEffect freeze(std::string machine, std::string unit) {
+        return {Kind::Freeze, std::move(machine), 0, std::move(unit)};
+    }
+    static MachineEffect thaw(std::string machine, std::string unit) {
+        return {Kind::Thaw, std::move(machine), 0, std::move(unit)};
+    }
+};
+// Ask again for a machine's disk that is not held, after `delay_ms`
+// (back-off); the tracker ignores a timer whose `token` is no longer the
+// disk's.
+struct RetryTimer {
+    std::string machine;
+    std::string disk;
+    uint64_t token;
+    uint32_t delay_ms;
+};
+// A machine became exposed (a disk it may write is not held): unless that
+// ends first, its on_unprotected applies after `seconds`.
+struct ProtectionTimer {
+    std::string machine;
+    uint64_t epoch;
+    uint32_t seconds;
+};
+// A machine is not protected: a disk's acquire failed or another holder has
+// it (action empty), or its grace ran out and on_unprotected was applied
+// (action terminate|pause|warn).
+struct UnprotectedChange {
+    std::string machine;
+    std::string disk;
+    std::string reason;
+    std::string action;
 };
 // Release a reservation unless its machine has appeared by then.
 struct GraceTimer {
@@ -115,6 +148,9 @@ struct Step {
     std::vector<SanlockEffect> effects;
     std::vector<MachineEffect> machine_effects;
     std::vector<GraceTimer> grace_timers;
+    std::vector<RetryTimer> retry_timers;
+    std::vector<ProtectionTimer> protection_timers;
+    std::vector<UnprotectedChange> unprotected;
     std::vector<Reply> replies;
     std::vector<LeaseChange> changes;
     std::vector<ConflictChange> conflicts;

@@ -94,6 +94,9 @@ private:
     void onLockFailure(const std::string &owner, const std::string &lockspace, const std::string &action) override {
         record("LockFailure", {owner, lockspace, action});
     }
+    void onMachineUnprotected(const std::string &machine, const std::string &disk, const std::string &reason) override {
+        record("MachineUnprotected", {machine, disk, reason});
+    }
     void onDeviceAdded(const std::string &path) override { record("DeviceAdded", {path}); }
     void onDeviceRemoved(const std::string &path) override { record("DeviceRemoved", {path}); }
     void onPropertiesChanged(const std::string &interface, const std::map<std::string, sdbus::Variant> &changed,

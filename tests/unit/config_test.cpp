@@ -226,7 +226,7 @@ TEST(ConfigEnums, LockFailureActionsRoundTripAndParse) {
 
 TEST(ConfigEnums, BadEnumValuesNameTheChoices) {
     EXPECT_EQ(error_of("host_id: 1\non_conflict: kill\n"),
-              "t.yaml:2:14: on_conflict: expected one of terminate, warn, got \"kill\"");
+              "t.yaml:2:14: on_conflict: expected one of terminate, warn, pause, got \"kill\"");
     EXPECT_EQ(error_of("host_id: 1\non_lockfailure: reboot\n"),
               "t.yaml:2:17: on_lockfailure: expected one of poweroff, terminate, pause, ignore, restart, "
               "got \"reboot\"");
@@ -316,7 +316,8 @@ TEST(ConfigErrors, StringsAreScalars) {
 TEST(ConfigErrors, UnknownTopLevelKey) {
     EXPECT_EQ(error_of("host_id: 1\nhostid: 2\n"),
               "t.yaml:2:1: hostid: unknown key (expected one of host_id, lease_dir, lockspace, io_timeout, "
-              "auto_disk_leases, on_conflict, on_lockfailure, lease_file_user, lease_file_group, "
+              "auto_disk_leases, on_conflict, on_lockfailure, on_unprotected, unprotected_grace, "
+              "lease_file_user, lease_file_group, "
               "lockfailure_helper, lease_holder, discovery, machines, cleanup_min_age)");
 }
 
@@ -335,7 +336,7 @@ TEST(ConfigErrors, UnknownKeyInDiscoveryAndMachine) {
               "t.yaml:3:3: discovery.open_file: unknown key (expected one of open_files, include, exclude)");
     EXPECT_EQ(error_of("host_id: 1\nmachines:\n  - match: a\n    disks: []\n    on_failure: pause\n"),
               "t.yaml:5:5: machines[0].on_failure: unknown key (expected one of match, disks, on_lockfailure, "
-              "on_conflict)");
+              "on_conflict, on_unprotected, unprotected_grace)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -512,7 +513,8 @@ TEST(ConfigLoad, ErrorInADropInNamesTheDropIn) {
     dir.write("vmlease.d/10-ok.yaml", "io_timeout: 5\n");
     std::string bad = dir.write("vmlease.d/20-bad.yaml", "# comment\nmachines:\n  - match: a\n    disk: []\n");
     EXPECT_EQ(load_error_of(main),
-              bad + ":4:5: machines[0].disk: unknown key (expected one of match, disks, on_lockfailure, on_conflict)");
+              bad + ":4:5: machines[0].disk: unknown key (expected one of match, disks, on_lockfailure, on_conflict, on_unprotected, "
+                           "unprotected_grace)");
 }
 
 TEST(ConfigLoad, SyntaxErrorInADropInNamesTheDropIn) {
@@ -530,3 +532,25 @@ TEST(ConfigCleanup, MinimumAgeDefaultsToAnHourAndIsBounded) {
 
 }  // namespace
 }  // namespace vmlease
+
+TEST(ConfigUnprotected, DefaultsFailClosedAndRulesOverride) {
+    using namespace vmlease;
+    Config c = parse_config("host_id: 1\n", "t.yaml");
+    EXPECT_EQ(c.on_unprotected, UnprotectedAction::Terminate);
+    EXPECT_EQ(c.unprotected_grace, 60u);
+    c = parse_config("host_id: 1\non_unprotected: pause\nunprotected_grace: 5\non_conflict: pause\n"
+                     "machines:\n  - match: a\n    disks: []\n    on_unprotected: warn\n    unprotected_grace: 0\n",
+                     "t.yaml");
+    EXPECT_EQ(c.on_unprotected, UnprotectedAction::Pause);
+    EXPECT_EQ(c.unprotected_grace, 5u);
+    EXPECT_EQ(c.on_conflict, ConflictAction::Pause);
+    ASSERT_EQ(c.machines.size(), 1u);
+    EXPECT_EQ(c.machines[0].on_unprotected, UnprotectedAction::Warn);
+    EXPECT_EQ(c.machines[0].unprotected_grace, 0u);
+    try {
+        parse_config("host_id: 1\non_unprotected: ignore\n", "t.yaml");
+        FAIL() << "accepted";
+    } catch (const ConfigError &e) {
+        EXPECT_STREQ(e.what(), "t.yaml:2:17: on_unprotected: expected one of terminate, pause, warn, got \"ignore\"");
+    }
+}

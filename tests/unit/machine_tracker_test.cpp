@@ -293,9 +293,9 @@ TEST_F(TrackerWithDevices, DiscoveredDevicesAreMatchedAndLeasedByTheirCanonicalN
 namespace {
 
 TEST_F(Tracker, ALockFailureAppliesEachActionAndReleasesAStoppedMachinesLeasesOnlyOnceItIsGone) {
-    config.machines.push_back({"keep-*", {{"/srv/keep.img", LeaseMode::Exclusive}}, LockFailureAction::Ignore, {}});
-    config.machines.push_back({"svc-*", {{"/srv/svc.img", LeaseMode::Exclusive}}, LockFailureAction::Restart, {}});
-    config.machines.push_back({"scope-*", {{"/srv/scope.img", LeaseMode::Exclusive}}, LockFailureAction::Restart, {}});
+    config.machines.push_back({"keep-*", {{"/srv/keep.img", LeaseMode::Exclusive}}, LockFailureAction::Ignore, {}, {}, {}});
+    config.machines.push_back({"svc-*", {{"/srv/svc.img", LeaseMode::Exclusive}}, LockFailureAction::Restart, {}, {}, {}});
+    config.machines.push_back({"scope-*", {{"/srv/scope.img", LeaseMode::Exclusive}}, LockFailureAction::Restart, {}, {}, {}});
     run(tracker.machine_appeared(vm("db-1")));  // pause (rule above)
     run(tracker.machine_appeared(vm("keep-1")));
     run(tracker.machine_appeared({"svc-1", "vm", "qemu-svc.service", 42}));
@@ -549,4 +549,154 @@ TEST_F(Tracker, APendingIntruderDoesNotGetTheOrphansOwnerTerminated) {
     EXPECT_TRUE(answered.machine_effects.empty());
     ASSERT_NE(reg.find(res), nullptr);
     EXPECT_EQ(reg.find(res)->owners, std::vector<std::string>{"db-1"});
+}
+
+// --- never unprotected: retry with back-off, on_conflict pause, on_unprotected ---
+
+TEST(RetryDelay, DoublesFromOneSecondToThirty) {
+    EXPECT_EQ(retry_delay_ms(1), 1000u);
+    EXPECT_EQ(retry_delay_ms(2), 2000u);
+    EXPECT_EQ(retry_delay_ms(5), 16000u);
+    EXPECT_EQ(retry_delay_ms(6), 30000u);
+    EXPECT_EQ(retry_delay_ms(1000), 30000u);
+}
+
+TEST_F(Tracker, AFailedAcquireIsRetriedWithBackOffAndNobodyElseGetsTheDiskMeanwhile) {
+    run(tracker.machine_appeared(vm("web-1")));
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    // sanlock refuses the lease file (e.g. a bad header).
+    Step s = run(tracker.files_discovered("web-1", {{disk, true}}), -22);
+    const Machine *m = tracker.find("web-1");
+    ASSERT_EQ(m->disks.size(), 1u);
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Failed);
+    EXPECT_FALSE(machine_protected(*m));
+    EXPECT_EQ(machine_state(*m), "unprotected");
+    ASSERT_EQ(s.retry_timers.size(), 1u);
+    EXPECT_EQ(s.retry_timers[0].delay_ms, 1000u);
+    ASSERT_EQ(s.unprotected.size(), 1u);  // announced once
+    EXPECT_EQ(s.unprotected[0].action, "");
+    ASSERT_EQ(s.protection_timers.size(), 1u);
+    EXPECT_EQ(s.protection_timers[0].seconds, 60u);
+
+    // Another owner on this host is refused the disk the VM is writing.
+    Step other = reg.acquire(7, "intruder", disk, lease_resource_name(disk), LeaseMode::Exclusive);
+    ASSERT_EQ(other.replies.size(), 1u);
+    ASSERT_TRUE(other.replies[0].error);
+    EXPECT_EQ(other.replies[0].error->kind, ErrorKind::LeaseHeld);
+    EXPECT_TRUE(other.effects.empty());
+
+    // Still failing: the next delay doubles, and nothing is announced again.
+    Step again = run(tracker.retry("web-1", disk, s.retry_timers[0].token), -22);
+    ASSERT_EQ(again.retry_timers.size(), 1u);
+    EXPECT_EQ(again.retry_timers[0].delay_ms, 2000u);
+    EXPECT_TRUE(again.unprotected.empty());
+    EXPECT_TRUE(again.protection_timers.empty());  // the same stretch
+    // A stale timer does nothing.
+    EXPECT_TRUE(tracker.retry("web-1", disk, s.retry_timers[0].token).effects.empty());
+
+    // Repaired: held, protected, the stretch over (its timer then does nothing).
+    run(tracker.retry("web-1", disk, again.retry_timers[0].token));
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Held);
+    EXPECT_TRUE(machine_protected(*m));
+    EXPECT_FALSE(m->exposed);
+    Step late = tracker.grace_over("web-1", s.protection_timers[0].epoch);
+    EXPECT_TRUE(late.machine_effects.empty());
+    EXPECT_TRUE(late.unprotected.empty());
+}
+
+TEST_F(Tracker, WithoutTheLockspaceADiskWaitsForTheRejoinNotForItsGrace) {
+    run(tracker.machine_appeared(vm("web-1")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    Step s = run(tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true}}));
+    const Machine *m = tracker.find("web-1");
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Failed);
+    EXPECT_TRUE(m->disks[0].awaits_lockspace);
+    EXPECT_TRUE(s.retry_timers.empty());
+    EXPECT_TRUE(s.protection_timers.empty());  // on_lockfailure decides meanwhile
+    EXPECT_FALSE(machine_protected(*m));
+    reg.set_lockspace_state(LockspaceState::Joined);
+    run(tracker.retry_failed());
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Held);
+}
+
+TEST_F(Tracker, UnderWarnAConflictIsRetriedUntilTheHolderLetsGo) {
+    config.on_conflict = ConflictAction::Warn;
+    Step s = run(tracker.machine_appeared(vm("db-1")), -243, {2});
+    const Machine *m = tracker.find("db-1");
+    EXPECT_FALSE(m->terminating);
+    EXPECT_TRUE(s.machine_effects.empty());
+    EXPECT_EQ(s.retry_timers.size(), 2u);  // both disks
+    for (const auto &t : s.retry_timers)
+        run(tracker.retry("db-1", t.disk, t.token));
+    for (const auto &d : m->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Held) << d.disk;
+    EXPECT_TRUE(machine_protected(*m));
+}
+
+TEST_F(Tracker, UnderPauseAConflictFreezesTheMachineUntilTheLeaseIsGranted) {
+    config.on_conflict = ConflictAction::Pause;
+    Step s = run(tracker.machine_appeared(vm("db-1")), -243, {2});
+    const Machine *m = tracker.find("db-1");
+    ASSERT_EQ(s.machine_effects.size(), 1u);  // once, though two disks conflict
+    EXPECT_EQ(s.machine_effects[0].kind, MachineEffect::Kind::Freeze);
+    EXPECT_EQ(s.machine_effects[0].unit, "machine-db-1.scope");
+    EXPECT_TRUE(m->frozen);
+    EXPECT_EQ(machine_state(*m), "frozen");
+    // One disk free: still frozen.
+    Step first = run(tracker.retry("db-1", s.retry_timers[0].disk, s.retry_timers[0].token));
+    EXPECT_TRUE(first.machine_effects.empty());
+    Step second = run(tracker.retry("db-1", s.retry_timers[1].disk, s.retry_timers[1].token));
+    ASSERT_EQ(second.machine_effects.size(), 1u);
+    EXPECT_EQ(second.machine_effects[0].kind, MachineEffect::Kind::Thaw);
+    EXPECT_FALSE(m->frozen);
+}
+
+TEST_F(Tracker, OnUnprotectedAppliesOnceTheGraceIsOverAndEachActionDoesWhatItSays) {
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    for (auto action : {UnprotectedAction::Terminate, UnprotectedAction::Pause, UnprotectedAction::Warn}) {
+        config.on_unprotected = action;
+        config.unprotected_grace = 5;
+        std::string name = std::string("vm-") + to_string(action);
+        run(tracker.machine_appeared(vm(name)));
+        Step s = run(tracker.files_discovered(name, {{disk, true}}), -22);
+        ASSERT_EQ(s.protection_timers.size(), 1u);
+        EXPECT_EQ(s.protection_timers[0].seconds, 5u);
+        Step over = tracker.grace_over(name, s.protection_timers[0].epoch);
+        ASSERT_EQ(over.unprotected.size(), 1u) << name;
+        EXPECT_EQ(over.unprotected[0].action, to_string(action));
+        EXPECT_EQ(over.unprotected[0].disk, disk);
+        const Machine *m = tracker.find(name);
+        switch (action) {
+        case UnprotectedAction::Terminate:
+            ASSERT_EQ(over.machine_effects.size(), 1u);
+            EXPECT_EQ(over.machine_effects[0].kind, MachineEffect::Kind::Terminate);
+            EXPECT_TRUE(m->terminating);
+            break;
+        case UnprotectedAction::Pause:
+            ASSERT_EQ(over.machine_effects.size(), 1u);
+            EXPECT_EQ(over.machine_effects[0].kind, MachineEffect::Kind::Freeze);
+            break;
+        case UnprotectedAction::Warn: EXPECT_TRUE(over.machine_effects.empty()); break;
+        }
+        // Once per stretch.
+        EXPECT_TRUE(tracker.grace_over(name, s.protection_timers[0].epoch).unprotected.empty());
+        run(tracker.machine_gone(name));
+    }
+}
+
+TEST_F(Tracker, ReleasedByAnAdministratorStaysReleasedAndIsNotRetried) {
+    run(tracker.machine_appeared(vm("web-1")));
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    Step s = run(tracker.files_discovered("web-1", {{disk, true}}), -22);
+    ASSERT_EQ(s.retry_timers.size(), 1u);
+    Step rel = run(tracker.release_leases(99, "web-1"));
+    const Machine *m = tracker.find("web-1");
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Released);
+    EXPECT_FALSE(machine_protected(*m));
+    EXPECT_FALSE(m->exposed);  // the administrator's choice: no on_unprotected
+    EXPECT_TRUE(tracker.retry("web-1", disk, s.retry_timers[0].token).effects.empty());
+    // And the disk is no longer claimed.
+    Step other = reg.acquire(7, "other", disk, lease_resource_name(disk), LeaseMode::Exclusive);
+    EXPECT_TRUE(other.replies.empty());
+    EXPECT_EQ(other.effects.size(), 1u);
 }
