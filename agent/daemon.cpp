@@ -563,8 +563,8 @@ void Daemon::after(uint64_t usec, std::function<void()> fn) {
         return;
     }
     sd_event_source_set_destroy_callback(source, [](void *userdata) { delete static_cast<Fn *>(userdata); });
+    // Our reference becomes the loop's.
     sd_event_source_set_floating(source, 1);
-    sd_event_source_unref(source);
 }
 
 // What vmlease-lockfailure applies if this agent cannot answer it.

@@ -376,11 +376,12 @@ TEST_F(Vmleasectl, RegisterMachinesReleaseMachine) {
     ASSERT_EQ(machines.status, 0) << machines;
     auto lines = lines_of(machines.out);
     ASSERT_EQ(lines.size(), 4u) << machines;
-    EXPECT_EQ(words_of(lines[0]), (std::vector<std::string>{"NAME", "CLASS", "LEADER", "LEASES"}));
+    EXPECT_EQ(words_of(lines[0]), (std::vector<std::string>{"NAME", "CLASS", "LEADER", "LEASES", "PROTECTED"}));
     auto row = words_of(lines[1]);
-    ASSERT_FALSE(row.empty()) << machines;
+    ASSERT_GE(row.size(), 2u) << machines;
     EXPECT_EQ(row.front(), "vm3");
-    EXPECT_EQ(row.back(), "2");
+    EXPECT_EQ(row[row.size() - 2], "2");
+    EXPECT_EQ(row.back(), "yes");
     EXPECT_EQ(lines[3], "1 machine listed.");
 
     json mj = ctl_json({"machines"});
@@ -390,6 +391,7 @@ TEST_F(Vmleasectl, RegisterMachinesReleaseMachine) {
     EXPECT_TRUE(mj[0]["leader"].is_number()) << mj;
     EXPECT_TRUE(mj[0]["class"].is_string()) << mj;
     EXPECT_EQ(mj[0]["object"], "/org/vmlease/machine/vm3");
+    EXPECT_EQ(mj[0]["protected"], true);
 
     json rel = ctl_json({"release-machine", "vm3"});
     EXPECT_EQ(rel, (json{{"owner", "vm3"}, {"released", true}}));

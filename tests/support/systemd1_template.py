@@ -5,7 +5,7 @@ Load with:
       [-l LOGFILE] [-p '{"cgroup_root": "/sys/fs/cgroup/unified", "cgroup_prefix": "vmltest-1.slice"}']
 
 What systemd-machined 252 uses (and what this template implements):
-  Manager: Subscribe, Unsubscribe, StartTransientUnit, StopUnit, KillUnit, GetUnit,
+  Manager: Subscribe, Unsubscribe, StartTransientUnit, StopUnit, KillUnit, FreezeUnit, ThawUnit, GetUnit,
            GetUnitByPID, Ref/Unref (no-ops), Reload (no-op);
            signals JobNew, JobRemoved, UnitNew, UnitRemoved.
   Units at /org/freedesktop/systemd1/unit/<bus_label_escape(name)> with
@@ -526,6 +526,11 @@ def StopUnit(self, name, _mode):
         GLib.idle_add(_finish_job, self, job_id, job_path, name)
         return dbus.ObjectPath(job_path)
     u.setdefault('stop_jobs', []).append((job_id, job_path))
+    if u.get('freezer') == 'frozen' and u['cgroup_dir']:
+        # systemd thaws a frozen unit before it stops it
+        with open(os.path.join(u['cgroup_dir'], 'cgroup.freeze'), 'w', encoding='utf-8') as f:
+            f.write('0')
+        u['freezer'] = 'running'
     if u['active'] == 'active':
         _set_state(self, u, 'deactivating', 'stop-sigterm')
         u['kill_at'] = time.monotonic() + self.stop_timeout
@@ -546,6 +551,31 @@ def KillUnit(self, name, whom, signo):
         raise dbus.exceptions.DBusException(f'No {whom} process to kill', name=ERR_NO_SUCH_PROCESS)
     if u['active'] not in ('active', 'deactivating') or _signal_unit(u, int(signo)) == 0:
         raise dbus.exceptions.DBusException('No matching processes to kill', name=ERR_NO_SUCH_PROCESS)
+
+
+def _freeze(self, name, on):
+    '''Like systemd: the unit's cgroup freezer (cgroup.freeze), FreezerState reported.'''
+    u = _get_unit(self, str(name))
+    if u['active'] != 'active':
+        raise dbus.exceptions.DBusException(f'Unit {name} is not active.',
+                                            name='org.freedesktop.systemd1.UnitInactive')
+    if not u['cgroup_dir']:
+        raise dbus.exceptions.DBusException('Unit does not support freeze/thaw without a cgroup v2 tree.',
+                                            name='org.freedesktop.DBus.Error.NotSupported')
+    with open(os.path.join(u['cgroup_dir'], 'cgroup.freeze'), 'w', encoding='utf-8') as f:
+        f.write('1' if on else '0')
+    u['freezer'] = 'frozen' if on else 'running'
+    self.log(f'{"froze" if on else "thawed"} {name}')
+
+
+@dbus.service.method(MAIN_IFACE, in_signature='s', out_signature='')
+def FreezeUnit(self, name):
+    _freeze(self, name, True)
+
+
+@dbus.service.method(MAIN_IFACE, in_signature='s', out_signature='')
+def ThawUnit(self, name):
+    _freeze(self, name, False)
 
 
 @dbus.service.method(MAIN_IFACE, in_signature='s', out_signature='')

@@ -1,0 +1,228 @@
+// No machine runs unprotected without vmlease acting on it and saying so:
+// two hosts with real sanlock daemons, the real systemd-machined (systemd1
+// stand-in whose FreezeUnit uses the real cgroup v2 freezer) and the real
+// vmleased, which lease every image a machine holds open read-write.
+//
+// What is promised (README "Machines without a lease", vmlease.yaml(5)):
+// - a disk of a running machine that is not held is asked for again with
+//   back-off (1 s doubling to 30 s) until it is held or the machine ends, and
+//   nobody else on the host is granted it meanwhile;
+// - on_conflict: pause freezes the machine's unit while another host holds
+//   its disk, and thaws it once the lease is granted;
+// - on_unprotected applies once a machine has been unprotected for
+//   unprotected_grace seconds;
+// - every such machine is named: MachineUnprotected, the journal, Protected in
+//   ListMachines, vmleasectl status and the Warnings property.
+#include "host.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+using namespace vmtest;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Rules by machine name; every other machine gets on_unprotected: warn with a
+// long grace, so only the test that wants it sees on_unprotected act.
+const std::string kRules = R"(on_unprotected: warn
+unprotected_grace: 600
+machines:
+  - match: "warn-*"
+    disks: []
+    on_conflict: warn
+  - match: "pause-*"
+    disks: []
+    on_conflict: pause
+  - match: "doomed-*"
+    disks: []
+    on_unprotected: terminate
+    unprotected_grace: 3
+)";
+
+class Unprotected : public MachineHostsSuite<Unprotected> {
+protected:
+    static void SetUpTestSuite() { start("vml-unprot", kRules); }
+
+    static std::string lease_file(const std::string &disk) {
+        std::string md5;
+        run({"/bin/sh", "-c", "printf %s \"$0\" | md5sum | cut -c1-32 | tr -d '\\n'", disk}, {}, &md5);
+        return lease_dir + "/" + md5;
+    }
+    // A lease file sanlock refuses: the right size, no lease in it.
+    static void plant_bad_lease_file(const std::string &disk) {
+        std::ofstream out(lease_file(disk), std::ios::binary | std::ios::trunc);
+        std::string junk(1 << 20, '\x5a');
+        out.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    static bool listed_protected(Host &h, const std::string &machine) {
+        for (const auto &m : h.client->ListMachines())
+            if (m.get<0>() == machine)
+                return m.get<5>();
+        ADD_FAILURE() << machine << " not listed";
+        return false;
+    }
+    static std::string ctl(Host &h, const std::vector<std::string> &args) {
+        std::vector<std::string> argv{required_env("VMLEASECTL")};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::string out;
+        run(argv, {{"DBUS_SYSTEM_BUS_ADDRESS", h.bus_address}}, &out, 30s);
+        return out;
+    }
+    static std::string warnings(Host &h) {
+        std::string all;
+        for (const auto &w : h.client->Get("org.vmlease.Manager", "Warnings").get<std::vector<std::string>>())
+            all += w + "\n";
+        return all;
+    }
+    // The cgroup v2 freezer's word on the process's cgroup: "1" frozen, "0" not.
+    static std::string frozen(pid_t pid) {
+        std::string root = std::filesystem::exists("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup"
+                                                                                          : "/sys/fs/cgroup/unified";
+        std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+        std::string path;
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind("0::", 0) == 0)
+                path = line.substr(3);
+        std::ifstream events(root + path + "/cgroup.events");
+        for (std::string line; std::getline(events, line);)
+            if (line.rfind("frozen ", 0) == 0)
+                return line.substr(7);
+        return "?";
+    }
+    static double seconds_since(std::chrono::steady_clock::time_point t) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    }
+};
+
+TEST_F(Unprotected, ALeaseFileSanlockRefusesIsRetriedUntilRepairedAndNobodyElseGetsTheDisk) {
+    const std::string disk = image("refused.img");
+    plant_bad_lease_file(disk);
+    Child vm = vm_process(root->path(), "refused", disk);
+    h1->machined->create_machine("bad-1", vm.pid());
+
+    auto unprotected = h1->client->wait_event("MachineUnprotected", {"bad-1", disk}, 15s);
+    ASSERT_TRUE(unprotected) << h1->agent->log();
+    std::cout << "MachineUnprotected: " << unprotected->args[2] << std::endl;
+    EXPECT_NE(unprotected->args[2].find("failed"), std::string::npos) << unprotected->args[2];
+    EXPECT_FALSE(listed_protected(*h1, "bad-1"));
+    std::string status = ctl(*h1, {"status"});
+    std::cout << "--- vmleasectl status ---\n" << status << "--- vmleasectl machines ---\n"
+              << ctl(*h1, {"machines"}) << std::flush;
+    EXPECT_NE(status.find("Unprotected: bad-1"), std::string::npos) << status;
+    EXPECT_NE(status.find(disk + ": failed"), std::string::npos) << status;
+    EXPECT_NE(warnings(*h1).find("bad-1"), std::string::npos) << warnings(*h1);
+    EXPECT_NE(h1->agent->log().find("machine bad-1 is not protected"), std::string::npos);
+
+    // Meanwhile nobody else on this host is granted the disk the VM writes.
+    std::string message;
+    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("intruder", disk, "exclusive", {}); }, &message),
+              "org.vmlease.Error.LeaseHeld")
+        << message;
+
+    // Several retries fail meanwhile; then the file is repaired (removed: the
+    // agent creates and formats a new one).
+    std::this_thread::sleep_for(3s);
+    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("intruder", disk, "exclusive", {}); }),
+              "org.vmlease.Error.LeaseHeld");
+    std::filesystem::remove(lease_file(disk));
+    auto repaired = std::chrono::steady_clock::now();
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"bad-1", disk}, 35s)) << h1->agent->log();
+    std::cout << "repaired -> lease held: " << seconds_since(repaired) << " s (back-off bound 30 s)" << std::endl;
+    EXPECT_TRUE(vm.running());
+    EXPECT_TRUE(eventually([&] { return listed_protected(*h1, "bad-1"); }, 5s));
+    EXPECT_TRUE(eventually([&] { return warnings(*h1).find("bad-1") == std::string::npos; }, 5s)) << warnings(*h1);
+    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("intruder", disk, "exclusive", {}); }),
+              "org.vmlease.Error.LeaseHeld");
+
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"bad-1", disk}, 10s));
+}
+
+TEST_F(Unprotected, UnderWarnAMachineRefusedItsDiskGetsItOnceTheHolderLetsGo) {
+    const std::string disk = image("warned.img");
+    Child holder = vm_process(root->path(), "holder-w", disk);
+    h1->machined->create_machine("holder-w", holder.pid());
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"holder-w", disk}, 10s)) << h1->agent->log();
+
+    Child vm = vm_process(root->path(), "warn-2", disk);
+    h2->machined->create_machine("warn-2", vm.pid());
+    ASSERT_TRUE(h2->client->wait_for("LeaseConflict", {"warn-2", disk, "1"}, 10s)) << h2->agent->log();
+    EXPECT_TRUE(h2->client->wait_for("MachineUnprotected", {"warn-2", disk}, 5s));
+    EXPECT_FALSE(listed_protected(*h2, "warn-2"));
+    // Retries meet the holder again; it keeps running (warn).
+    std::this_thread::sleep_for(4s);
+    EXPECT_TRUE(vm.running());
+
+    holder.signal(SIGKILL);
+    ASSERT_TRUE(h1->client->wait_for("LeaseReleased", {"holder-w", disk}, 10s));
+    auto released = std::chrono::steady_clock::now();
+    ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"warn-2", disk}, 35s)) << h2->agent->log();
+    std::cout << "holder released -> waiting machine's lease: " << seconds_since(released) << " s" << std::endl;
+    EXPECT_TRUE(eventually([&] { return listed_protected(*h2, "warn-2"); }, 5s));
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h2->client->wait_for("LeaseReleased", {"warn-2", disk}, 10s));
+}
+
+TEST_F(Unprotected, UnderPauseAMachineIsFrozenWhileTheDiskIsHeldElsewhereAndThawedOnceItIsGranted) {
+    const std::string disk = image("paused.img");
+    Child holder = vm_process(root->path(), "holder-p", disk);
+    h1->machined->create_machine("holder-p", holder.pid());
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"holder-p", disk}, 10s)) << h1->agent->log();
+
+    Child vm = vm_process(root->path(), "pause-2", disk);
+    h2->machined->create_machine("pause-2", vm.pid());
+    ASSERT_TRUE(h2->client->wait_for("LeaseConflict", {"pause-2", disk, "1"}, 10s)) << h2->agent->log();
+    ASSERT_TRUE(eventually([&] { return frozen(vm.pid()) == "1"; }, 10s)) << h2->agent->log();
+    EXPECT_TRUE(vm.running());
+    // A stray SIGCONT does not undo the freezer.
+    kill(vm.pid(), SIGCONT);
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(frozen(vm.pid()), "1");
+    EXPECT_NE(ctl(*h2, {"status"}).find("Unprotected: pause-2"), std::string::npos);
+
+    holder.signal(SIGKILL);
+    ASSERT_TRUE(h1->client->wait_for("LeaseReleased", {"holder-p", disk}, 10s));
+    auto released = std::chrono::steady_clock::now();
+    ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"pause-2", disk}, 35s)) << h2->agent->log();
+    EXPECT_TRUE(eventually([&] { return frozen(vm.pid()) == "0"; }, 10s)) << h2->agent->log();
+    std::cout << "holder released -> frozen machine leased and thawed: " << seconds_since(released) << " s"
+              << std::endl;
+    EXPECT_TRUE(vm.running());
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h2->client->wait_for("LeaseReleased", {"pause-2", disk}, 10s));
+}
+
+TEST_F(Unprotected, AMachineLeftUnprotectedPastItsGraceIsTerminatedAndSaysWhy) {
+    const std::string disk = image("doomed.img");
+    plant_bad_lease_file(disk);
+    Child vm = vm_process(root->path(), "doomed", disk);
+    h1->machined->create_machine("doomed-1", vm.pid());
+    auto first = h1->client->wait_event("MachineUnprotected", {"doomed-1", disk}, 15s);
+    ASSERT_TRUE(first) << h1->agent->log();
+    auto noticed = std::chrono::steady_clock::now();
+    EXPECT_TRUE(vm.running());
+    // The grace (3 s) ends: terminate, with the signal and the journal entry.
+    ASSERT_NE(vm.wait(20s), -1) << "not terminated\n" << h1->agent->log();
+    double after = seconds_since(noticed);
+    std::cout << "unprotected -> terminated: " << after << " s (grace 3 s)" << std::endl;
+    EXPECT_GE(after, 2.0);
+    bool acted = false;
+    for (const auto &e : h1->client->events())
+        if (e.name == "MachineUnprotected" && e.args.size() == 3 && e.args[0] == "doomed-1" &&
+            e.args[2].size() > 11 && e.args[2].compare(e.args[2].size() - 11, 11, "; terminate") == 0)
+            acted = true;
+    EXPECT_TRUE(acted) << "no MachineUnprotected saying it was terminated";
+    EXPECT_NE(h1->agent->log().find("machine doomed-1 stayed unprotected for 3 s"), std::string::npos)
+        << h1->agent->log();
+    EXPECT_NE(h1->agent->log().find("on_unprotected=terminate: terminating it"), std::string::npos);
+    std::filesystem::remove(lease_file(disk));
+}
+
+}  // namespace
