@@ -284,7 +284,7 @@ void Daemon::release(RequestId id, const std::string &owner, const std::string &
                                         {settings_.host_id}});
                 return apply(std::move(step));
             }
-    apply(registry_.release(id, owner, resource));
+    apply(tracker_.release_disk(id, owner, resource));
 }
 
 void Daemon::reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
@@ -492,6 +492,15 @@ void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *fai
             done("systemd-machined is not connected");
         return;
     }
+    if (!failure && effect.kind == MachineEffect::Kind::Terminate)
+        // on_conflict/on_unprotected: a machine that machined cannot stop
+        // must not keep writing a disk it has no lease for.
+        done = [this, machine = effect.machine](const std::string &error) {
+            if (error.empty())
+                return;
+            log_crit("cannot terminate machine " + machine + " (" + error + "); killing it", {{"OWNER", machine}});
+            machined_->kill(machine, SIGKILL);
+        };
     switch (effect.kind) {
     case MachineEffect::Kind::Terminate: machined_->terminate(effect.machine, std::move(done)); break;
     case MachineEffect::Kind::Kill: machined_->kill(effect.machine, effect.signal, std::move(done)); break;
@@ -551,9 +560,9 @@ void Daemon::after(uint64_t usec, std::function<void()> fn) {
             } catch (const std::exception &e) {
                 log_error(std::string("a timer's work failed: ") + e.what());
             }
-            // One shot: the loop's reference goes, and with it the function.
+            // One shot: the loop's reference, the only one, goes; the
+            // source and the function with it.
             sd_event_source_set_floating(s, 0);
-            sd_event_source_unref(s);
             return 0;
         },
         copy);
@@ -563,8 +572,10 @@ void Daemon::after(uint64_t usec, std::function<void()> fn) {
         return;
     }
     sd_event_source_set_destroy_callback(source, [](void *userdata) { delete static_cast<Fn *>(userdata); });
-    // Our reference becomes the loop's.
+    // The loop takes a reference of its own (freed with the loop if the
+    // timer never fires); ours goes.
     sd_event_source_set_floating(source, 1);
+    sd_event_source_unref(source);
 }
 
 // What vmlease-lockfailure applies if this agent cannot answer it.
@@ -633,6 +644,7 @@ void Daemon::machine_gone(const std::string &name) {
     if (tracker_.find(name))
         log_info("machine " + name + " went away; releasing its leases", {{"OWNER", name}});
     leader_start_.erase(name);
+    stopped_instead_.erase(name);
     apply(tracker_.machine_gone(name));
     if (to_restore_ && after_failure_)
         maybe_reconcile();  // its orphans in the failed lockspace can go now

@@ -82,7 +82,9 @@ int verb_status(Context &c, const Args &) {
     for (const auto &row : list_machines(c)) {
         if (row.size() < 6 || !row[5].is_boolean() || row[5].get<bool>())
             continue;
-        Json disks = call_method(c.bus, {.interface = kPropertiesInterface,
+        Json disks;
+        try {
+            disks = call_method(c.bus, {.interface = kPropertiesInterface,
                                          .member = "Get",
                                          .reply_signature = "v",
                                          .what = "cannot read machine " + to_text(row[0]),
@@ -92,6 +94,9 @@ int verb_status(Context &c, const Args &) {
                                                    "cannot build call");
                                          },
                                          .path = to_text(row[4])})[0];
+        } catch (const Failure &) {
+            continue;  // gone since it was listed
+        }
         unprotected.push_back({{"machine", row[0]}, {"disks", rows_to_objects(disks, {"disk", "reason", "since"})}});
     }
     if (c.out.json != JsonMode::Off) {

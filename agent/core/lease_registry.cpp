@@ -125,7 +125,13 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
 }
 
 void LeaseRegistry::claim(const std::string &resource, const std::string &owner, LeaseMode mode) {
-    claims_[resource][owner] = mode;
+    auto &claimants = claims_[resource];
+    // The first claimant wins: two machines here that both want a disk
+    // exclusively must not refuse each other for good.
+    for (const auto &[other, other_mode] : claimants)
+        if (other != owner && !(mode == LeaseMode::Shared && other_mode == LeaseMode::Shared))
+            return;
+    claimants[owner] = mode;
 }
 
 void LeaseRegistry::unclaim(const std::string &owner) {

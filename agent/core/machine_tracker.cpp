@@ -67,17 +67,27 @@ uint32_t retry_delay_ms(uint32_t attempts) {
 }
 
 namespace {
-// A disk it may be writing is not held, and neither the lockspace's state
-// (on_lockfailure decides then) nor a stop under way covers it. The first
-// acquire does not count: the clock starts when one fails.
+// A disk it may be writing is not held, and neither on_lockfailure (applied
+// to it in this lock failure) nor a stop under way covers it.
 bool is_exposed(const Machine &m) {
     if (m.reserved || m.terminating)
         return false;
-    return std::any_of(m.disks.begin(), m.disks.end(), [](const MachineDisk &d) {
+    return std::any_of(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) {
         if (d.awaits_lockspace)
             return false;
+        // A first acquire counts too (a hung lease directory must not keep
+        // a VM unprotected unnoticed), except with a grace of 0, which means
+        // "at the first failure".
         return d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
-               (d.state == MachineDisk::State::Acquiring && d.attempts > 0);
+               (d.state == MachineDisk::State::Acquiring && (d.attempts > 0 || m.unprotected_grace > 0));
+    });
+}
+
+// Waiting for a lease it does not have: thawing must wait too.
+bool is_pending(const Machine &m) {
+    return std::any_of(m.disks.begin(), m.disks.end(), [](const MachineDisk &d) {
+        return d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
+               d.state == MachineDisk::State::Acquiring;
     });
 }
 }  // namespace
@@ -98,6 +108,14 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
     // whose disks need protecting from other machines.
     if (info.machine_class == "host")
         return finish(std::move(step));
+    if (auto old = machines_.find(info.name); old != machines_.end() && !old->second.reserved &&
+                                               old->second.info.leader != 0 && info.leader != 0 &&
+                                               old->second.info.leader != info.leader) {
+        // Another machine under the same name (a VM's service restarted
+        // before its removal reached us): the old one is gone, with all it
+        // held and all that was decided about it (terminating, frozen).
+        step.append(machine_gone(info.name));
+    }
     auto [it, added] = machines_.try_emplace(info.name);
     Machine &m = it->second;
     bool was_reserved = m.reserved;
@@ -192,6 +210,12 @@ Step MachineTracker::finish_reservation(std::string owner) {
         step.replies.push_back({r.reply_to, std::nullopt, "", {}, owner});
         if (mit != machines_.end() && mit->second.reserved)
             step.grace_timers.push_back({owner, r.grace_seconds});
+        return step;
+    }
+    if (mit != machines_.end() && !mit->second.reserved) {
+        // The machine started meanwhile: the caller hears the error, and
+        // what it runs on is kept (and retried), not rolled back.
+        step.replies.push_back({r.reply_to, r.first_error, "", r.holders, owner});
         return step;
     }
     Rollback &rb = rollbacks_[r.reply_to];
@@ -380,7 +404,12 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         // Part of a RegisterMachine: the caller gets the error; nothing is
         // terminated, since the VM has not started.
         Reservation &r = reservation->second;
-        d->state = reply.error ? MachineDisk::State::Failed : MachineDisk::State::Held;
+        if (!reply.error)
+            d->state = MachineDisk::State::Held;
+        else if (m.reserved)
+            d->state = MachineDisk::State::Failed;
+        else
+            after_failure(step, m, *d, *reply.error, reply.holders);  // it runs: keep asking, never roll back
         if (reply.error && !r.first_error) {
             r.first_error = reply.error;
             r.holders = reply.holders;
@@ -405,9 +434,10 @@ void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const
     bool here = std::find(holders.begin(), holders.end(), uint64_t(leases_.host_id())) != holders.end();
     if (!(error.kind == ErrorKind::LeaseHeld && here))
         leases_.claim(d.resource, m.info.name, d.mode);
-    if (error.kind == ErrorKind::LockspaceUnavailable) {
+    if (error.kind == ErrorKind::LockspaceUnavailable && leases_.lockspace_state() != LockspaceState::Joined) {
+        // retry_failed takes it once the lockspace is joined. Its grace runs
+        // on unless on_lockfailure was applied to it (lock_failed).
         d.state = MachineDisk::State::Failed;
-        d.awaits_lockspace = true;  // retry_failed takes it once the lockspace is joined
         return;
     }
     if (error.kind != ErrorKind::LeaseHeld) {
@@ -465,7 +495,11 @@ Step MachineTracker::grace_over(const std::string &machine, uint64_t epoch) {
     switch (m.on_unprotected) {
     case UnprotectedAction::Terminate:
         m.terminating = true;
-        step.machine_effects.push_back(MachineEffect::terminate(m.info.name));
+        // A frozen machine is killed, not stopped: systemd thaws a unit
+        // before stopping it, and its graceful stop would write the disk
+        // another host holds. SIGKILL reaches frozen tasks.
+        step.machine_effects.push_back(m.frozen ? MachineEffect::kill(m.info.name, SIGKILL)
+                                                : MachineEffect::terminate(m.info.name));
         break;
     case UnprotectedAction::Pause:
         if (!m.frozen) {
@@ -525,7 +559,7 @@ void MachineTracker::track_protection(Step &step, Machine &m) {
         m.exposed = false;
         m.exposed_epoch = 0;
     }
-    if (m.frozen && !m.terminating && machine_protected(m)) {
+    if (m.frozen && !m.terminating && !is_pending(m)) {
         // Frozen by vmlease for want of a lease, which it now has.
         m.frozen = false;
         step.machine_effects.push_back(MachineEffect::thaw(m.info.name, m.info.unit));
@@ -551,6 +585,22 @@ Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
             }
         step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
     }
+    return finish(std::move(step));
+}
+
+Step MachineTracker::release_disk(RequestId id, const std::string &owner, const std::string &resource) {
+    Step step = leases_.release(id, owner, resource);
+    auto it = machines_.find(owner);
+    if (it == machines_.end())
+        return step;
+    for (auto &d : it->second.disks)
+        if (d.resource == resource && d.state != MachineDisk::State::Waiting) {
+            d.state = MachineDisk::State::Released;
+            d.error.clear();
+            d.retry_token = 0;
+            d.awaits_lockspace = false;
+            step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+        }
     return finish(std::move(step));
 }
 
@@ -709,10 +759,35 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
                     still_running.owners.push_back({owner, SavedOwner::Kind::Machine, 0});
             }
         }
-        if (!later.owners.empty())
+        if (!later.owners.empty()) {
             still_running.leases.push_back(std::move(later));
-        else if (!leases_.find(lease.resource))
+            continue;
+        }
+        if (!leases_.find(lease.resource))
             step.append(leases_.release_orphan(lease.resource, lease.disk));
+        // A machine left running (pause, ignore) takes its disk again once
+        // the lockspace is back, as after a failure the agent saw.
+        for (const auto &owner : lease.owners) {
+            auto mit = machines_.find(owner);
+            if (mit == machines_.end() || mit->second.reserved)
+                continue;
+            Machine &m = mit->second;
+            if (std::any_of(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) { return d.disk == lease.disk; }) ||
+                m.disks.size() >= kMaxDisksPerMachine)
+                continue;
+            MachineDisk d;
+            d.disk = lease.disk;
+            d.resource = lease.resource;
+            d.mode = lease.mode;
+            d.source = MachineDisk::Source::Restored;
+            d.may_adopt = true;
+            d.state = MachineDisk::State::Failed;
+            d.error = "the lockspace failed";
+            d.awaits_lockspace = true;
+            leases_.claim(d.resource, owner, d.mode);
+            m.disks.push_back(d);
+            step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+        }
     }
     return finish(std::move(step));
 }
@@ -749,7 +824,7 @@ Step MachineTracker::sanlock_lost() {
                 d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict) {
                 d.state = MachineDisk::State::Failed;
                 d.error = "the sanlock daemon stopped";
-                d.awaits_lockspace = true;
+                // No on_lockfailure applies: its grace runs (on_unprotected).
                 leases_.claim(d.resource, name, d.mode);
                 changed = true;
             }

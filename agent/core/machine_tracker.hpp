@@ -126,6 +126,9 @@ public:
     // Machine.Release); the reply goes to request `id`. A tracked machine
     // keeps running, its disks marked released.
     Step release_leases(RequestId id, const std::string &owner);
+    // ReleaseDisk: one lease; if it is a machine's disk, it stays released
+    // (no retry) until the machine ends.
+    Step release_disk(RequestId id, const std::string &owner, const std::string &resource);
     // RegisterMachine: take every disk (mode none: no lease) before the VM
     // starts, all or nothing; the reply to `id` names the machine. Bound to
     // the machine of that name when machined registers it; released after

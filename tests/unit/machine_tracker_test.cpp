@@ -604,19 +604,47 @@ TEST_F(Tracker, AFailedAcquireIsRetriedWithBackOffAndNobodyElseGetsTheDiskMeanwh
     EXPECT_TRUE(late.unprotected.empty());
 }
 
-TEST_F(Tracker, WithoutTheLockspaceADiskWaitsForTheRejoinNotForItsGrace) {
+TEST_F(Tracker, WithoutTheLockspaceADiskIsTakenAtTheRejoinAndItsGraceRuns) {
     run(tracker.machine_appeared(vm("web-1")));
     reg.set_lockspace_state(LockspaceState::Failed);
     Step s = run(tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true}}));
     const Machine *m = tracker.find("web-1");
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Failed);
-    EXPECT_TRUE(m->disks[0].awaits_lockspace);
-    EXPECT_TRUE(s.retry_timers.empty());
-    EXPECT_TRUE(s.protection_timers.empty());  // on_lockfailure decides meanwhile
+    EXPECT_TRUE(s.retry_timers.empty());  // the rejoin takes it
+    // No on_lockfailure was applied to it (it held nothing): on_unprotected's grace runs.
+    EXPECT_FALSE(m->disks[0].awaits_lockspace);
+    EXPECT_EQ(s.protection_timers.size(), 1u);
+    EXPECT_TRUE(m->exposed);
     EXPECT_FALSE(machine_protected(*m));
     reg.set_lockspace_state(LockspaceState::Joined);
     run(tracker.retry_failed());
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Held);
+    EXPECT_FALSE(m->exposed);
+}
+
+TEST_F(Tracker, AMachinePausedOrIgnoredOnALockFailureIsLeftToOnLockfailure) {
+    config.on_lockfailure = LockFailureAction::Ignore;
+    run(tracker.machine_appeared(vm("web-1")));
+    run(tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true}}));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    Step s = run(tracker.lock_failed());
+    const Machine *m = tracker.find("web-1");
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Failed);
+    EXPECT_TRUE(m->disks[0].awaits_lockspace);
+    EXPECT_FALSE(m->exposed);
+    EXPECT_TRUE(s.protection_timers.empty());
+}
+
+TEST_F(Tracker, AStaleLockspaceAnswerAfterTheRejoinIsRetriedLikeAnyFailure) {
+    run(tracker.machine_appeared(vm("web-1")));
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    Step ask = tracker.files_discovered("web-1", {{disk, true}});
+    // sanlock answers "lockspace not joined" (-ENOSPC) though the registry
+    // is joined again: the disk must not wait for a rejoin that happened.
+    Step s = run(std::move(ask), -ENOSPC);
+    const Machine *m = tracker.find("web-1");
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Failed);
+    EXPECT_EQ(s.retry_timers.size(), 1u);
 }
 
 TEST_F(Tracker, UnderWarnAConflictIsRetriedUntilTheHolderLetsGo) {
@@ -699,4 +727,76 @@ TEST_F(Tracker, ReleasedByAnAdministratorStaysReleasedAndIsNotRetried) {
     Step other = reg.acquire(7, "other", disk, lease_resource_name(disk), LeaseMode::Exclusive);
     EXPECT_TRUE(other.replies.empty());
     EXPECT_EQ(other.effects.size(), 1u);
+}
+
+TEST_F(Tracker, AnotherMachineUnderTheSameNameStartsAfresh) {
+    config.on_conflict = ConflictAction::Terminate;
+    run(tracker.machine_appeared(vm("db-1")), -243, {2});
+    ASSERT_TRUE(tracker.find("db-1")->terminating);
+    // machined already has a new db-1 (its service restarted) when we look.
+    MachineInfo again = vm("db-1");
+    again.leader = 5151;
+    Step s = run(tracker.machine_appeared(again));
+    const Machine *m = tracker.find("db-1");
+    EXPECT_FALSE(m->terminating);
+    EXPECT_EQ(m->info.leader, 5151u);
+    for (const auto &d : m->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Held) << d.disk;  // asked for again
+}
+
+TEST_F(Tracker, AFrozenMachineWhoseGraceEndsIsKilledNotStopped) {
+    config.on_conflict = ConflictAction::Pause;
+    config.unprotected_grace = 5;
+    Step s = run(tracker.machine_appeared(vm("db-1")), -243, {2});
+    ASSERT_TRUE(tracker.find("db-1")->frozen);
+    ASSERT_EQ(s.protection_timers.size(), 1u);
+    Step over = tracker.grace_over("db-1", s.protection_timers[0].epoch);
+    ASSERT_EQ(over.machine_effects.size(), 1u);
+    EXPECT_EQ(over.machine_effects[0].kind, MachineEffect::Kind::Kill);
+    EXPECT_EQ(over.machine_effects[0].signal, SIGKILL);
+}
+
+TEST_F(Tracker, TwoMachinesHereWantingOneDiskDoNotRefuseEachOtherForGood) {
+    config.on_conflict = ConflictAction::Warn;
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    run(tracker.machine_appeared(vm("a")));
+    run(tracker.machine_appeared(vm("b")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.files_discovered("a", {{disk, true}}));
+    run(tracker.files_discovered("b", {{disk, true}}));
+    reg.set_lockspace_state(LockspaceState::Joined);
+    run(tracker.retry_failed());
+    EXPECT_EQ(tracker.find("a")->disks[0].state, MachineDisk::State::Held);  // the first claimant
+    EXPECT_EQ(tracker.find("b")->disks[0].state, MachineDisk::State::Conflict);
+}
+
+TEST_F(Tracker, ReleaseDiskOfAMachinesDiskMarksItReleased) {
+    run(tracker.machine_appeared(vm("web-1")));
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    run(tracker.files_discovered("web-1", {{disk, true}}));
+    Step s = run(tracker.release_disk(5, "web-1", lease_resource_name(disk)));
+    ASSERT_NE(reply_for(s, 5), nullptr);
+    EXPECT_FALSE(reply_for(s, 5)->error);
+    const Machine *m = tracker.find("web-1");
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Released);
+    EXPECT_FALSE(machine_protected(*m));
+    ASSERT_EQ(s.unprotected.size(), 1u);
+    EXPECT_EQ(s.unprotected[0].reason.rfind("released", 0), 0u);
+}
+
+TEST_F(Tracker, AReservationRefusedAfterItsMachineStartedKeepsAndRetriesItsDisks) {
+    config.on_conflict = ConflictAction::Warn;
+    const std::string disk = "/srv/a.img";
+    Step r = tracker.reserve(9, "vm-r", {{disk, LeaseMode::Exclusive}}, 60);
+    // The VM was started before sanlock answered.
+    run(tracker.machine_appeared(vm("vm-r")));
+    Step s = run(std::move(r), -243, {2});
+    const Reply *reply = reply_for(s, 9);
+    ASSERT_NE(reply, nullptr);
+    ASSERT_TRUE(reply->error);
+    const Machine *m = tracker.find("vm-r");
+    ASSERT_NE(m, nullptr);
+    ASSERT_EQ(m->disks.size(), 1u);
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Conflict);
+    EXPECT_EQ(s.retry_timers.size(), 1u);
 }
