@@ -617,6 +617,14 @@ uint64_t Daemon::leader_start_time(const std::string &machine, uint32_t leader) 
 }
 
 void Daemon::machine_appeared(const MachineInfo &info) {
+    if (const Machine *old = tracker_.find(info.name);
+        old && !old->reserved && old->info.leader && info.leader && old->info.leader != info.leader) {
+        // Another machine under the same name: the one we knew is gone.
+        log_info("machine " + info.name + " has a new leader (" + std::to_string(info.leader) + ", was " +
+                     std::to_string(old->info.leader) + "): the old one is gone",
+                 {{"OWNER", info.name}});
+        machine_gone(info.name);
+    }
     leader_start_time(info.name, info.leader);
     bool known = tracker_.find(info.name) != nullptr;
     apply(tracker_.machine_appeared(info));

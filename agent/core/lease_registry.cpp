@@ -141,6 +141,15 @@ void LeaseRegistry::unclaim(const std::string &owner) {
     }
 }
 
+void LeaseRegistry::unclaim(const std::string &owner, const std::string &resource) {
+    auto it = claims_.find(resource);
+    if (it == claims_.end())
+        return;
+    it->second.erase(owner);
+    if (it->second.empty())
+        claims_.erase(it);
+}
+
 Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk, const std::string &resource,
                                   uint32_t owner_pid) {
     Step step;

@@ -50,6 +50,7 @@ public:
     // granted it meanwhile, or a retry would find the VM's disk given away.
     void claim(const std::string &resource, const std::string &owner, LeaseMode mode);
     void unclaim(const std::string &owner);
+    void unclaim(const std::string &owner, const std::string &resource);
 
     // Outcomes of effects, posted back by the effector.
     Step acquire_done(const std::string &resource, const SanlockOutcome &outcome);

@@ -108,6 +108,7 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
     // whose disks need protecting from other machines.
     if (info.machine_class == "host")
         return finish(std::move(step));
+    size_t removal_changes = 0;
     if (auto old = machines_.find(info.name); old != machines_.end() && !old->second.reserved &&
                                                old->second.info.leader != 0 && info.leader != 0 &&
                                                old->second.info.leader != info.leader) {
@@ -115,6 +116,7 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
         // before its removal reached us): the old one is gone, with all it
         // held and all that was decided about it (terminating, frozen).
         step.append(machine_gone(info.name));
+        removal_changes = step.machine_changes.size();
     }
     auto [it, added] = machines_.try_emplace(info.name);
     Machine &m = it->second;
@@ -146,7 +148,17 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
             if (d.mode != LeaseMode::None)
                 step.append(want(m, d.path, d.mode, MachineDisk::Source::Rule));
     }
-    step.machine_changes.insert(step.machine_changes.begin(),
+    if (was_reserved)
+        // Reservation disks refused before it started: it runs now, so they
+        // are asked for again like any running machine's.
+        for (auto &d : m.disks)
+            if (d.state == MachineDisk::State::Failed && d.source == MachineDisk::Source::Reservation) {
+                leases_.claim(d.resource, info.name, d.mode);
+                d.attempts++;
+                d.retry_token = next_token_++;
+                step.retry_timers.push_back({info.name, d.disk, d.retry_token, retry_delay_ms(d.attempts)});
+            }
+    step.machine_changes.insert(step.machine_changes.begin() + static_cast<std::ptrdiff_t>(removal_changes),
                                 {was_reserved ? MachineChange::Kind::Updated : MachineChange::Kind::Added, info.name});
     return finish(std::move(step));
 }
@@ -320,7 +332,7 @@ Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
     d.error.clear();
     d.awaits_lockspace = false;
     RequestId id = next_id();
-    requests_[id] = {m.info.name, d.disk};
+    requests_[id] = {m.info.name, d.disk, 0, m.info.leader};
     Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt);
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     return step;
@@ -395,8 +407,10 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         return finish(std::move(step));
     }
     Machine &m = mit->second;
+    if (pending.leader && m.info.leader && pending.leader != m.info.leader)
+        return finish(std::move(step));  // asked for a predecessor of the same name; its successor asked itself
     auto d = std::find_if(m.disks.begin(), m.disks.end(), [&](const MachineDisk &x) { return x.disk == pending.disk; });
-    if (d == m.disks.end() || d->state == MachineDisk::State::Released)
+    if (d == m.disks.end())
         return finish(std::move(step));
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     auto reservation = reservations_.find(m.info.name);
@@ -404,7 +418,9 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         // Part of a RegisterMachine: the caller gets the error; nothing is
         // terminated, since the VM has not started.
         Reservation &r = reservation->second;
-        if (!reply.error)
+        if (d->state == MachineDisk::State::Released)
+            ;  // an administrator released it meanwhile: only counted
+        else if (!reply.error)
             d->state = MachineDisk::State::Held;
         else if (m.reserved)
             d->state = MachineDisk::State::Failed;
@@ -418,6 +434,8 @@ Step MachineTracker::lease_reply(const Reply &reply) {
             step.append(finish_reservation(m.info.name));
         return finish(std::move(step));
     }
+    if (d->state == MachineDisk::State::Released)
+        return finish(std::move(step));  // released by an administrator meanwhile: stays so
     if (!reply.error) {
         d->state = MachineDisk::State::Held;
         return finish(std::move(step));
@@ -498,8 +516,7 @@ Step MachineTracker::grace_over(const std::string &machine, uint64_t epoch) {
         // A frozen machine is killed, not stopped: systemd thaws a unit
         // before stopping it, and its graceful stop would write the disk
         // another host holds. SIGKILL reaches frozen tasks.
-        step.machine_effects.push_back(m.frozen ? MachineEffect::kill(m.info.name, SIGKILL)
-                                                : MachineEffect::terminate(m.info.name));
+        step.machine_effects.push_back(MachineEffect::terminate(m.info.name));  // finish(): SIGKILL if frozen
         break;
     case UnprotectedAction::Pause:
         if (!m.frozen) {
@@ -515,6 +532,14 @@ Step MachineTracker::grace_over(const std::string &machine, uint64_t epoch) {
 }
 
 Step MachineTracker::finish(Step step) {
+    // One rule for every stop: a machine vmlease froze or stopped is killed,
+    // not stopped gracefully. systemd thaws a unit (and machined's stop sends
+    // SIGCONT) before the stop, and the machine would write a disk it has no
+    // lease for while it shuts down. SIGKILL reaches frozen and stopped tasks.
+    for (auto &e : step.machine_effects)
+        if (e.kind == MachineEffect::Kind::Terminate)
+            if (auto it = machines_.find(e.machine); it != machines_.end() && (it->second.frozen || it->second.stopped))
+                e = MachineEffect::kill(e.machine, SIGKILL);
     std::set<std::string> seen;
     std::vector<std::string> names;
     for (const auto &c : step.machine_changes)
@@ -589,10 +614,12 @@ Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
 }
 
 Step MachineTracker::release_disk(RequestId id, const std::string &owner, const std::string &resource) {
+    bool known = leases_.find(resource) != nullptr;
     Step step = leases_.release(id, owner, resource);
     auto it = machines_.find(owner);
-    if (it == machines_.end())
+    if (it == machines_.end() || !known)
         return step;
+    leases_.unclaim(owner, resource);
     for (auto &d : it->second.disks)
         if (d.resource == resource && d.state != MachineDisk::State::Waiting) {
             d.state = MachineDisk::State::Released;
@@ -633,6 +660,8 @@ void MachineTracker::apply_lock_failure_action(Step &step, const std::string &ow
         break;
     case LockFailureAction::Pause:
         step.machine_effects.push_back(MachineEffect::kill(owner, SIGSTOP));
+        if (auto it = machines_.find(owner); it != machines_.end())
+            it->second.stopped = true;
         break;
     case LockFailureAction::Ignore:
         break;
@@ -678,8 +707,7 @@ Step MachineTracker::lock_failed() {
         if (it != machines_.end()) {
             // Taken again after the rejoin if the machine is still there.
             for (auto &d : it->second.disks)
-                if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring ||
-                    d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict) {
+                if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring) {
                     d.state = MachineDisk::State::Failed;
                     d.error = "the lockspace failed";
                     d.awaits_lockspace = true;
@@ -772,8 +800,19 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             if (mit == machines_.end() || mit->second.reserved)
                 continue;
             Machine &m = mit->second;
-            if (std::any_of(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) { return d.disk == lease.disk; }) ||
-                m.disks.size() >= kMaxDisksPerMachine)
+            auto known = std::find_if(m.disks.begin(), m.disks.end(),
+                                      [&](const MachineDisk &d) { return d.disk == lease.disk; });
+            if (known != m.disks.end()) {
+                // Named again since the restart (a rule, discovery), and
+                // refused for want of the lockspace: on_lockfailure governs it.
+                if (known->state == MachineDisk::State::Failed || known->state == MachineDisk::State::Acquiring) {
+                    known->awaits_lockspace = true;
+                    leases_.claim(known->resource, owner, known->mode);
+                    step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+                }
+                continue;
+            }
+            if (m.disks.size() >= kMaxDisksPerMachine)
                 continue;
             MachineDisk d;
             d.disk = lease.disk;
@@ -820,8 +859,7 @@ Step MachineTracker::sanlock_lost() {
     for (auto &[name, m] : machines_) {
         bool changed = false;
         for (auto &d : m.disks)
-            if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring ||
-                d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict) {
+            if (d.state == MachineDisk::State::Held || d.state == MachineDisk::State::Acquiring) {
                 d.state = MachineDisk::State::Failed;
                 d.error = "the sanlock daemon stopped";
                 // No on_lockfailure applies: its grace runs (on_unprotected).

@@ -77,6 +77,7 @@ struct Machine {
     bool terminating = false;  // on_conflict asked machined to stop it
     bool reserved = false;     // RegisterMachine'd, and machined has not registered it yet
     bool frozen = false;       // vmlease froze its unit (on_conflict or on_unprotected pause)
+    bool stopped = false;      // on_lockfailure: pause sent it SIGSTOP
     // Exposed: a disk it may be writing is not held and nothing stops it
     // (see exposed()); `exposed_epoch` names that stretch for its timer.
     bool exposed = false;
@@ -211,6 +212,7 @@ private:
         std::string machine;
         std::string disk;       // empty: a release whose reply nobody needs
         RequestId rollback_of = 0;  // a release undoing the reservation answered to this request
+        uint32_t leader = 0;        // of the machine that asked (a same-name successor's is another)
     };
     // A failed reservation's reply waits until what it took is given back.
     struct Rollback {

@@ -800,3 +800,50 @@ TEST_F(Tracker, AReservationRefusedAfterItsMachineStartedKeepsAndRetriesItsDisks
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Conflict);
     EXPECT_EQ(s.retry_timers.size(), 1u);
 }
+
+TEST_F(Tracker, ALockFailureDoesNotHandTheDiskToTheMachineThatWasRefusedIt) {
+    config.on_lockfailure = LockFailureAction::Ignore;
+    config.on_conflict = ConflictAction::Pause;
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    run(tracker.machine_appeared(vm("zeta")));
+    run(tracker.files_discovered("zeta", {{disk, true}}));
+    run(tracker.machine_appeared(vm("alpha")));
+    run(tracker.files_discovered("alpha", {{disk, true}}));  // refused: zeta holds it here
+    ASSERT_EQ(tracker.find("alpha")->disks[0].state, MachineDisk::State::Conflict);
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    reg.set_lockspace_state(LockspaceState::Joined);
+    run(tracker.retry_failed());
+    EXPECT_EQ(tracker.find("zeta")->disks[0].state, MachineDisk::State::Held);
+    EXPECT_NE(tracker.find("alpha")->disks[0].state, MachineDisk::State::Held);
+}
+
+TEST_F(Tracker, EveryStopOfAFrozenMachineIsAKill) {
+    config.on_unprotected = UnprotectedAction::Pause;
+    config.unprotected_grace = 0;
+    const std::string disk = "/var/lib/libvirt/images/web.img";
+    run(tracker.machine_appeared(vm("web-1")));
+    Step s = run(tracker.files_discovered("web-1", {{disk, true}}), -22);
+    ASSERT_EQ(s.protection_timers.size(), 1u);
+    run(tracker.grace_over("web-1", s.protection_timers[0].epoch));
+    ASSERT_TRUE(tracker.find("web-1")->frozen);
+    ASSERT_FALSE(s.retry_timers.empty());
+    // The retry meets another host's lease: on_conflict terminate, as a kill.
+    Step c = run(tracker.retry("web-1", disk, s.retry_timers[0].token), -243, {2});
+    ASSERT_EQ(c.machine_effects.size(), 1u);
+    EXPECT_EQ(c.machine_effects[0].kind, MachineEffect::Kind::Kill);
+    EXPECT_EQ(c.machine_effects[0].signal, SIGKILL);
+}
+
+TEST_F(Tracker, AReservationDiskRefusedBeforeItsMachineStartedIsAskedForAgainOnceItRuns) {
+    const std::string a = "/srv/a.img", b = "/srv/b.img";
+    Step r = tracker.reserve(9, "vm-r", {{a, LeaseMode::Exclusive}, {b, LeaseMode::Exclusive}}, 60);
+    // a is refused while it is still reserved; b's answer is still out.
+    ASSERT_EQ(r.effects.size(), 2u);
+    Step fa = reg.acquire_done(std::get<AcquireEffect>(r.effects[0]).resource, {-22, {}, ""});
+    for (const auto &rep : fa.replies)
+        run(tracker.lease_reply(rep));
+    Step started = run(tracker.machine_appeared(vm("vm-r")));
+    EXPECT_EQ(started.retry_timers.size(), 1u);
+    EXPECT_EQ(tracker.find("vm-r")->disks.size(), 2u);
+}
