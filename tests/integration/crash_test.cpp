@@ -143,19 +143,38 @@ TEST_F(Crash, ReloadAndSighupKeepEveryHeldLease) {
 
 class SanlockCrash : public CrashSuite<SanlockCrash> {
 protected:
-    static void SetUpTestSuite() { start("vml-slcrash"); }
+    // sanlock takes longer to rejoin here than the default grace: with it,
+    // on_unprotected would stop the machines first (Unprotected suite); this
+    // suite is about what happens when they outlive the outage.
+    // Machines named short-* keep the short grace: they show on_unprotected
+    // stopping a machine the outage left without its lease.
+    static void SetUpTestSuite() {
+        start("vml-slcrash", "unprotected_grace: 600\nmachines:\n  - match: \"short-*\"\n    disks: []\n"
+                             "    unprotected_grace: 3\n");
+    }
 };
 
 TEST_F(SanlockCrash, LeasesAreTakenAgainWhenSanlockIsBackAndOneTakenMeanwhileMeetsOnConflict) {
-    const std::string s = image("s.img"), t = image("t.img");
+    const std::string s = image("s.img"), t = image("t.img"), u = image("u.img");
     Child vms = vm_process(root->path(), "vm-s", s), vmt = vm_process(root->path(), "vm-t", t);
+    Child vmu = vm_process(root->path(), "short-u", u);
     ASSERT_EQ(h1->machined->create_machine("vm-s", vms.pid()).rfind("o ", 0), 0u);
     ASSERT_EQ(h1->machined->create_machine("vm-t", vmt.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(eventually([&] { return leases_of(*h1) == Leases{{s, "vm-s", "held"}, {t, "vm-t", "held"}}; }, 20s))
+    ASSERT_EQ(h1->machined->create_machine("short-u", vmu.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return leases_of(*h1) == Leases{{s, "vm-s", "held"}, {t, "vm-t", "held"}, {u, "short-u", "held"}};
+        },
+        20s))
         << h1->agent->log();
 
     h1->sanlock.crash();
     ASSERT_TRUE(h1->client->wait_property("LockspaceState", "failed", 20s)) << h1->agent->log();
+    // No on_lockfailure covers a sanlock that is gone: once its grace (3 s)
+    // is over, on_unprotected (terminate) stops the machine.
+    EXPECT_NE(vmu.wait(20s), -1) << "short-u outlived its grace without a lease\n" << h1->agent->log();
+    EXPECT_TRUE(h1->client->wait_for("MachineUnprotected", {"short-u", u}, 1s));
+    EXPECT_NE(h1->agent->log().find("machine short-u stayed unprotected for 3 s"), std::string::npos);
     EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"vm-s", s}, 5s));
     EXPECT_TRUE(leases_of(*h1).empty()) << "sanlock forgot them; the agent must not claim them";
     EXPECT_TRUE(vms.running() && vmt.running()) << "machines keep running while sanlock is away";

@@ -559,8 +559,9 @@ def _freeze(self, name, on):
     if u['active'] != 'active':
         raise dbus.exceptions.DBusException(f'Unit {name} is not active.',
                                             name='org.freedesktop.systemd1.UnitInactive')
-    if not u['cgroup_dir']:
-        raise dbus.exceptions.DBusException('Unit does not support freeze/thaw without a cgroup v2 tree.',
+    if not u['cgroup_dir'] or (on and getattr(self, 'freeze_refused', False)):
+        # systemd 252 refuses on a host without the unified cgroup hierarchy
+        raise dbus.exceptions.DBusException('Unit does not support freeze/thaw.',
                                             name='org.freedesktop.DBus.Error.NotSupported')
     with open(os.path.join(u['cgroup_dir'], 'cgroup.freeze'), 'w', encoding='utf-8') as f:
         f.write('1' if on else '0')
@@ -600,6 +601,12 @@ def ListMockUnits(self):
     '''(name, ActiveState, pids as strings) of every unit the stand-in knows.'''
     return dbus.Array([(u['name'], u['active'], [str(p) for p in _unit_pids(u)])
                        for u in self.units.values()], signature='(ssas)')
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='b', out_signature='')
+def SetFreezeRefused(self, refused):
+    '''FreezeUnit fails as on a host whose systemd cannot freeze (no unified cgroup hierarchy).'''
+    self.freeze_refused = bool(refused)
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='', out_signature='s')
