@@ -52,11 +52,14 @@ uint64_t realtime_usec() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-// A machine that just appeared is scanned this often for its first
-// kDenseScans scans: qemu opens its disks after machined registers it, and
-// until the scan finds them no lease guards them.
+// A machine that just appeared is looked at every kDenseScanUsec for
+// kYoungUsec, until a disk it opened is found: qemu opens its disks after
+// machined registers it, and until a scan finds them no lease guards them.
+// At most kDensePerTick machines per tick, so a mass start does not take the
+// CPU from sanlock (each machine is then looked at less often).
 constexpr uint64_t kDenseScanUsec = 50 * 1000;
-constexpr int kDenseScans = 40;
+constexpr uint64_t kYoungUsec = 2 * 1000000;
+constexpr size_t kDensePerTick = 8;
 
 uint64_t now_usec() {
     struct timespec ts {};
@@ -633,18 +636,37 @@ void Daemon::machine_appeared(const MachineInfo &info) {
                      ") appeared",
                  {{"OWNER", info.name}});
         scan_machine(info.name);
-        dense_scan(info.name, info.leader, kDenseScans);
+        young_[info.name] = {info.leader, now_usec() + kYoungUsec};
+        arm_dense_scan();
     }
 }
 
-void Daemon::dense_scan(const std::string &name, uint32_t leader, int left) {
-    after(kDenseScanUsec, [this, name, leader, left] {
-        const Machine *m = tracker_.find(name);
-        if (!m || m->info.leader != leader)
-            return;
-        scan_machine(name);
-        if (left > 1)
-            dense_scan(name, leader, left - 1);
+void Daemon::arm_dense_scan() {
+    if (dense_armed_ || young_.empty())
+        return;
+    dense_armed_ = true;
+    after(kDenseScanUsec, [this] {
+        dense_armed_ = false;
+        uint64_t now = now_usec();
+        for (auto it = young_.begin(); it != young_.end();) {
+            const Machine *m = tracker_.find(it->first);
+            bool found = m && std::any_of(m->disks.begin(), m->disks.end(), [](const MachineDisk &d) {
+                return d.source == MachineDisk::Source::Discovered;
+            });
+            if (!m || m->info.leader != it->second.first || it->second.second < now || found)
+                it = young_.erase(it);
+            else
+                ++it;
+        }
+        // Round robin from where the last tick stopped.
+        auto it = young_.upper_bound(dense_last_);
+        for (size_t n = 0; n < std::min(kDensePerTick, young_.size()); n++, ++it) {
+            if (it == young_.end())
+                it = young_.begin();
+            scan_machine(it->first);
+            dense_last_ = it->first;
+        }
+        arm_dense_scan();
     });
 }
 

@@ -17,6 +17,7 @@
 #include <systemd/sd-event.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -71,8 +72,11 @@ private:
     void machines_listed(bool ok, const std::vector<std::string> &names) override;
 
     void scan_machine(const std::string &name);
-    // Scans of a machine that just appeared, kDenseScanUsec apart.
-    void dense_scan(const std::string &name, uint32_t leader, int left);
+    // Machines that just appeared are scanned densely (daemon.cpp, kYoungUsec).
+    void arm_dense_scan();
+    std::map<std::string, std::pair<uint32_t, uint64_t>> young_;  // name -> (leader, until, CLOCK_MONOTONIC µs)
+    std::string dense_last_;
+    bool dense_armed_ = false;
     // `fn` runs once on the loop after `usec`; the loop owns the timer.
     void after(uint64_t usec, std::function<void()> fn);
     void freeze(const std::string &machine, const std::string &unit);
