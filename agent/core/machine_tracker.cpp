@@ -83,6 +83,15 @@ bool is_exposed(const Machine &m) {
     });
 }
 
+// An administrator let it go: it stays released (no retry) until the
+// machine ends.
+void mark_released(MachineDisk &d) {
+    d.state = MachineDisk::State::Released;
+    d.error.clear();
+    d.retry_token = 0;
+    d.awaits_lockspace = false;
+}
+
 // Waiting for a lease it does not have: thawing must wait too.
 bool is_pending(const Machine &m) {
     return std::any_of(m.disks.begin(), m.disks.end(), [](const MachineDisk &d) {
@@ -602,12 +611,8 @@ Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
         // Released stays released until the machine ends: no retry takes
         // back what the administrator let go.
         for (auto &d : it->second.disks)
-            if (d.state != MachineDisk::State::Waiting) {
-                d.state = MachineDisk::State::Released;
-                d.error.clear();
-                d.retry_token = 0;
-                d.awaits_lockspace = false;
-            }
+            if (d.state != MachineDisk::State::Waiting)
+                mark_released(d);
         step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
     }
     return finish(std::move(step));
@@ -622,10 +627,7 @@ Step MachineTracker::release_disk(RequestId id, const std::string &owner, const 
     leases_.unclaim(owner, resource);
     for (auto &d : it->second.disks)
         if (d.resource == resource && d.state != MachineDisk::State::Waiting) {
-            d.state = MachineDisk::State::Released;
-            d.error.clear();
-            d.retry_token = 0;
-            d.awaits_lockspace = false;
+            mark_released(d);
             step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
         }
     return finish(std::move(step));

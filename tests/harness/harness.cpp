@@ -21,9 +21,14 @@
 #include <stdexcept>
 #include <thread>
 
+#include "disk_path.hpp"
+
 extern char **environ;
 
 namespace vmtest {
+
+std::string lease_name(const std::string &canonical_disk) { return vmlease::lease_resource_name(canonical_disk); }
+
 namespace {
 
 using Clock = std::chrono::steady_clock;

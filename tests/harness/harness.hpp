@@ -19,6 +19,9 @@ using namespace std::chrono_literals;
 
 // A variable the build passes to the test (a binary's path); fails loudly if unset.
 std::string required_env(const char *name);
+// The sanlock resource name of a disk's lease: the library's rule (MD5 hex of
+// the canonical path), the one way tests compute it.
+std::string lease_name(const std::string &canonical_disk);
 
 class TempDir {
 public:

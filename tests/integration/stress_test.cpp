@@ -171,7 +171,7 @@ TEST_F(Stress, NoDiskIsEverHeldByTwoHostsAndRunningMachinesStayProtected) {
     for (int i = 0; i < kDisks; i++) {
         disks.push_back(*root / ("images/disk" + std::to_string(i) + ".img"));
         std::ofstream(disks.back()) << "x\n";
-        resources.push_back(vmlease::lease_resource_name(disks.back()));
+        resources.push_back(lease_name(disks.back()));
     }
 
     std::mutex mutex;  // guards everything below it

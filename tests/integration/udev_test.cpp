@@ -22,11 +22,6 @@ std::string by_path_of(const std::string &name) {
     return "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:" + std::to_string(name.back() - 'a') + ":0";
 }
 
-std::string md5_of(const std::string &s) {
-    std::string out;
-    run({"/bin/sh", "-c", "printf %s \"$0\" | md5sum", s}, {}, &out);
-    return out.substr(0, 32);
-}
 
 class Udev : public ::testing::Test {
 protected:
@@ -87,7 +82,7 @@ TEST_F(Udev, TheTestbedGivesDisksTheirByPathNames) {
 
 TEST_F(Udev, EveryNameOfABlockDeviceLeadsToItsByPathLease) {
     const std::string by_path = disks["sdb"].by_path;
-    const std::string resource = md5_of(by_path);
+    const std::string resource = lease_name(by_path);
     std::cout << "canonical name of /dev/sdb and " << disks["sdb"].by_id << ": " << by_path << " (lease " << resource
               << ")" << std::endl;
 
@@ -108,7 +103,7 @@ TEST_F(Udev, EveryNameOfABlockDeviceLeadsToItsByPathLease) {
 
     // A disk without the vmlease tag is named the same way.
     EXPECT_EQ(std::string(h->client->AcquireDisk("vm-d", "/dev/sdd", "exclusive", {})),
-              "/org/vmlease/lease/" + md5_of(disks["sdd"].by_path));
+              "/org/vmlease/lease/" + lease_name(disks["sdd"].by_path));
     h->client->ReleaseDisk("vm-d", disks["sdd"].by_path);
 
     h->client->ReleaseDisk("vm-c", disks["sdb"].by_id);

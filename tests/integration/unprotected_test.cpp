@@ -50,16 +50,35 @@ class Unprotected : public MachineHostsSuite<Unprotected> {
 protected:
     static void SetUpTestSuite() { start("vml-unprot", kRules); }
 
-    static std::string lease_file(const std::string &disk) {
-        std::string md5;
-        run({"/bin/sh", "-c", "printf %s \"$0\" | md5sum | cut -c1-32 | tr -d '\\n'", disk}, {}, &md5);
-        return lease_dir + "/" + md5;
-    }
+    static std::string lease_file(const std::string &disk) { return lease_dir + "/" + lease_name(disk); }
     // A lease file sanlock refuses: the right size, no lease in it.
     static void plant_bad_lease_file(const std::string &disk) {
         std::ofstream out(lease_file(disk), std::ios::binary | std::ios::trunc);
         std::string junk(1 << 20, '\x5a');
         out.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    // A machine on `h` holding `disk` open read-write.
+    static Child machine(Host &h, const std::string &name, const std::string &disk) {
+        Child vm = vm_process(root->path(), name, disk);
+        h.machined->create_machine(name, vm.pid());
+        return vm;
+    }
+    // Host 1's machine `name` holds `disk`; host 2's machine `refused` then
+    // starts on it and meets the conflict.
+    static std::pair<Child, Child> conflict(const std::string &name, const std::string &refused,
+                                            const std::string &disk) {
+        Child holder = machine(*h1, name, disk);
+        EXPECT_TRUE(h1->client->wait_for("LeaseAcquired", {name, disk}, 10s)) << h1->agent->log();
+        Child vm = machine(*h2, refused, disk);
+        EXPECT_TRUE(h2->client->wait_for("LeaseConflict", {refused, disk, "1"}, 10s)) << h2->agent->log();
+        return {std::move(holder), std::move(vm)};
+    }
+    // Host 1's machine ends; returns when its lease is released.
+    static std::chrono::steady_clock::time_point end_holder(Child &holder, const std::string &name,
+                                                            const std::string &disk) {
+        holder.signal(SIGKILL);
+        EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {name, disk}, 10s));
+        return std::chrono::steady_clock::now();
     }
     static bool listed_protected(Host &h, const std::string &machine) {
         for (const auto &m : h.client->ListMachines())
@@ -110,8 +129,7 @@ protected:
 TEST_F(Unprotected, ALeaseFileSanlockRefusesIsRetriedUntilRepairedAndNobodyElseGetsTheDisk) {
     const std::string disk = image("refused.img");
     plant_bad_lease_file(disk);
-    Child vm = vm_process(root->path(), "refused", disk);
-    h1->machined->create_machine("bad-1", vm.pid());
+    Child vm = machine(*h1, "bad-1", disk);
 
     auto unprotected = h1->client->wait_event("MachineUnprotected", {"bad-1", disk}, 15s);
     ASSERT_TRUE(unprotected) << h1->agent->log();
@@ -153,22 +171,16 @@ TEST_F(Unprotected, ALeaseFileSanlockRefusesIsRetriedUntilRepairedAndNobodyElseG
 
 TEST_F(Unprotected, UnderWarnAMachineRefusedItsDiskGetsItOnceTheHolderLetsGo) {
     const std::string disk = image("warned.img");
-    Child holder = vm_process(root->path(), "holder-w", disk);
-    h1->machined->create_machine("holder-w", holder.pid());
-    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"holder-w", disk}, 10s)) << h1->agent->log();
-
-    Child vm = vm_process(root->path(), "warn-2", disk);
-    h2->machined->create_machine("warn-2", vm.pid());
-    ASSERT_TRUE(h2->client->wait_for("LeaseConflict", {"warn-2", disk, "1"}, 10s)) << h2->agent->log();
+    auto machines = conflict("holder-w", "warn-2", disk);
+    Child &holder = machines.first, &vm = machines.second;
+    ASSERT_FALSE(HasFailure());
     EXPECT_TRUE(h2->client->wait_for("MachineUnprotected", {"warn-2", disk}, 5s));
     EXPECT_FALSE(listed_protected(*h2, "warn-2"));
     // Retries meet the holder again; it keeps running (warn).
     std::this_thread::sleep_for(4s);
     EXPECT_TRUE(vm.running());
 
-    holder.signal(SIGKILL);
-    ASSERT_TRUE(h1->client->wait_for("LeaseReleased", {"holder-w", disk}, 10s));
-    auto released = std::chrono::steady_clock::now();
+    auto released = end_holder(holder, "holder-w", disk);
     ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"warn-2", disk}, 35s)) << h2->agent->log();
     std::cout << "holder released -> waiting machine's lease: " << seconds_since(released) << " s" << std::endl;
     EXPECT_TRUE(eventually([&] { return listed_protected(*h2, "warn-2"); }, 5s));
@@ -178,13 +190,9 @@ TEST_F(Unprotected, UnderWarnAMachineRefusedItsDiskGetsItOnceTheHolderLetsGo) {
 
 TEST_F(Unprotected, UnderPauseAMachineIsFrozenWhileTheDiskIsHeldElsewhereAndThawedOnceItIsGranted) {
     const std::string disk = image("paused.img");
-    Child holder = vm_process(root->path(), "holder-p", disk);
-    h1->machined->create_machine("holder-p", holder.pid());
-    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"holder-p", disk}, 10s)) << h1->agent->log();
-
-    Child vm = vm_process(root->path(), "pause-2", disk);
-    h2->machined->create_machine("pause-2", vm.pid());
-    ASSERT_TRUE(h2->client->wait_for("LeaseConflict", {"pause-2", disk, "1"}, 10s)) << h2->agent->log();
+    auto machines = conflict("holder-p", "pause-2", disk);
+    Child &holder = machines.first, &vm = machines.second;
+    ASSERT_FALSE(HasFailure());
     ASSERT_TRUE(eventually([&] { return frozen(vm.pid()) == "1"; }, 10s)) << h2->agent->log();
     EXPECT_TRUE(vm.running());
     // A stray SIGCONT does not undo the freezer.
@@ -193,9 +201,7 @@ TEST_F(Unprotected, UnderPauseAMachineIsFrozenWhileTheDiskIsHeldElsewhereAndThaw
     EXPECT_EQ(frozen(vm.pid()), "1");
     EXPECT_NE(ctl(*h2, {"status"}).find("Unprotected: pause-2"), std::string::npos);
 
-    holder.signal(SIGKILL);
-    ASSERT_TRUE(h1->client->wait_for("LeaseReleased", {"holder-p", disk}, 10s));
-    auto released = std::chrono::steady_clock::now();
+    auto released = end_holder(holder, "holder-p", disk);
     ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"pause-2", disk}, 35s)) << h2->agent->log();
     EXPECT_TRUE(eventually([&] { return frozen(vm.pid()) == "0"; }, 10s)) << h2->agent->log();
     std::cout << "holder released -> frozen machine leased and thawed: " << seconds_since(released) << " s"
@@ -217,16 +223,13 @@ TEST_F(Unprotected, WhereSystemdCannotFreezeAPausedMachineIsStoppedAndContinued)
     };
     refuse(true);
     const std::string disk = image("stopped.img");
-    Child holder = vm_process(root->path(), "holder-s", disk);
-    h1->machined->create_machine("holder-s", holder.pid());
-    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"holder-s", disk}, 10s)) << h1->agent->log();
-    Child vm = vm_process(root->path(), "pause-s", disk);
-    h2->machined->create_machine("pause-s", vm.pid());
-    ASSERT_TRUE(h2->client->wait_for("LeaseConflict", {"pause-s", disk, "1"}, 10s)) << h2->agent->log();
+    auto machines = conflict("holder-s", "pause-s", disk);
+    Child &holder = machines.first, &vm = machines.second;
+    ASSERT_FALSE(HasFailure());
     EXPECT_TRUE(eventually([&] { return process_state(vm.pid()) == 'T'; }, 10s)) << h2->agent->log();
     EXPECT_EQ(frozen(vm.pid()), "0");
     EXPECT_NE(h2->agent->log().find("cannot freeze machine pause-s"), std::string::npos) << h2->agent->log();
-    holder.signal(SIGKILL);
+    end_holder(holder, "holder-s", disk);
     ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"pause-s", disk}, 35s)) << h2->agent->log();
     EXPECT_TRUE(eventually([&] { return process_state(vm.pid()) == 'S'; }, 10s)) << process_state(vm.pid());
     refuse(false);
