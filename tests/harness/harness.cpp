@@ -491,8 +491,16 @@ void Agent::start() {
         fail("vmleased did not become ready:\n" + log());
 }
 
-int Agent::stop() {
-    int st = child_.stop(15s);
+int Agent::stop(int signal) {
+    int st = -1;
+    if (signal == SIGTERM) {
+        st = child_.stop(15s);
+    } else {
+        child_.signal(signal);
+        st = child_.wait(15s);
+        if (st == -1)
+            st = child_.stop(1s);  // SIGTERM, then SIGKILL: run_ended reports it
+    }
     run_ended(st);
     return st;
 }

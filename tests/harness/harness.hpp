@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <map>
 #include <memory>
@@ -162,9 +163,9 @@ public:
     // Start (again); throws if it exits or does not get ready in time. A
     // run still going is stopped first.
     void start();
-    // SIGTERM and wait; returns the wait status. Anything but exit status 0
-    // (or no exit within 15 s) fails the test.
-    int stop();
+    // SIGTERM (or `signal`) and wait; returns the wait status. Anything but
+    // exit status 0 (or no exit within 15 s) fails the test.
+    int stop(int signal = SIGTERM);
     // SIGKILL and wait, as a crash: the test ends this run on purpose, so it
     // is exempt from the clean-exit check (it must die of that SIGKILL,
     // though, not of something before it). Returns the wait status.

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -274,20 +275,25 @@ TEST(VmleasedLockspace, UnjoinableLockspaceIsReportedAndRetried) {
     EXPECT_NO_THROW(h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions));
 }
 
-TEST(VmleasedShutdown, SigtermStopsCleanlyAndLeavesLeasesHeld) {
-    Site site("vmlease-stop");
-    Host h(site.root.path(), site.lease_dir(), 1);
-    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
-    h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
-    h.client.reset();
-    int status = h.agent->stop();
-    ASSERT_TRUE(WIFEXITED(status)) << h.agent->log();
-    EXPECT_EQ(WEXITSTATUS(status), 0) << h.agent->log();
-    // PERSISTENT: the lease outlives the agent, as an orphan of this host.
-    std::string out;
-    ASSERT_EQ(run({required_env("SANLOCK"), "client", "status"}, h.sanlock.env(), &out), 0);
-    EXPECT_NE(out.find(kResource), std::string::npos) << out;
-    EXPECT_NE(out.find("ORPHAN"), std::string::npos) << out;
+// vmleased(8): SIGTERM and SIGINT stop it cleanly; leases stay held.
+TEST(VmleasedShutdown, SigtermAndSigintStopCleanlyAndLeaveLeasesHeld) {
+    for (int sig : {SIGTERM, SIGINT}) {
+        SCOPED_TRACE(strsignal(sig));
+        Site site("vmlease-stop");
+        Host h(site.root.path(), site.lease_dir(), 1);
+        ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined"));
+        h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
+        h.client.reset();
+        int status = h.agent->stop(sig);
+        ASSERT_TRUE(WIFEXITED(status)) << h.agent->log();
+        EXPECT_EQ(WEXITSTATUS(status), 0) << h.agent->log();
+        EXPECT_NE(h.agent->log().find(std::string("received ") + strsignal(sig)), std::string::npos) << h.agent->log();
+        // PERSISTENT: the lease outlives the agent, as an orphan of this host.
+        std::string out;
+        ASSERT_EQ(run({required_env("SANLOCK"), "client", "status"}, h.sanlock.env(), &out), 0);
+        EXPECT_NE(out.find(kResource), std::string::npos) << out;
+        EXPECT_NE(out.find("ORPHAN"), std::string::npos) << out;
+    }
 }
 
 TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
