@@ -40,6 +40,12 @@ constexpr std::array<Spelling<LeaseMode>, 3> kLeaseModes{{
     {LeaseMode::None, "none"},
 }};
 
+// A rule disk's `identity`: true for "path" (DiskRule::identity_is_path).
+constexpr std::array<Spelling<bool>, 2> kIdentities{{
+    {false, "auto"},
+    {true, "path"},
+}};
+
 constexpr std::array<Spelling<ConflictAction>, 3> kConflictActions{{
     {ConflictAction::Terminate, "terminate"},
     {ConflictAction::Warn, "warn"},
@@ -320,12 +326,13 @@ public:
     }
 
     DiskRule disk(const Value &v) const {
-        static constexpr std::array<std::string_view, 2> keys{"path", "mode"};
+        static constexpr std::array<std::string_view, 3> keys{"path", "mode", "identity"};
         auto es = entries(v, keys);
         require(v, es, "path");
         DiskRule d;
         for (const auto &e : es) {
             if (e.key == "path") d.path = absolute_path(e.value);
+            else if (e.key == "identity") d.identity_is_path = enumeration(e.value, kIdentities);
             else d.mode = enumeration(e.value, kLeaseModes);
         }
         return d;

@@ -33,6 +33,13 @@ std::optional<UnprotectedAction> unprotected_action_from_string(const std::strin
 struct DiskRule {
     std::string path;   // as written in the file (absolute); canonicalised by the caller
     LeaseMode mode = LeaseMode::Exclusive;
+    // `identity: path`: the administrator vouches that every host names
+    // this disk by `path`, which is then its identity as written (for a
+    // device without a stable identity of its own).
+    bool identity_is_path = false;
+    // Not from the file: other names of the disk (a reservation's), whose
+    // leases are taken with it.
+    std::vector<std::string> aliases = {};
 };
 
 struct MachineRule {
@@ -46,7 +53,7 @@ struct MachineRule {
 
 struct Discovery {
     bool open_files = true;
-    std::vector<std::string> include = {"/var/lib/libvirt/images/*", "/dev/disk/by-path/*"};
+    std::vector<std::string> include = {"/var/lib/libvirt/images/*", "/dev/disk/by-path/*", "/dev/disk/by-id/*"};
     std::vector<std::string> exclude;
 };
 

@@ -3,7 +3,9 @@
 #include "atomic_file.hpp"
 #include "bus_event_source.hpp"
 #include "core/sanlock_codes.hpp"
+#include "disk_discovery.hpp"
 #include "disk_path.hpp"
+#include "udev_disk_namer.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
@@ -263,8 +265,8 @@ int Daemon::run() {
 // --- requests --------------------------------------------------------------
 
 void Daemon::acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                     LeaseMode mode) {
-    apply(registry_.acquire(id, owner, disk, resource, mode));
+                     LeaseMode mode, const std::vector<std::string> &aliases) {
+    apply(registry_.acquire(id, owner, disk, resource, mode, 0, false, aliases));
 }
 
 void Daemon::release(RequestId id, const std::string &owner, const std::string &resource) {
@@ -711,8 +713,11 @@ void Daemon::device_changed(const DeviceEvent &event) {
         apply(tracker_.device_appeared());
         return;
     }
-    std::string resource = lease_resource_name(event.name);
+    // Held under its identity, or (taken before an upgrade) under its by-path name.
+    std::string resource = lease_resource_name(event.identity.empty() ? event.name : event.identity);
     const Lease *lease = registry_.find(resource);
+    if (!lease && (lease = registry_.find(lease_resource_name(event.name))))
+        resource = lease->resource;
     if (!lease) {
         log_message(LOG_DEBUG, "block device " + event.name + " went away", {{"DISK", event.name}},
                     message_id::kDeviceRemoved);
@@ -740,20 +745,19 @@ void Daemon::scan_machine(const std::string &name) {
     if (scanning_.count(key) || scanning_.size() >= kMaxScans)
         return;
     try {
-        std::thread([leader, name, key, post = completions_.poster(), this] {
+        std::thread([leader, name, key, discovery = config_.discovery, post = completions_.poster(), this] {
             std::vector<OpenFile> files;
+            ResolvedPatterns patterns;
             try {
                 files = open_files(machine_processes(leader));
-                UdevDiskNamer namer;
-                for (auto &f : files)
-                    if (f.writable)
-                        f.name = namer.canonical(f.path);
+                name_open_files(files, UdevDiskNamer());
+                patterns = resolve_patterns(discovery);
             } catch (const std::exception &) {
                 files.clear();  // nothing learnt this time; the next scan tries again
             }
-            post([this, name, key, files = std::move(files)] {
+            post([this, name, key, files = std::move(files), patterns = std::move(patterns)] {
                 scanning_.erase(key);
-                apply(tracker_.files_discovered(name, files));
+                apply(tracker_.files_discovered(name, files, patterns));
             });
         }).detach();
         scanning_.insert(key);

@@ -51,7 +51,7 @@ public:
 
     // ManagerBackend
     void acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                 LeaseMode mode) override;
+                 LeaseMode mode, const std::vector<std::string> &aliases) override;
     void release(RequestId id, const std::string &owner, const std::string &resource) override;
     void release_owner(RequestId id, const std::string &owner) override;
     void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,

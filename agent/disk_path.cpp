@@ -70,11 +70,20 @@ std::string lease_resource_name(const std::string &canonical_path) {
     return out;
 }
 
-DiskName LexicalDiskNamer::canonical(const std::string &path) const {
+DiskName DiskNamer::named_by_path(const std::string &path) {
     auto normalised = normalise_disk_path(path);
     if (auto *err = std::get_if<PathError>(&normalised))
         return {DiskName::Kind::Invalid, err->message};
     return {DiskName::Kind::Canonical, std::get<std::string>(normalised)};
+}
+
+DiskName LexicalDiskNamer::canonical(const std::string &path) const { return named_by_path(path); }
+
+std::vector<std::string> aliases_of(const std::string &identity, const std::string &literal) {
+    auto normalised = normalise_disk_path(literal);
+    if (auto *lexical = std::get_if<std::string>(&normalised); lexical && *lexical != identity)
+        return {*lexical};
+    return {};
 }
 
 }  // namespace vmlease

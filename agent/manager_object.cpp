@@ -102,6 +102,13 @@ std::string LeaseObject::Owner() {
     return out;
 }
 
+std::vector<sdbus::Struct<std::string, std::string>> LeaseObject::Aliases() {
+    std::vector<sdbus::Struct<std::string, std::string>> out;
+    for (const auto &a : lease_.aliases)
+        out.push_back({a, lease_resource_name(a)});
+    return out;
+}
+
 void LeaseObject::update(const Lease &lease) {
     bool owners_changed = lease.owners != lease_.owners;
     bool state_changed = lease.state != lease_.state;
@@ -192,23 +199,26 @@ std::string lexical_disk(const std::string &disk) {
     return std::get<std::string>(normalised);
 }
 
-// The canonical name of a disk a caller named, or an error saying why there
-// is none. A device path with no device behind it is refused for taking a
-// lease (its canonical name cannot be known) unless it already is a by-path
-// name; releasing and inspecting accept it as written, so that a lease whose
-// LUN went away can still be looked at and given back.
-std::variant<std::string, ApiError> canonical_disk(const DiskName &name, const std::string &path, bool taking) {
+// The identity of a disk a caller named, or an error saying why there is
+// none. A device path with no device behind it is refused for taking a
+// lease (its identity is what the device says it is); releasing and
+// inspecting accept it as written, so that a lease whose LUN went away can
+// still be looked at and given back. A device with no stable identity is
+// refused (fail closed: hosts could name it differently).
+std::variant<DiskName, ApiError> caller_disk(const DiskName &name, const std::string &path, bool taking) {
     switch (name.kind) {
-    case DiskName::Kind::Canonical: return name.value;
+    case DiskName::Kind::Canonical: return name;
     case DiskName::Kind::Invalid: return ApiError{ErrorKind::InvalidArgs, "disk: " + name.value};
+    case DiskName::Kind::Unidentified: return ApiError{ErrorKind::InvalidDisk, name.value};
     case DiskName::Kind::Absent:
-        if (taking && name.value.rfind(kByPathDir, 0) != 0)
+        if (taking)
             return ApiError{ErrorKind::InvalidDisk, "disk " + quoted(path) +
-                                                        " cannot be resolved: no such device on this host (leases of "
-                                                        "block devices are named after their /dev/disk/by-path link)"};
-        return name.value;
+                                                        " cannot be resolved: no such device on this host (a block "
+                                                        "device's lease is named after the identity the device "
+                                                        "reports)"};
+        return DiskName{DiskName::Kind::Canonical, name.value};
     }
-    return name.value;
+    return name;
 }
 
 }  // namespace
@@ -220,19 +230,19 @@ std::string ManagerObject::caller() const {
 
 void ManagerObject::resolve_disks(RequestId id, const std::string &caller, bool authorized,
                                   std::vector<std::string> paths, bool taking,
-                                  std::function<void(const std::vector<std::string> &disks)> go) {
+                                  std::function<void(const std::vector<DiskName> &disks)> go) {
     std::vector<std::string> asked = paths;
     backend_.disk_resolver().resolve(
         caller, authorized, std::move(paths),
         [this, id, taking, asked = std::move(asked), go = std::move(go)](DiskResolver::Outcome outcome) {
             if (outcome.error)
                 return answer_error(id, *outcome.error);
-            std::vector<std::string> disks;
+            std::vector<DiskName> disks;
             for (size_t i = 0; i < outcome.names.size(); i++) {
-                auto disk = canonical_disk(outcome.names[i], asked[i], taking);
+                auto disk = caller_disk(outcome.names[i], asked[i], taking);
                 if (auto *error = std::get_if<ApiError>(&disk))
                     return answer_error(id, *error);
-                disks.push_back(std::get<std::string>(disk));
+                disks.push_back(std::get<DiskName>(disk));
             }
             dispatch(id, [&] { go(disks); });
         });
@@ -267,7 +277,8 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
         authorize(id, "AcquireDisk", {{"owner", owner}, {"disk", path}},
                   [this, id, owner, path, mode = *parsed, from = caller()] {
                       resolve_disks(id, from, true, {path}, true, [this, id, owner, mode](const auto &disks) {
-                          backend_.acquire(id, owner, disks[0], lease_resource_name(disks[0]), mode);
+                          backend_.acquire(id, owner, disks[0].value, lease_resource_name(disks[0].value), mode,
+                                           disks[0].aliases);
                       });
                   });
     });
@@ -283,14 +294,14 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
         authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", path}},
                   [this, id, owner, path, interactive, from = caller()] {
                       resolve_disks(id, from, true, {path}, false, [this, id, owner, from, interactive](const auto &disks) {
-                          std::string resource = lease_resource_name(disks[0]);
+                          std::string resource = lease_resource_name(disks[0].value);
                           if (backend_.registry().find(resource))
                               return backend_.release(id, owner, resource);
                           // Nobody here holds it: what would be released is an
                           // orphan whose owner is unknown, which only an
                           // administrator decides (org.vmlease.manage).
                           authorizer_.check({from, interactive, "org.vmlease.manage",
-                                             {{"owner", owner}, {"disk", disks[0]}, {"orphan", "true"}}},
+                                             {{"owner", owner}, {"disk", disks[0].value}, {"orphan", "true"}}},
                                             [this, id, owner, resource](std::optional<ApiError> error) {
                                                 if (error)
                                                     return answer_error(id, *error);
@@ -343,9 +354,10 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
                       resolve_disks(id, from, true, paths, true, [this, id, owner, rules, grace](const auto &disks) {
                           auto canonical = rules;
                           for (size_t i = 0; i < canonical.size(); i++) {
-                              canonical[i].path = disks[i];
+                              canonical[i].path = disks[i].value;
+                              canonical[i].aliases = disks[i].aliases;
                               for (size_t j = 0; j < i; j++)
-                                  if (canonical[j].path == disks[i])
+                                  if (canonical[j].path == disks[i].value)
                                       return answer_error(id, {ErrorKind::InvalidArgs,
                                                                "disks " + quoted(rules[j].path) + " and " +
                                                                    quoted(rules[i].path) + " are the same disk"});
@@ -439,7 +451,7 @@ void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
         inspections_per_caller_[from]++;
         authorize(id, "InspectDisk", {{"disk", path}}, [this, id, path, from] {
             resolve_disks(id, from, false, {path}, false,
-                          [this, id](const auto &disks) { backend_.inspect(id, lease_resource_name(disks[0])); });
+                          [this, id](const auto &disks) { backend_.inspect(id, lease_resource_name(disks[0].value)); });
         });
     });
 }

@@ -47,7 +47,7 @@ class ManagerBackend {
 public:
     virtual ~ManagerBackend() = default;
     virtual void acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                         LeaseMode mode) = 0;
+                         LeaseMode mode, const std::vector<std::string> &aliases) = 0;
     virtual void release(RequestId id, const std::string &owner, const std::string &resource) = 0;
     virtual void release_owner(RequestId id, const std::string &owner) = 0;
     virtual void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
@@ -77,6 +77,7 @@ private:
     std::string Owner() override;
     std::string Mode() override { return to_string(lease_.mode); }
     std::string State() override { return to_string(lease_.state); }
+    std::vector<sdbus::Struct<std::string, std::string>> Aliases() override;
 
     Lease lease_;
     std::string lease_file_;
@@ -136,7 +137,7 @@ private:
     // `taking`: a device path with no device behind it is refused.
     void resolve_disks(RequestId id, const std::string &caller, bool authorized, std::vector<std::string> paths,
                        bool taking,
-                       std::function<void(const std::vector<std::string> &disks)> go);
+                       std::function<void(const std::vector<DiskName> &disks)> go);
     void dispatch(RequestId id, const std::function<void()> &fn);
     void answer_error(RequestId id, const ApiError &error);
     void done_inspecting(RequestId id);

@@ -65,7 +65,7 @@ std::vector<pid_t> machine_processes(pid_t leader, const std::string &cgroup_roo
 }
 
 std::vector<OpenFile> open_files(const std::vector<pid_t> &pids, const std::string &proc_root) {
-    std::map<std::string, bool> found;  // path -> writable
+    std::map<std::string, OpenFile> found;  // by path
     size_t scanned = 0;
     for (pid_t pid : pids) {
         std::string fd_dir = proc_root + "/" + std::to_string(pid) + "/fd";
@@ -87,13 +87,19 @@ std::vector<OpenFile> open_files(const std::vector<pid_t> &pids, const std::stri
             if (stat(link.c_str(), &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
                 continue;
             bool writable = opened_for_writing(proc_root + "/" + std::to_string(pid) + "/fdinfo/" + e->d_name);
-            found[path] = found[path] || writable;
+            OpenFile &f = found[path];
+            if (f.path.empty() || (writable && !f.writable)) {
+                f.pid = pid;  // where to look at it again: a process holding it as it is used
+                f.fd = e->d_name;
+            }
+            f.path = path;
+            f.writable = f.writable || writable;
         }
         closedir(dir);
     }
     std::vector<OpenFile> out;
-    for (const auto &[path, writable] : found)
-        out.push_back({path, writable});
+    for (auto &[path, f] : found)
+        out.push_back(std::move(f));
     return out;
 }
 

@@ -222,37 +222,52 @@ int SanlockConnection::ensure_registered() {
     return 0;
 }
 
-int SanlockConnection::acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent) {
+int SanlockConnection::acquire(const std::vector<std::string> &resources, bool shared, bool adopt_orphan,
+                               bool persistent) {
     int rv = ensure_registered();
     if (rv < 0)
         return rv;
-    OneDiskResource r;
-    fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
-    r.get()->flags |= (persistent ? SANLK_RES_PERSISTENT : 0) | (shared ? SANLK_RES_SHARED : 0);
-    sanlk_resource *list[1] = {r.get()};
-    rv = sanlock_acquire(fd_, -1, adopt_orphan ? SANLK_ACQUIRE_ORPHAN : 0, 1, list, nullptr);
+    // One call for all of them: sanlock takes every one or none.
+    std::vector<OneDiskResource> r(resources.size());
+    std::vector<sanlk_resource *> list;
+    for (size_t i = 0; i < resources.size(); i++) {
+        fill_resource(r[i], settings_, resources[i], lease_file_path(settings_, resources[i]));
+        r[i].get()->flags |= (persistent ? SANLK_RES_PERSISTENT : 0) | (shared ? SANLK_RES_SHARED : 0);
+        list.push_back(r[i].get());
+    }
+    rv = sanlock_acquire(fd_, -1, adopt_orphan ? SANLK_ACQUIRE_ORPHAN : 0, static_cast<int>(list.size()), list.data(),
+                         nullptr);
     if (sanlock_rv::connection_lost(rv))
         reset();  // the sanlock daemon went away; register again next time
     return rv;
 }
 
-int SanlockConnection::release_with(const std::string &resource, uint32_t flags) {
+int SanlockConnection::acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent) {
+    return acquire(std::vector<std::string>{resource}, shared, adopt_orphan, persistent);
+}
+
+int SanlockConnection::release_with(const std::vector<std::string> &resources, uint32_t flags) {
     int rv = ensure_registered();
     if (rv < 0)
         return rv;
-    OneDiskResource r;
-    fill_resource(r, settings_, resource, lease_file_path(settings_, resource));
-    sanlk_resource *list[1] = {r.get()};
-    rv = sanlock_release(fd_, -1, flags, 1, list);
+    std::vector<OneDiskResource> r(resources.size());
+    std::vector<sanlk_resource *> list;
+    for (size_t i = 0; i < resources.size(); i++) {
+        fill_resource(r[i], settings_, resources[i], lease_file_path(settings_, resources[i]));
+        list.push_back(r[i].get());
+    }
+    rv = sanlock_release(fd_, -1, flags, static_cast<int>(list.size()), list.data());
     if (sanlock_rv::connection_lost(rv))
         reset();
     return rv;
 }
 
-int SanlockConnection::release(const std::string &resource) { return release_with(resource, 0); }
+int SanlockConnection::release(const std::vector<std::string> &resources) { return release_with(resources, 0); }
+
+int SanlockConnection::release(const std::string &resource) { return release_with({resource}, 0); }
 
 int SanlockConnection::release_orphan(const std::string &resource) {
-    int rv = release_with(resource, SANLK_REL_ORPHAN);
+    int rv = release_with({resource}, SANLK_REL_ORPHAN);
     if (rv <= 0)
         return rv;  // an error, or no orphan of that name (rv is the count released)
     const int released = rv;

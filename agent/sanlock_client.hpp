@@ -76,7 +76,10 @@ public:
     // `persistent` false: the lease goes with the connection (cleanup's
     // short-lived holds must not survive a crash as orphans).
     int acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent = true);
+    // All of `resources` in one call (a lease and its aliases): all or none.
+    int acquire(const std::vector<std::string> &resources, bool shared, bool adopt_orphan, bool persistent = true);
     int release(const std::string &resource);
+    int release(const std::vector<std::string> &resources);
     // Give back `resource` if this host holds it as an orphan (SANLK_REL_ORPHAN,
     // which sanlock only accepts on a registered connection). sanlock
     // finishes the release in the background; this returns once the lease
@@ -91,7 +94,7 @@ public:
 private:
     int ensure_registered();
     void reset();
-    int release_with(const std::string &resource, uint32_t flags);
+    int release_with(const std::vector<std::string> &resources, uint32_t flags);
 
     SanlockSettings settings_;
     int fd_ = -1;

@@ -50,20 +50,28 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
     lanes_[lane].worker->submit([s = settings_, conn = lanes_[lane].connection, post = post_, effect,
                                  done = std::move(done)]() mutable {
         SanlockOutcome out;
-        FileOutcome file = ensure_lease_file(s, effect.resource);
+        std::vector<std::string> resources{effect.resource};
+        resources.insert(resources.end(), effect.alias_resources.begin(), effect.alias_resources.end());
+        FileOutcome file;
+        for (const auto &r : resources)
+            if (file = ensure_lease_file(s, r); !file.ok())
+                break;
         out.io_errno = file.io_errno;
         out.rv = file.sanlock_rv;
         out.detail = file.detail;
         if (file.ok()) {
             bool shared = effect.mode == LeaseMode::Shared;
             for (int attempt = 0;; attempt++) {
-                out.rv = conn->acquire(effect.resource, shared, false);
+                out.rv = conn->acquire(resources, shared, false);
                 // -EUCLEAN: this host already holds it, as an orphan of an
                 // earlier vmleased connection (leases are PERSISTENT). The
                 // registry decided whether this owner may take it over.
                 if (out.rv == -EUCLEAN && effect.adopt_orphan)
-                    out.rv = conn->acquire(effect.resource, shared, true);
-                if (out.rv != sanlock_rv::kLeaderMagic || attempt >= 20 || !freshly_created(lease_file_path(s, effect.resource)))
+                    out.rv = conn->acquire(resources, shared, true);
+                bool fresh = false;
+                for (const auto &r : resources)
+                    fresh = fresh || freshly_created(lease_file_path(s, r));
+                if (out.rv != sanlock_rv::kLeaderMagic || attempt >= 20 || !fresh)
                     break;
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
             }
@@ -74,11 +82,17 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
             if (out.rv == -EEXIST && effect.owner_pid > 0)
                 out.held_by_owner_process = process_holds(s, effect.owner_pid, effect.resource);
             if (sanlock_rv::held_by_other_host(out.rv)) {
-                std::vector<LeaseOwner> owners;
-                if (read_lease_owners(s, effect.resource, owners) == 0)
-                    for (const auto &o : owners)
-                        if (o.host_id != s.host_id)
-                            out.holder_host_ids.push_back(o.host_id);
+                // Whichever of its names another host holds (libvirt's
+                // plugin takes the literal path's).
+                for (const auto &r : resources) {
+                    std::vector<LeaseOwner> owners;
+                    if (read_lease_owners(s, r, owners) == 0)
+                        for (const auto &o : owners)
+                            if (o.host_id != s.host_id)
+                                out.holder_host_ids.push_back(o.host_id);
+                    if (!out.holder_host_ids.empty())
+                        break;
+                }
             }
         }
         post([done = std::move(done), out = std::move(out)] { done(out); });
@@ -93,7 +107,17 @@ void SanlockEffector::release(const ReleaseEffect &effect, Done done) {
     lanes_[lane].worker->submit([this, conn = lanes_[lane].connection, post = post_, effect,
                                  done = std::move(done)]() mutable {
         SanlockOutcome out;
-        out.rv = effect.orphan ? conn->release_orphan(effect.resource) : conn->release(effect.resource);
+        if (effect.orphan) {
+            out.rv = conn->release_orphan(effect.resource);
+            // Its aliases were orphaned with it; each is given back on its own.
+            for (const auto &r : effect.alias_resources)
+                if (int rv = conn->release_orphan(r); rv < 0 && out.rv >= 0)
+                    out.rv = rv;
+        } else {
+            std::vector<std::string> resources{effect.resource};
+            resources.insert(resources.end(), effect.alias_resources.begin(), effect.alias_resources.end());
+            out.rv = conn->release(resources);
+        }
         if (out.rv < 0)
             out.detail = sanlock_strerror(out.rv);
         post([this, resource = effect.resource, done = std::move(done), out = std::move(out)] {

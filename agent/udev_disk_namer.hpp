@@ -1,17 +1,23 @@
-// The canonical name of a disk on this host, from the udev database: a block
-// device (whatever path reaches it: /dev/sdX, /dev/dm-N, a by-id link, any
-// symlink) is named by its /dev/disk/by-path link, the name the libvirt
-// plugin tells admins to use and that every host attached the same way
-// computes alike. Files keep their lexically normalised path (symlinks to
-// files are not followed, as the libvirt plugin does not follow them).
+// The identity of a disk (README, "Disk identity"; the one rule, for every
+// source): a block device, whatever path reaches it (/dev/sdX, /dev/dm-N, a
+// by-path or by-id link, any symlink), is named after what the storage
+// itself says it is, from the udev database, in the form of udev's by-id
+// links, so every host computes the same name and every path of a LUN gives
+// one: device-mapper UUID (multipath, LVM), WWN (SCSI VPD 83, ATA, NVMe
+// EUI/NGUID), serial; an iSCSI by-path name (portal and target are the same
+// everywhere); with none of them the device has no identity and is refused.
+// A file is named by its resolved path (file_identity.hpp). The literal
+// path, if it differs, is an alias (disk_namer.hpp).
 #pragma once
 
 #include "core/disk_namer.hpp"
+#include "file_identity.hpp"
 
 #include <sys/types.h>
 
 #include <optional>
 #include <string>
+#include <vector>
 
 struct udev;
 struct udev_device;
@@ -25,6 +31,9 @@ inline constexpr const char *kByPathDir = "/dev/disk/by-path/";
 // link list or else the DEVLINKS property. nullopt if it has none.
 std::optional<std::string> by_path_name(udev_device *device);
 
+// The stable cross-host name of a device udev describes, or nullopt.
+std::optional<std::string> stable_device_name(udev_device *device);
+
 class UdevDiskNamer final : public DiskNamer {
 public:
     UdevDiskNamer();
@@ -34,14 +43,23 @@ public:
 
     // Rules:
     //  - not absolute, too long, control characters: Invalid;
-    //  - resolves (stat, following links) to a block device: its by-path
-    //    name; with none, the device node path, logged once per device;
+    //  - resolves (stat, following links) to a block device: its stable
+    //    name; with none, Unidentified (refused: fail closed);
     //  - does not exist and lies under /dev/: Absent (a device to wait for);
-    //  - anything else: the normalised path itself.
+    //  - anything else: a file, named by identify_file().
     DiskName canonical(const std::string &path) const override;
+    // What process `pid` holds open as fd `fd` (`seen`: its link as the
+    // process sees it, perhaps in a mount namespace of its own): its
+    // identity, and in `names` a block device's node and links here.
+    DiskName canonical_open(int pid, const std::string &fd, const std::string &seen,
+                            std::vector<std::string> &names) const;
 
 private:
+    const std::vector<MountEntry> &mounts() const;
+    DiskName device_name(dev_t device, const std::string &named_as, std::vector<std::string> *names) const;
+
     udev *udev_ = nullptr;
+    mutable std::optional<std::vector<MountEntry>> mounts_;  // this host's, read once per namer
 };
 
 }  // namespace vmlease

@@ -13,11 +13,14 @@
 namespace vmlease {
 namespace {
 
-std::string name_of(udev_device *device) {
+DeviceEvent::Names names_of(udev_device *device) {
+    DeviceEvent::Names n;
     if (auto by_path = by_path_name(device))
-        return *by_path;
-    const char *node = udev_device_get_devnode(device);
-    return node ? node : "";
+        n.name = *by_path;
+    else if (const char *node = udev_device_get_devnode(device))
+        n.name = node;
+    n.identity = stable_device_name(device).value_or("");
+    return n;
 }
 
 }  // namespace
@@ -98,16 +101,16 @@ void UdevMonitor::receive_batch() {
 
 void UdevMonitor::seen(udev_device *device) {
     std::string syspath = udev_device_get_syspath(device);
-    std::string name = name_of(device);
+    DeviceEvent::Names names = names_of(device);
     auto it = known_.find(syspath);
     if (it != known_.end()) {
-        if (it->second == name)
+        if (it->second.name == names.name && it->second.identity == names.identity)
             return;  // a change that renames nothing
-        std::string old = it->second;
+        DeviceEvent::Names old = it->second;
         known_.erase(it);
-        handler_({DeviceEvent::Kind::Removed, old});
+        handler_({DeviceEvent::Kind::Removed, old.name, old.identity});
     }
-    if (name.empty())
+    if (names.name.empty())
         return;
     if (known_.size() >= kMaxTrackedDevices) {
         if (!warned_full_)
@@ -115,17 +118,17 @@ void UdevMonitor::seen(udev_device *device) {
         warned_full_ = true;
         return;
     }
-    known_.emplace(syspath, name);
-    handler_({DeviceEvent::Kind::Added, name});
+    known_.emplace(syspath, names);
+    handler_({DeviceEvent::Kind::Added, names.name, names.identity});
 }
 
 void UdevMonitor::gone(const std::string &syspath) {
     auto it = known_.find(syspath);
     if (it == known_.end())
         return;
-    std::string name = it->second;
+    DeviceEvent::Names names = it->second;
     known_.erase(it);
-    handler_({DeviceEvent::Kind::Removed, name});
+    handler_({DeviceEvent::Kind::Removed, names.name, names.identity});
 }
 
 void UdevMonitor::enumerate() {

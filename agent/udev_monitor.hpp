@@ -30,7 +30,11 @@ inline constexpr int kUdevReceiveBuffer = 128 * 1024 * 1024;
 struct DeviceEvent {
     enum class Kind { Added, Removed };
     Kind kind;
-    std::string name;  // the canonical name: by-path link, else the device node
+    std::string name;      // for the signals: its by-path link, else the device node
+    std::string identity;  // its identity (udev_disk_namer.hpp), "" if it has none
+    struct Names {
+        std::string name, identity;
+    };
 };
 
 class UdevMonitor {
@@ -61,7 +65,7 @@ private:
     udev *udev_ = nullptr;
     udev_monitor *monitor_ = nullptr;
     sd_event_source *source_ = nullptr;
-    std::map<std::string, std::string> known_;  // syspath -> name
+    std::map<std::string, DeviceEvent::Names> known_;  // by syspath
     bool warned_full_ = false;
     uint64_t received_ = 0;
     uint64_t resyncs_ = 0;

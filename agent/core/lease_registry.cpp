@@ -2,6 +2,8 @@
 
 #include "sanlock_codes.hpp"
 
+#include "disk_path.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -45,8 +47,17 @@ ApiError LeaseRegistry::held_error(const Lease &lease, const std::string &disk) 
                                       ") by " + who + " in " + to_string(lease.mode) + " mode"};
 }
 
+const Lease *LeaseRegistry::holding_as_alias(const std::string &resource) const {
+    for (const auto &[r, lease] : leases_)
+        for (const auto &a : lease.aliases)
+            if (lease_resource_name(a) == resource)
+                return &lease;
+    return nullptr;
+}
+
 Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
-                            const std::string &resource, LeaseMode mode, uint32_t owner_pid, bool may_adopt) {
+                            const std::string &resource, LeaseMode mode, uint32_t owner_pid, bool may_adopt,
+                            const std::vector<std::string> &aliases) {
     Step step;
     auto fail = [&](ErrorKind k, std::string msg) {
         // Held on this host (by another owner or request): this host is the holder.
@@ -67,11 +78,36 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
                                                       std::to_string(host_id_) + ") by machine " + claimant +
                                                       ", which is still trying to take its lease");
 
+    // One disk, one lease on this host: a name of it that another lease
+    // here holds (as its own or as an alias) is that lease's.
+    if (const Lease *other = holding_as_alias(resource); other && other->resource != resource)
+        return fail(ErrorKind::LeaseHeld, "disk " + disk + " is another name of " + other->disk +
+                                              ", held on this host (host id " + std::to_string(host_id_) + ") by " +
+                                              (other->owners.empty() ? "another request" : "owner " + join(other->owners)));
+    std::vector<std::string> taken;
+    for (const auto &alias : aliases) {
+        std::string r = lease_resource_name(alias);
+        const Lease *other = find(r);
+        if (!other)
+            other = holding_as_alias(r);
+        if (r == resource || (other && other->resource == resource) ||
+            std::find(taken.begin(), taken.end(), alias) != taken.end())
+            continue;  // the same lease
+        if (other && has_owner(*other, owner))
+            continue;  // this owner holds that name already (e.g. a lease kept from before an upgrade)
+        if (other)
+            return fail(ErrorKind::LeaseHeld, "disk " + disk + " is also named " + alias + ", held on this host (host id " +
+                                                  std::to_string(host_id_) + ") by " +
+                                                  (other->owners.empty() ? "another request" : "owner " + join(other->owners)));
+        if (taken.size() < kMaxAliases)
+            taken.push_back(alias);
+    }
+
     auto it = leases_.find(resource);
     if (it == leases_.end()) {
         if (leases_.size() >= kMaxLeases)
             return fail(ErrorKind::LimitsExceeded, "this host already tracks " + std::to_string(kMaxLeases) + " leases");
-        return start_acquire({id, owner, mode, may_adopt}, disk, resource, owner_pid);
+        return start_acquire({id, owner, mode, may_adopt}, disk, resource, owner_pid, std::move(taken));
     }
 
     Lease &lease = it->second;
@@ -151,18 +187,19 @@ void LeaseRegistry::unclaim(const std::string &owner, const std::string &resourc
 }
 
 Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk, const std::string &resource,
-                                  uint32_t owner_pid) {
+                                  uint32_t owner_pid, std::vector<std::string> aliases) {
     Step step;
     Lease lease;
     lease.disk = disk;
     lease.resource = resource;
+    lease.aliases = std::move(aliases);
     lease.mode = waiter.mode;
     lease.state = LeaseState::Acquiring;
     leases_[resource] = lease;
     Pending &pending = pending_[resource];
     pending.acquirers.push_back(waiter);
     pending.adopting = waiter.may_adopt;
-    step.effects.push_back(AcquireEffect{resource, disk, waiter.mode, owner_pid, waiter.may_adopt});
+    step.effects.push_back(acquire_effect(lease, owner_pid, waiter.may_adopt));
     return step;
 }
 
@@ -203,7 +240,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     if (outcome.rv == 0 && waiters.empty()) {
         // Everyone who wanted it let go while sanlock was busy: give it back.
         lease.state = LeaseState::Releasing;
-        step.effects.push_back(ReleaseEffect{resource});
+        step.effects.push_back(release_effect(lease));
         return step;
     }
     if (outcome.rv == 0 && outcome.io_errno == 0) {
@@ -249,7 +286,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
             pending.acquirers = entitled;
             pending.adopting = true;
             lease.mode = entitled.front().mode;
-            step.effects.push_back(AcquireEffect{resource, lease.disk, lease.mode, 0, true});
+            step.effects.push_back(acquire_effect(lease, 0, true));
             return step;
         }
         leases_.erase(it);
@@ -395,7 +432,7 @@ Step LeaseRegistry::remove_owner(RequestId id, const std::string &owner, Lease &
     }
     lease.state = LeaseState::Releasing;
     pending_[lease.resource].releasers.push_back({id, owner});
-    step.effects.push_back(ReleaseEffect{lease.resource});
+    step.effects.push_back(release_effect(lease));
     return step;
 }
 
@@ -482,16 +519,18 @@ std::set<std::string> LeaseRegistry::owners() const {
     return out;
 }
 
-Step LeaseRegistry::release_orphan(const std::string &resource, const std::string &disk) {
+Step LeaseRegistry::release_orphan(const std::string &resource, const std::string &disk,
+                                   const std::vector<std::string> &aliases) {
     Step step;
     if (leases_.count(resource))
         return step;  // someone wants it after all: it is adopted instead
     Lease lease;
     lease.resource = resource;
     lease.disk = disk;
+    lease.aliases = aliases;
     lease.state = LeaseState::Releasing;
     leases_[resource] = lease;
-    step.effects.push_back(ReleaseEffect{resource, true});
+    step.effects.push_back(release_effect(lease, true));
     return step;
 }
 
@@ -524,7 +563,7 @@ std::vector<SavedLease> LeaseRegistry::saved_leases() const {
     for (const auto &[resource, lease] : leases_) {
         if (lease.external)
             continue;  // the machine's own sanlock client holds it, not us
-        SavedLease s{resource, lease.disk, lease.mode, {}};
+        SavedLease s{resource, lease.disk, lease.mode, {}, lease.aliases};
         if (lease.state != LeaseState::Releasing)
             s.owners = lease.owners;
         auto p = pending_.find(resource);

@@ -25,6 +25,8 @@ const char *to_string(LockspaceState s);
 
 // Upper bound on leases one host tracks; beyond it callers get LimitsExceeded.
 inline constexpr size_t kMaxLeases = 20000;
+// Aliases taken with one lease: sanlock takes at most 8 resources per call.
+inline constexpr size_t kMaxAliases = 4;
 
 class LeaseRegistry {
 public:
@@ -38,8 +40,12 @@ public:
     // running machine's rules or discovery say it is the owner's); without
     // it the caller gets LeaseHeld naming this host, so an AcquireDisk by
     // anyone cannot take over a running VM's lease after an agent restart.
+    // `aliases`: other names of the disk (disk_namer.hpp) whose leases are
+    // taken with it when the lease is first taken here; a name another
+    // lease here holds refuses the request, unless this owner holds it.
     Step acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
-                 LeaseMode mode, uint32_t owner_pid = 0, bool may_adopt = false);
+                 LeaseMode mode, uint32_t owner_pid = 0, bool may_adopt = false,
+                 const std::vector<std::string> &aliases = {});
     // Releasing a lease nobody here holds gives back an orphan of this host
     // (an administrator's ReleaseDisk after the state file was lost): the
     // reply says NoSuchLease if sanlock had none.
@@ -61,7 +67,8 @@ public:
     // After a restart: an orphan sanlock still holds for this host that no
     // owner wants any more is given back. Nothing is announced (nobody was
     // told it was held); an acquire for it meanwhile waits for the release.
-    Step release_orphan(const std::string &resource, const std::string &disk);
+    Step release_orphan(const std::string &resource, const std::string &disk,
+                        const std::vector<std::string> &aliases = {});
     // The sanlock daemon went away and with it every lease it held for us
     // (not orphans: sanlock forgets them when it stops). Every owner is told.
     Step all_leases_lost();
@@ -102,7 +109,9 @@ private:
     };
 
     Step start_acquire(const Waiter &waiter, const std::string &disk, const std::string &resource,
-                       uint32_t owner_pid);
+                       uint32_t owner_pid, std::vector<std::string> aliases);
+    // The lease here that holds `resource` as one of its aliases.
+    const Lease *holding_as_alias(const std::string &resource) const;
     Step orphan_released(Lease lease, Pending pending, const SanlockOutcome &outcome);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
     bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);

@@ -27,6 +27,7 @@ const char *to_string(MachineDisk::State s) {
     case MachineDisk::State::Conflict: return "conflict";
     case MachineDisk::State::Failed: return "failed";
     case MachineDisk::State::Released: return "released";
+    case MachineDisk::State::Unidentified: return "unidentified";
     }
     return "failed";
 }
@@ -41,7 +42,7 @@ std::string machine_state(const Machine &m) {
         if (d.state == MachineDisk::State::Conflict)
             return "conflict";
         acquiring = acquiring || d.state == MachineDisk::State::Acquiring;
-        failed = failed || d.state == MachineDisk::State::Failed;
+        failed = failed || d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Unidentified;
     }
     return failed ? "unprotected" : acquiring ? "protecting" : "running";
 }
@@ -79,6 +80,7 @@ bool is_exposed(const Machine &m) {
         // a VM unprotected unnoticed), except with a grace of 0, which means
         // "at the first failure".
         return d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
+               d.state == MachineDisk::State::Unidentified ||
                (d.state == MachineDisk::State::Acquiring && (d.attempts > 0 || m.unprotected_grace > 0));
     });
 }
@@ -155,7 +157,7 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
             continue;
         for (const auto &d : rule.disks)
             if (d.mode != LeaseMode::None)
-                step.append(want(m, d.path, d.mode, MachineDisk::Source::Rule));
+                step.append(want(m, d, MachineDisk::Source::Rule));
     }
     if (was_reserved)
         // Reservation disks refused before it started: it runs now, so they
@@ -203,6 +205,7 @@ Step MachineTracker::reserve(RequestId id, const std::string &owner, const std::
         MachineDisk md;
         md.disk = d.path;
         md.resource = lease_resource_name(d.path);
+        md.aliases = d.aliases;
         md.mode = d.mode;
         md.source = MachineDisk::Source::Reservation;
         md.may_adopt = restored;
@@ -281,20 +284,18 @@ Step MachineTracker::reservation_expired(std::string owner) {
     return machine_gone(owner);
 }
 
-Step MachineTracker::want(Machine &m, const std::string &path, LeaseMode mode, MachineDisk::Source source) {
-    DiskName name = namer_.canonical(path);
+Step MachineTracker::want(Machine &m, const DiskRule &rule, MachineDisk::Source source) {
+    DiskName name = rule.identity_is_path ? DiskNamer::named_by_path(rule.path) : namer_.canonical(rule.path);
     if (name.kind == DiskName::Kind::Invalid)
-        return {};  // config validation makes rule paths absolute; discovered paths come from /proc
-    if (name.kind == DiskName::Kind::Absent && source != MachineDisk::Source::Rule &&
-        source != MachineDisk::Source::Restored)
-        return {};  // a file that is open exists; only a rule (or a lease held) may name a device not there yet
-    return want_named(m, name, path, mode, source);
+        return {};  // config validation makes rule paths absolute
+    return want_named(m, name, rule.path, rule.mode, source);
 }
 
 Step MachineTracker::want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
                                 MachineDisk::Source source) {
     bool waiting = name.kind == DiskName::Kind::Absent;
-    const std::string &disk = waiting ? path : name.value;
+    bool unidentified = name.kind == DiskName::Kind::Unidentified;
+    const std::string &disk = waiting || unidentified ? path : name.value;
     for (const auto &d : m.disks)
         if (d.disk == disk)
             return {};  // already wanted (a rule and discovery may name the same disk)
@@ -305,14 +306,18 @@ Step MachineTracker::want_named(Machine &m, const DiskName &name, const std::str
     d.mode = mode;
     d.source = source;
     d.may_adopt = true;  // rules, discovery, the state file: the machine's own
-    if (waiting) {
-        d.state = MachineDisk::State::Waiting;
+    if (waiting || unidentified) {
+        // Unidentified: no lease can protect it (fail closed); it counts as
+        // unprotected, so on_unprotected applies after the grace.
+        d.state = waiting ? MachineDisk::State::Waiting : MachineDisk::State::Unidentified;
+        d.error = unidentified ? name.value : "";
         m.disks.push_back(d);
         Step step;
         step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
         return step;
     }
     d.resource = lease_resource_name(disk);
+    d.aliases = name.aliases;
     m.disks.push_back(d);
     return request_acquire(m, m.disks.back());
 }
@@ -342,12 +347,13 @@ Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
     d.awaits_lockspace = false;
     RequestId id = next_id();
     requests_[id] = {m.info.name, d.disk, 0, m.info.leader};
-    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt);
+    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt, d.aliases);
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     return step;
 }
 
-Step MachineTracker::files_discovered(const std::string &name, const std::vector<OpenFile> &files) {
+Step MachineTracker::files_discovered(const std::string &name, const std::vector<OpenFile> &files,
+                                      const ResolvedPatterns &resolved) {
     Step step;
     auto it = machines_.find(name);
     if (it == machines_.end() || !config_->auto_disk_leases || !config_->discovery.open_files)
@@ -356,12 +362,24 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
         // Read-only use needs no lease; only what the machine can write is protected.
         if (!f.writable)
             continue;
-        // Patterns match the canonical name: "/dev/disk/by-path/*" catches
-        // a VM that opened /dev/sdc.
+        // Patterns match any name the disk has here: its identity, the path
+        // the VM opened or was given, a block device's links (so
+        // "/dev/disk/by-path/*" catches a VM that opened /dev/sdc), also
+        // through resolved leading directories (a symlinked images dir).
         DiskName disk = f.name ? *f.name : namer_.canonical(f.path);
-        if (disk.kind != DiskName::Kind::Canonical)
+        if (disk.kind != DiskName::Kind::Canonical && disk.kind != DiskName::Kind::Unidentified)
             continue;
-        if (!any_matches(config_->discovery.include, disk.value) || any_matches(config_->discovery.exclude, disk.value))
+        std::vector<std::string> names = f.names;
+        names.push_back(f.path);
+        names.insert(names.end(), disk.aliases.begin(), disk.aliases.end());
+        if (disk.kind == DiskName::Kind::Canonical)
+            names.push_back(disk.value);
+        auto matches = [&](const std::vector<std::string> &a, const std::vector<std::string> &b) {
+            return std::any_of(names.begin(), names.end(),
+                               [&](const std::string &n) { return any_matches(a, n) || any_matches(b, n); });
+        };
+        if (!matches(config_->discovery.include, resolved.include) ||
+            matches(config_->discovery.exclude, resolved.exclude))
             continue;
         step.append(want_named(it->second, disk, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
     }
@@ -574,7 +592,7 @@ void MachineTracker::track_protection(Step &step, Machine &m) {
         if (!d.unprotected_since && d.state != MachineDisk::State::Released)
             d.unprotected_since = t;
         bool announce = d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
-                        d.state == MachineDisk::State::Released;
+                        d.state == MachineDisk::State::Released || d.state == MachineDisk::State::Unidentified;
         std::string why = d.error.empty() ? to_string(d.state) : std::string(to_string(d.state)) + ": " + d.error;
         if (d.state == MachineDisk::State::Released)
             why = "released: an administrator released its lease while it runs";
@@ -726,7 +744,7 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     std::set<std::string> kept;
     std::map<std::string, std::vector<DiskRule>> reservations;
     for (const auto &lease : saved.leases) {
-        SavedLease later{lease.resource, lease.disk, lease.mode, {}};
+        SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases};
         for (const auto &owner : lease.owners) {
             const SavedOwner *who = saved.owner(owner);
             auto kind = who ? who->kind : SavedOwner::Kind::Machine;
@@ -744,18 +762,19 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
                 // The saved name is canonical already; it is not looked up
                 // again (its file system may hang, and the lease is held).
                 if (!mit->second.terminating)
-                    step.append(want_named(mit->second, DiskName{DiskName::Kind::Canonical, lease.disk}, lease.disk,
-                                           lease.mode, MachineDisk::Source::Restored));
+                    step.append(want_named(mit->second,
+                                           DiskName{DiskName::Kind::Canonical, lease.disk, lease.aliases},
+                                           lease.disk, lease.mode, MachineDisk::Source::Restored));
             } else if (mit != machines_.end()) {
                 continue;  // reserved again since the restart: that reservation decides
             } else if (kind == SavedOwner::Kind::Reserved && who->reserved_until > now) {
                 kept.insert(lease.resource);
-                reservations[owner].push_back({lease.disk, lease.mode});
+                reservations[owner].push_back({lease.disk, lease.mode, false, lease.aliases});
             } else if (kind == SavedOwner::Kind::Api) {
                 kept.insert(lease.resource);
                 RequestId id = next_id();
                 requests_[id] = {owner, ""};
-                step.append(leases_.acquire(id, owner, lease.disk, lease.resource, lease.mode, 0, true));
+                step.append(leases_.acquire(id, owner, lease.disk, lease.resource, lease.mode, 0, true, lease.aliases));
             }
         }
         if (!later.owners.empty())
@@ -767,7 +786,7 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     }
     for (const auto &lease : saved.leases)
         if (!kept.count(lease.resource) && !leases_.find(lease.resource))
-            step.append(leases_.release_orphan(lease.resource, lease.disk));
+            step.append(leases_.release_orphan(lease.resource, lease.disk, lease.aliases));
     return finish(std::move(step));
 }
 
@@ -776,7 +795,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
     Step step;
     std::set<std::string> told;
     for (const auto &lease : saved.leases) {
-        SavedLease later{lease.resource, lease.disk, lease.mode, {}};
+        SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases};
         for (const auto &owner : lease.owners) {
             auto mit = machines_.find(owner);
             // Nobody acted on it yet (the agent before this one said it would,
@@ -794,7 +813,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             continue;
         }
         if (!leases_.find(lease.resource))
-            step.append(leases_.release_orphan(lease.resource, lease.disk));
+            step.append(leases_.release_orphan(lease.resource, lease.disk, lease.aliases));
         // A machine left running (pause, ignore) takes its disk again once
         // the lockspace is back, as after a failure the agent saw.
         for (const auto &owner : lease.owners) {
@@ -819,6 +838,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             MachineDisk d;
             d.disk = lease.disk;
             d.resource = lease.resource;
+            d.aliases = lease.aliases;
             d.mode = lease.mode;
             d.source = MachineDisk::Source::Restored;
             d.may_adopt = true;

@@ -32,10 +32,22 @@ struct MachineInfo {
 struct OpenFile {
     std::string path;  // as /proc shows it
     bool writable = false;
-    // Its canonical name, looked up where the file was found (off the event
+    // Its identity, looked up where the file was found (off the event
     // loop: the file a VM chose may be on a hung file system); if unset the
-    // tracker's namer looks it up.
+    // tracker's namer looks it up. Its aliases are the paths the VM was
+    // given for it (qemu's command line), for libvirt's leases.
     std::optional<DiskName> name = std::nullopt;
+    // Other names it has on this host, for the discovery patterns: a block
+    // device's node and links.
+    std::vector<std::string> names = {};
+    int pid = 0;      // a process holding it open
+    std::string fd = {};  // as that process's fd
+};
+
+// The discovery patterns with their fixed leading directories resolved
+// (a symlinked /var/lib/libvirt/images), found off the event loop.
+struct ResolvedPatterns {
+    std::vector<std::string> include, exclude;
 };
 
 struct MachineDisk {
@@ -44,9 +56,12 @@ struct MachineDisk {
     enum class Source { Rule, Discovered, Reservation, Restored };
     // Waiting: a rule names a device this host does not have (yet), e.g. a
     // LUN logged in after the VM started; taken when the device appears.
-    enum class State { Waiting, Acquiring, Held, Conflict, Failed, Released };
-    std::string disk;      // canonical; while Waiting, the path as the rule wrote it
+    // Unidentified: it has no name every host agrees on (a block device
+    // with no WWN, serial or device-mapper UUID): no lease can protect it.
+    enum class State { Waiting, Acquiring, Held, Conflict, Failed, Released, Unidentified };
+    std::string disk;      // its identity; while Waiting or Unidentified, the path as named
     std::string resource;
+    std::vector<std::string> aliases;  // other names, whose leases are taken with it
     LeaseMode mode = LeaseMode::Exclusive;
     Source source = Source::Rule;
     State state = State::Acquiring;
@@ -120,7 +135,8 @@ public:
     Step machine_appeared(const MachineInfo &info);
     Step machine_gone(std::string name);  // by value: it erases the machine the name may belong to
     // What a scan found open in the machine's processes right now.
-    Step files_discovered(const std::string &name, const std::vector<OpenFile> &files);
+    Step files_discovered(const std::string &name, const std::vector<OpenFile> &files,
+                          const ResolvedPatterns &resolved = {});
     // The registry's reply to a request this tracker made.
     Step lease_reply(const Reply &reply);
     // An administrator releases everything an owner holds (ReleaseMachine,
@@ -195,7 +211,7 @@ private:
     void after_failure(Step &step, Machine &m, MachineDisk &d, const ApiError &error,
                        const std::vector<uint64_t> &holders);
     void apply_lock_failure_action(Step &step, const std::string &owner, const Machine &m);
-    Step want(Machine &m, const std::string &disk, LeaseMode mode, MachineDisk::Source source);
+    Step want(Machine &m, const DiskRule &rule, MachineDisk::Source source);
     Step want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
                     MachineDisk::Source source);
     Step request_acquire(Machine &m, MachineDisk &d);

@@ -65,6 +65,7 @@ const SavedOwner *SavedState::owner(const std::string &name) const {
 //   owner machine|api NAME
 //   owner reserved NAME UNTIL
 //   lease RESOURCE MODE OWNER[,OWNER...]|- DISK
+//   alias RESOURCE PATH          (another name of the lease just above)
 std::string format_saved_state(const SavedState &state) {
     std::string out = std::string(kHeader) + "\n";
     out.reserve(64 + state.owners.size() * 48 + state.leases.size() * 160);
@@ -80,6 +81,8 @@ std::string format_saved_state(const SavedState &state) {
             owners += (owners.empty() ? "" : ",") + o;
         out += "lease " + l.resource + " " + to_string(l.mode) + " " + (owners.empty() ? "-" : owners) + " " +
                escape(l.disk) + "\n";
+        for (const auto &a : l.aliases)
+            out += "alias " + l.resource + " " + escape(a) + "\n";
     }
     return out;
 }
@@ -141,6 +144,16 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
                 return bad("lease " + l.resource + " has a badly escaped disk");
             l.disk = *disk;
             state.leases.push_back(std::move(l));
+        } else if (kind == "alias") {
+            std::string resource, rest;
+            words >> resource;
+            std::getline(words, rest);
+            if (state.leases.empty() || state.leases.back().resource != resource)
+                return bad("an alias line must follow the line of its lease");
+            auto path = rest.size() < 2 || rest[0] != ' ' ? std::nullopt : unescape(rest.substr(1));
+            if (!path)
+                return bad("alias of " + resource + " has no path, or a badly escaped one");
+            state.leases.back().aliases.push_back(*path);
         } else if (!kind.empty()) {
             return bad("unknown entry \"" + kind + "\"");
         }

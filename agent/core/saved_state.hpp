@@ -32,6 +32,7 @@ struct SavedLease {
     // Empty: the lease was being released (or acquired for nobody) when the
     // agent stopped; whatever sanlock still holds of it is to be released.
     std::vector<std::string> owners;
+    std::vector<std::string> aliases = {};  // taken and given back with it
 };
 
 struct SavedState {

@@ -1,5 +1,7 @@
 #include "step.hpp"
 
+#include "disk_path.hpp"
+
 namespace vmlease {
 
 const char *to_string(LeaseState s) {
@@ -38,6 +40,21 @@ bool Step::empty() const {
     return effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && changes.empty() &&
            conflicts.empty() && machine_changes.empty() && lock_failures.empty() &&
            retry_timers.empty() && protection_timers.empty() && unprotected.empty() && !lockspace_state_changed;
+}
+
+std::vector<std::string> alias_resources(const Lease &lease) {
+    std::vector<std::string> out;
+    for (const auto &a : lease.aliases)
+        out.push_back(lease_resource_name(a));
+    return out;
+}
+
+AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan) {
+    return {lease.resource, lease.disk, lease.mode, owner_pid, adopt_orphan, alias_resources(lease)};
+}
+
+ReleaseEffect release_effect(const Lease &lease, bool orphan) {
+    return {lease.resource, orphan, alias_resources(lease)};
 }
 
 }  // namespace vmlease

@@ -21,8 +21,11 @@ const char *to_string(LeaseState s);
 // One sanlock resource on this host. A shared lease may have several owners
 // on this host; sanlock sees one lease, released when the last owner goes.
 struct Lease {
-    std::string disk;      // canonical path
+    std::string disk;      // the disk's identity
     std::string resource;  // MD5 hex of disk
+    // Other names of the disk (disk_namer.hpp), whose leases (MD5 of each)
+    // are taken and given back with this one, in the same sanlock call.
+    std::vector<std::string> aliases;
     LeaseMode mode = LeaseMode::Exclusive;
     LeaseState state = LeaseState::Acquiring;
     std::vector<std::string> owners;  // empty while acquiring
@@ -43,13 +46,19 @@ struct AcquireEffect {
     // earlier vmleased (SANLK_ACQUIRE_ORPHAN): only for the owner the state
     // file, or a running machine's rules or discovery, say it belongs to.
     bool adopt_orphan = false;
+    std::vector<std::string> alias_resources = {};  // taken with it, all or nothing
 };
 struct ReleaseEffect {
     std::string resource;
     // An orphan this host still holds from before the agent (re)started,
     // released with SANLK_REL_ORPHAN rather than from a connection.
     bool orphan = false;
+    std::vector<std::string> alias_resources = {};  // given back with it
 };
+// The lease names of a lease's aliases.
+std::vector<std::string> alias_resources(const Lease &lease);
+AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan);
+ReleaseEffect release_effect(const Lease &lease, bool orphan = false);
 using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
 
 // --- replies to callers ---------------------------------------------------

@@ -60,6 +60,19 @@ public:
         });
         return found;
     }
+    // The alias paths of a lease object (org.vmlease.Lease.Aliases).
+    std::vector<std::string> lease_aliases(const sdbus::ObjectPath &lease) {
+        auto objects = GetManagedObjects();
+        std::vector<std::string> out;
+        auto it = objects.find(lease);
+        if (it == objects.end())
+            return out;
+        for (const auto &a : it->second.at("org.vmlease.Lease")
+                                 .at("Aliases")
+                                 .get<std::vector<sdbus::Struct<std::string, std::string>>>())
+            out.push_back(a.get<0>());
+        return out;
+    }
     // Wait until a property of org.vmlease.Manager has a value (re-read on every PropertiesChanged).
     bool wait_property(const std::string &name, const std::string &value,
                        std::chrono::milliseconds timeout = std::chrono::seconds(60)) {

@@ -66,11 +66,11 @@ std::string UdevTestbed::command(const std::string &line) {
     return reply;
 }
 
-EmulatedDisk UdevTestbed::add(const std::string &name, bool tagged) {
+EmulatedDisk UdevTestbed::add(const std::string &name, bool tagged, const std::string &extra) {
     unsigned minor = 16 * static_cast<unsigned>(name.back() - 'a');
     std::string scsi = "0:0:" + std::to_string(minor / 16) + ":0";
     std::istringstream reply(command("add " + name + " 8 " + std::to_string(minor) + " " + scsi + " VMLEASE_" + name +
-                                     (tagged ? " tagged" : " untagged")));
+                                     (tagged ? " tagged" : " untagged") + (extra.empty() ? "" : " " + extra)));
     EmulatedDisk d;
     std::string ok;
     d.name = name;

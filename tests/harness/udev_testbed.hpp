@@ -13,8 +13,8 @@ namespace vmtest {
 
 struct EmulatedDisk {
     std::string name;     // sdb
-    std::string by_path;  // /dev/disk/by-path/pci-...-scsi-0:0:1:0
-    std::string by_id;    // /dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_<serial>
+    std::string by_path;  // /dev/disk/by-path/pci-...-scsi-0:0:1:0 ("-": none)
+    std::string by_id;    // /dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_<serial>, dm-uuid-... ("-": none)
 };
 
 class UdevTestbed {
@@ -22,8 +22,10 @@ public:
     explicit UdevTestbed(const std::string &dir);
     ~UdevTestbed();
 
-    // A SCSI disk sd<letter>, major 8, minor 16 * (letter - 'a').
-    EmulatedDisk add(const std::string &name, bool tagged = true);
+    // A SCSI disk sd<letter>, major 8, minor 16 * (letter - 'a'). `extra`:
+    // what udev says about it besides, as tests/support/udev-testbed takes it
+    // ("wwn=0x...", "path=ip-..." or "path=-", "serial=-", "dm_uuid=...").
+    EmulatedDisk add(const std::string &name, bool tagged = true, const std::string &extra = "");
     void remove(const std::string &name);
     // `n` remove/add events alternating over two present disks; returns the
     // seconds it took to hand them all to the monitor.

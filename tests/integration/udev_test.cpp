@@ -21,6 +21,9 @@ namespace {
 std::string by_path_of(const std::string &name) {
     return "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:" + std::to_string(name.back() - 'a') + ":0";
 }
+// The identity udev's by-id rules give a SCSI disk whose serial is VMLEASE_<name>
+// (README, "Disk identity": the serial, for want of a WWN).
+std::string identity_of(const std::string &name) { return "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_VMLEASE_" + name; }
 
 
 class Udev : public ::testing::Test {
@@ -80,34 +83,37 @@ TEST_F(Udev, TheTestbedGivesDisksTheirByPathNames) {
     EXPECT_NE(disks["sdb"].by_id.find("/dev/disk/by-id/"), std::string::npos);
 }
 
-TEST_F(Udev, EveryNameOfABlockDeviceLeadsToItsByPathLease) {
-    const std::string by_path = disks["sdb"].by_path;
-    const std::string resource = lease_name(by_path);
-    std::cout << "canonical name of /dev/sdb and " << disks["sdb"].by_id << ": " << by_path << " (lease " << resource
+TEST_F(Udev, EveryNameOfABlockDeviceLeadsToItsIdentityLease) {
+    const std::string identity = identity_of("sdb");
+    const std::string resource = lease_name(identity);
+    std::cout << "identity of /dev/sdb and " << disks["sdb"].by_path << ": " << identity << " (lease " << resource
               << ")" << std::endl;
 
     auto lease = h->client->AcquireDisk("vm-c", "/dev/sdb", "exclusive", {});
     EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + resource);
-    EXPECT_TRUE(h->client->wait_for("LeaseAcquired", {"vm-c", by_path}, 10s)) << h->agent->log();
+    EXPECT_TRUE(h->client->wait_for("LeaseAcquired", {"vm-c", identity}, 10s)) << h->agent->log();
+    // The literal name is an alias, taken with it (libvirt's plugin would use it).
+    EXPECT_EQ(h->client->lease_aliases(lease), (std::vector<std::string>{"/dev/sdb"}));
+    EXPECT_TRUE(std::filesystem::exists(lease_dir + "/" + lease_name("/dev/sdb")));
     // The by-id link, the by-path link and a roundabout spelling are the same disk.
-    for (const std::string &name : {disks["sdb"].by_id, by_path, std::string("/dev/./disk/../sdb")})
+    for (const std::string &name : {disks["sdb"].by_id, disks["sdb"].by_path, std::string("/dev/./disk/../sdb")})
         EXPECT_EQ(std::string(h->client->AcquireDisk("vm-c", name, "exclusive", {})), std::string(lease)) << name;
     auto leases = h->client->ListLeases();
     ASSERT_EQ(leases.size(), 1u);
-    EXPECT_EQ(leases[0].get<0>(), by_path);
+    EXPECT_EQ(leases[0].get<0>(), identity);
     EXPECT_EQ(leases[0].get<1>(), resource);
     EXPECT_TRUE(std::filesystem::exists(lease_dir + "/" + resource));
 
-    auto inspected = h->client->InspectDisk(disks["sdb"].by_id);
+    auto inspected = h->client->InspectDisk(disks["sdb"].by_path);
     EXPECT_EQ(std::get<0>(inspected), resource);
 
     // A disk without the vmlease tag is named the same way.
     EXPECT_EQ(std::string(h->client->AcquireDisk("vm-d", "/dev/sdd", "exclusive", {})),
-              "/org/vmlease/lease/" + lease_name(disks["sdd"].by_path));
+              "/org/vmlease/lease/" + lease_name(identity_of("sdd")));
     h->client->ReleaseDisk("vm-d", disks["sdd"].by_path);
 
-    h->client->ReleaseDisk("vm-c", disks["sdb"].by_id);
-    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"vm-c", by_path}, 10s));
+    h->client->ReleaseDisk("vm-c", disks["sdb"].by_path);
+    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"vm-c", identity}, 10s));
     EXPECT_TRUE(h->client->ListLeases().empty());
 }
 
@@ -166,7 +172,7 @@ TEST_F(Udev, ALunThatAppearsAfterItsMachineStartedGetsItsLease) {
     EXPECT_TRUE(h->client->ListLeases().empty());
 
     disks["sde"] = testbed->add("sde");
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"late-1", by_path_of("sde")}, 10s)) << h->agent->log();
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"late-1", identity_of("sde")}, 10s)) << h->agent->log();
     EXPECT_EQ(machine_disks()[0].get<2>(), "held");
 
     // The device goes away; the lease lives on the lease directory and stays.
@@ -180,7 +186,7 @@ TEST_F(Udev, ALunThatAppearsAfterItsMachineStartedGetsItsLease) {
     EXPECT_FALSE(h->client->wait_for("LeaseReleased", {"late-1"}, 0s));
 
     h->machined->call("TerminateMachine", {"s", "late-1"});
-    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"late-1", by_path_of("sde")}, 10s));
+    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"late-1", identity_of("sde")}, 10s));
 }
 
 TEST_F(Udev, AnEventStormDoesNotKeepDbusCallsWaiting) {

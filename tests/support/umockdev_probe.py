@@ -71,46 +71,71 @@ def check(ok, what):
 # emulated disks
 
 
-def disk_info(d):
+def disk_info(d, extra=None):
+    """extra (udev-testbed's KEY=VALUE words): path=ID_PATH (by-path name),
+    path=- (none), serial=- (no ID_SERIAL, no scsi by-id link), wwn=ID_WWN
+    (property and wwn link), dm_uuid=/dm_name= (device-mapper properties and
+    their by-id link)."""
     name, (ma, mi), hctl, serial, tagged = d
+    extra = extra or {}
     host = 'host' + hctl.split(':')[0]
     tgt = 'target' + ':'.join(hctl.split(':')[:3])
-    return dict(
+    id_path = extra.get('path', 'pci-%s-scsi-%s' % (PCI, hctl))
+    i = dict(
         name=name, major=ma, minor=mi, tagged=tagged,
         syspath='/sys/devices/pci0000:00/%s/virtio2/%s/%s/%s/block/%s' % (PCI, host, tgt, hctl, name),
-        id_path='pci-%s-scsi-%s' % (PCI, hctl),
-        by_path='/dev/disk/by-path/pci-%s-scsi-%s' % (PCI, hctl),
-        by_id='/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_%s' % serial,
-        wwn='/dev/disk/by-id/wwn-0x5000c5000000%04x' % (ma * 256 + mi),
+        id_path=None if id_path == '-' else id_path,
+        by_path=None if id_path == '-' else '/dev/disk/by-path/' + id_path,
+        by_id=None if extra.get('serial') == '-' else '/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_%s' % serial,
+        serial=None if extra.get('serial') == '-' else serial,
+        wwn='/dev/disk/by-id/wwn-' + extra.get('wwn', '0x5000c5000000%04x' % (ma * 256 + mi)),
+        id_wwn=extra.get('wwn'),
+        dm_uuid=extra.get('dm_uuid'), dm_name=extra.get('dm_name'),
     )
+    if i['dm_uuid']:
+        i['by_id'] = '/dev/disk/by-id/dm-uuid-' + i['dm_uuid']
+    return i
 
 
-def add_disk(tb, d, udev_db=None):
+def links_of(i):
+    return [l for l in (i['by_path'], i['by_id'], i['wwn']) if l]
+
+
+def add_disk(tb, d, udev_db=None, extra=None):
     """Add one SCSI disk: sysfs dir (path contains /block/ so that
     /sys/dev/block/MAJ:MIN exists), uevent properties, /dev node (sticky bit =
     block device for the preload's stat()), relative /dev/disk/by-* links, and
     dev/.node/<link name> entries so that stat(link) reports st_rdev too.
     The wwn link deliberately gets NO .node entry (shows what happens)."""
-    i = disk_info(d)
+    i = disk_info(d, extra)
     root = tb.get_root_dir()
     props = [
         ('SUBSYSTEM', 'block'), ('DEVNAME', '/dev/' + i['name']), ('DEVTYPE', 'disk'),
         ('MAJOR', str(i['major'])), ('MINOR', str(i['minor'])),
-        ('ID_BUS', 'scsi'), ('ID_SERIAL', i['by_id'].rsplit('-', 1)[-1]),
-        ('ID_PATH', i['id_path']), ('ID_PATH_TAG', i['id_path'].replace(':', '_').replace('.', '_').replace('-', '_')),
-        ('DEVLINKS', ' '.join([i['by_path'], i['by_id'], i['wwn']])),
     ]
+    if i['serial']:
+        props += [('ID_BUS', 'scsi'), ('ID_SERIAL', '0QEMU_QEMU_HARDDISK_' + i['serial'])]
+    if i['id_wwn']:
+        props += [('ID_WWN', i['id_wwn'])]
+    if i['dm_uuid']:
+        props += [('DM_UUID', i['dm_uuid'])]
+    if i['dm_name']:
+        props += [('DM_NAME', i['dm_name'])]
+    if i['id_path']:
+        props += [('ID_PATH', i['id_path']),
+                  ('ID_PATH_TAG', i['id_path'].replace(':', '_').replace('.', '_').replace('-', '_'))]
+    props += [('DEVLINKS', ' '.join(links_of(i)))]
     if i['tagged']:
         props += [('TAGS', ':%s:' % TAG), ('CURRENT_TAGS', ':%s:' % TAG)]
     text = 'P: %s\nN: %s\n' % (i['syspath'][4:], i['name'])
     text += ''.join('E: %s=%s\n' % kv for kv in props)
     text += 'A: dev=%d:%d\nA: size=2097152\nA: ro=0\nA: removable=0\n' % (i['major'], i['minor'])
     tb.add_from_string(text)
-    for link in (i['by_path'], i['by_id'], i['wwn']):
+    for link in links_of(i):
         full = root + link
         os.makedirs(os.path.dirname(full), exist_ok=True)
         os.symlink(os.path.relpath(root + '/dev/' + i['name'], os.path.dirname(full)), full)
-        if link != i['wwn']:
+        if link != i['wwn'] or i['id_wwn']:
             os.symlink('%d:%d' % (i['major'], i['minor']),
                        root + '/dev/.node/' + link[5:].replace('/', '_'))
     if udev_db:
@@ -121,7 +146,7 @@ def add_disk(tb, d, udev_db=None):
 def remove_disk(tb, i, udev_db=None):
     root = tb.get_root_dir()
     tb.remove_device(i['syspath'])
-    for link in (i['by_path'], i['by_id'], i['wwn']):
+    for link in links_of(i):
         for p in (root + link, root + '/dev/.node/' + link[5:].replace('/', '_')):
             if os.path.lexists(p):
                 os.unlink(p)
@@ -142,7 +167,7 @@ def write_udev_db(db, i, props):
     """systemd-udevd database format (/run/udev/data/b8:16, /run/udev/tags/)."""
     dev = 'b%d:%d' % (i['major'], i['minor'])
     os.makedirs(db + '/data', exist_ok=True)
-    lines = ['S:' + l[5:] for l in (i['by_path'], i['by_id'], i['wwn'])]
+    lines = ['S:' + l[5:] for l in links_of(i)]
     lines.append('I:%d' % int(time.monotonic() * 1e6))
     lines += ['E:%s=%s' % kv for kv in props
               if kv[0] not in ('SUBSYSTEM', 'DEVNAME', 'DEVTYPE', 'MAJOR', 'MINOR',

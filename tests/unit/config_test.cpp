@@ -95,6 +95,8 @@ machines:
       - path: /srv/images/iso.img
         mode: none
       - path: /srv/images/default.img
+      - {path: /dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:1:0, identity: path}
+      - {path: /srv/images/auto.img, identity: auto}
     on_lockfailure: restart
     on_conflict: terminate
   - match: web
@@ -118,12 +120,15 @@ machines:
     ASSERT_EQ(c.machines.size(), 2u);
     const MachineRule &db = c.machines[0];
     EXPECT_EQ(db.match, "db-*");
-    ASSERT_EQ(db.disks.size(), 4u);
+    ASSERT_EQ(db.disks.size(), 6u);
     EXPECT_EQ(db.disks[0].path, "/dev/disk/by-path/ip-192.0.2.8:3260-iscsi-iqn.2026-01.example:db-lun-1");
     EXPECT_EQ(db.disks[0].mode, LeaseMode::Exclusive);
     EXPECT_EQ(db.disks[1].mode, LeaseMode::Shared);
     EXPECT_EQ(db.disks[2].mode, LeaseMode::None);
     EXPECT_EQ(db.disks[3].mode, LeaseMode::Exclusive);  // the default
+    EXPECT_FALSE(db.disks[3].identity_is_path);          // the default
+    EXPECT_TRUE(db.disks[4].identity_is_path);
+    EXPECT_FALSE(db.disks[5].identity_is_path);
     EXPECT_EQ(db.on_lockfailure, LockFailureAction::Restart);
     EXPECT_EQ(db.on_conflict, ConflictAction::Terminate);
     EXPECT_EQ(c.machines[1].match, "web");
@@ -135,7 +140,6 @@ machines:
 
 TEST(ConfigParse, DefaultsWhenOnlyHostIdIsGiven) {
     Config c = parse_config("host_id: 1\n", "t.yaml");
-    Config d;
     EXPECT_EQ(c.host_id, 1u);
     EXPECT_EQ(c.lease_dir, "/var/lib/vmlease/leases");
     EXPECT_EQ(c.lockspace, "__LIBVIRT__DISKS__");
@@ -147,7 +151,9 @@ TEST(ConfigParse, DefaultsWhenOnlyHostIdIsGiven) {
     EXPECT_EQ(c.lease_file_group, "root");
     EXPECT_EQ(c.lockfailure_helper, "");
     EXPECT_TRUE(c.discovery.open_files);
-    EXPECT_EQ(c.discovery.include, d.discovery.include);
+    // As the man page and the shipped file say (not compared with Config's own default).
+    EXPECT_EQ(c.discovery.include,
+              (std::vector<std::string>{"/var/lib/libvirt/images/*", "/dev/disk/by-path/*", "/dev/disk/by-id/*"}));
     EXPECT_TRUE(c.discovery.exclude.empty());
     EXPECT_TRUE(c.machines.empty());
 }
@@ -328,7 +334,7 @@ TEST(ConfigErrors, UnknownKeyInADisk) {
                        "    disks:\n"
                        "      - path: /dev/sda\n"
                        "        size: 10\n"),
-              "t.yaml:6:9: machines[0].disks[0].size: unknown key (expected one of path, mode)");
+              "t.yaml:6:9: machines[0].disks[0].size: unknown key (expected one of path, mode, identity)");
 }
 
 TEST(ConfigErrors, UnknownKeyInDiscoveryAndMachine) {

@@ -363,3 +363,59 @@ TEST_F(Registry, AnAdoptingAcquireRefusedAgainIsNotRetried) {
     EXPECT_NE(only_reply(d).error->message.find("other than exclusive"), std::string::npos);
     EXPECT_EQ(reg.find(kRes), nullptr);
 }
+
+// --- aliases (README, "Disk identity") ---------------------------------------
+
+TEST_F(Registry, AliasesAreTakenAndGivenBackWithTheLeaseInOneSanlockCall) {
+    const std::string link = "/var/lib/libvirt/link/demo.img";
+    Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link});
+    ASSERT_EQ(s.effects.size(), 1u);
+    auto *a = std::get_if<AcquireEffect>(&s.effects[0]);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->resource, kRes);
+    EXPECT_EQ(a->alias_resources, std::vector<std::string>{lease_resource_name(link)});
+    reg.acquire_done(kRes, ok());
+    EXPECT_EQ(reg.find(kRes)->aliases, std::vector<std::string>{link});
+    // The state file keeps them, so a restarted agent adopts them too.
+    auto saved = reg.saved_leases();
+    ASSERT_EQ(saved.size(), 1u);
+    EXPECT_EQ(saved[0].aliases, std::vector<std::string>{link});
+
+    Step r = reg.release(8, "vm1", kRes);
+    ASSERT_EQ(r.effects.size(), 1u);
+    auto *rel = std::get_if<ReleaseEffect>(&r.effects[0]);
+    ASSERT_NE(rel, nullptr);
+    EXPECT_EQ(rel->alias_resources, std::vector<std::string>{lease_resource_name(link)});
+}
+
+TEST_F(Registry, ANameAnotherLeaseHereHoldsIsThatLeasesDisk) {
+    const std::string link = "/var/lib/libvirt/link/demo.img";
+    ASSERT_FALSE(reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link}).effects.empty());
+    reg.acquire_done(kRes, ok());
+    // Another owner naming the disk by its alias's identity (e.g. with
+    // identity: path), or with the same alias under another identity.
+    Step s = reg.acquire(8, "vm2", link, lease_resource_name(link), LeaseMode::Exclusive);
+    EXPECT_TRUE(s.effects.empty());
+    EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LeaseHeld);
+    EXPECT_NE(only_reply(s).error->message.find("vm1"), std::string::npos) << only_reply(s).error->message;
+    const std::string other = "/srv/other.img";
+    s = reg.acquire(9, "vm2", other, lease_resource_name(other), LeaseMode::Exclusive, 0, false, {link});
+    EXPECT_TRUE(s.effects.empty());
+    EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LeaseHeld);
+    EXPECT_EQ(reg.find(lease_resource_name(other)), nullptr);
+}
+
+TEST_F(Registry, AnAliasTheOwnerHoldsAsALeaseOfItsOwnIsNotTakenTwice) {
+    // Before an upgrade the disk's lease was named after the link; the
+    // machine keeps it, and its new identity's lease does not ask for it again.
+    const std::string link = "/var/lib/libvirt/link/demo.img";
+    const std::string old = lease_resource_name(link);
+    ASSERT_FALSE(reg.acquire(7, "vm1", link, old, LeaseMode::Exclusive).effects.empty());
+    reg.acquire_done(old, ok());
+    Step s = reg.acquire(8, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link});
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_TRUE(std::get<AcquireEffect>(s.effects[0]).alias_resources.empty());
+    reg.acquire_done(kRes, ok());
+    EXPECT_TRUE(reg.find(kRes)->aliases.empty());
+    EXPECT_EQ(reg.find(old)->owners, std::vector<std::string>{"vm1"});
+}

@@ -856,3 +856,80 @@ TEST_F(Tracker, AReservationDiskRefusedBeforeItsMachineStartedIsAskedForAgainOnc
     EXPECT_EQ(started.retry_timers.size(), 1u);
     EXPECT_EQ(tracker.find("vm-r")->disks.size(), 2u);
 }
+
+// --- disk identity: aliases, disks with no identity, identity: path ----------
+
+TEST_F(Tracker, ADiskWithNoIdentityLeavesItsMachineUnprotectedAndOnUnprotectedActs) {
+    config.discovery.include = {"/dev/*"};
+    config.on_unprotected = UnprotectedAction::Terminate;
+    config.unprotected_grace = 5;
+    run(tracker.machine_appeared(vm("web-1")));
+    OpenFile f{"/dev/sdx", true};
+    f.name = DiskName{DiskName::Kind::Unidentified, "block device /dev/sdx has no stable identity"};
+    Step s = run(tracker.files_discovered("web-1", {f}));
+    EXPECT_TRUE(s.effects.empty());  // no lease can protect it
+    const Machine *m = tracker.find("web-1");
+    ASSERT_EQ(m->disks.size(), 1u);
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Unidentified);
+    EXPECT_FALSE(machine_protected(*m));
+    EXPECT_EQ(machine_state(*m), "unprotected");
+    ASSERT_EQ(s.unprotected.size(), 1u);
+    EXPECT_NE(s.unprotected[0].reason.find("no stable identity"), std::string::npos) << s.unprotected[0].reason;
+    ASSERT_EQ(s.protection_timers.size(), 1u);
+    Step over = tracker.grace_over("web-1", s.protection_timers[0].epoch);
+    ASSERT_EQ(over.machine_effects.size(), 1u);
+    EXPECT_EQ(over.machine_effects[0].kind, MachineEffect::Kind::Terminate);
+}
+
+TEST_F(Tracker, DiscoveryTakesTheAliasesTheVmWasGivenAndMatchesAnyOfItsNames) {
+    run(tracker.machine_appeared(vm("web-1")));
+    // The images directory is a symlink: the VM opened /srv/images/web.img,
+    // qemu was told /var/lib/libvirt/images/web.img.
+    OpenFile f{"/srv/images/web.img", true};
+    f.name = DiskName{DiskName::Kind::Canonical, "/srv/images/web.img", {"/var/lib/libvirt/images/web.img"}};
+    Step s = run(tracker.files_discovered("web-1", {f}));
+    ASSERT_EQ(s.effects.size(), 1u);
+    auto &a = std::get<AcquireEffect>(s.effects[0]);
+    EXPECT_EQ(a.resource, lease_resource_name("/srv/images/web.img"));
+    EXPECT_EQ(a.alias_resources, std::vector<std::string>{lease_resource_name("/var/lib/libvirt/images/web.img")});
+
+    // Without the alias, the include pattern resolved through the symlink matches.
+    run(tracker.machine_appeared(vm("web-2")));
+    OpenFile g{"/srv/images/two.img", true};
+    g.name = DiskName{DiskName::Kind::Canonical, "/srv/images/two.img"};
+    EXPECT_TRUE(run(tracker.files_discovered("web-2", {g})).effects.empty());
+    ResolvedPatterns resolved{{"/srv/images/*"}, {}};
+    EXPECT_EQ(run(tracker.files_discovered("web-2", {g}, resolved)).effects.size(), 1u);
+    // And the resolved exclude pattern excludes.
+    run(tracker.machine_appeared(vm("web-3")));
+    OpenFile h{"/srv/images/tmp-3.img", true};
+    h.name = DiskName{DiskName::Kind::Canonical, "/srv/images/tmp-3.img"};
+    EXPECT_TRUE(run(tracker.files_discovered("web-3", {h}, {{"/srv/images/*"}, {"/srv/images/tmp-*"}})).effects.empty());
+    // A block device matches through its links.
+    config.discovery.include = {"/dev/disk/by-path/*"};
+    OpenFile d{"/dev/sdc", true};
+    d.name = DiskName{DiskName::Kind::Canonical, "/dev/disk/by-id/wwn-0x5000c5000000000a"};
+    d.names = {"/dev/sdc", "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:2:0"};
+    EXPECT_EQ(run(tracker.files_discovered("web-3", {d})).effects.size(), 1u);
+}
+
+TEST_F(Tracker, ARuleWithIdentityPathIsNamedAsWritten) {
+    struct Refusing final : DiskNamer {
+        DiskName canonical(const std::string &p) const override { return {DiskName::Kind::Unidentified, "no id " + p}; }
+    } refusing;
+    MachineRule rule;
+    rule.match = "raw-*";
+    rule.disks = {{"/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:3:0", LeaseMode::Exclusive, true},
+                  {"/dev/sdq", LeaseMode::Exclusive}};
+    config.machines = {rule};
+    MachineTracker devices(reg, config, refusing);
+    Step s = devices.machine_appeared(vm("raw-1"));
+    const Machine *m = devices.find("raw-1");
+    ASSERT_EQ(m->disks.size(), 2u);
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Acquiring);
+    ASSERT_EQ(s.effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(s.effects[0]).resource,
+              lease_resource_name("/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:3:0"));
+    EXPECT_EQ(m->disks[1].state, MachineDisk::State::Unidentified);
+    EXPECT_EQ(m->disks[1].error, "no id /dev/sdq");
+}
