@@ -133,6 +133,8 @@ def add_disk(tb, d, udev_db=None, extra=None):
     tb.add_from_string(text)
     for link in links_of(i):
         full = root + link
+        if os.path.lexists(full):
+            continue  # another path of the same LUN has it (udev: one device wins a shared link)
         os.makedirs(os.path.dirname(full), exist_ok=True)
         os.symlink(os.path.relpath(root + '/dev/' + i['name'], os.path.dirname(full)), full)
         if link != i['wwn'] or i['id_wwn']:
