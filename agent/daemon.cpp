@@ -341,8 +341,11 @@ void Daemon::inspect(RequestId id, const std::string &resource) {
 
 void Daemon::clean_up(RequestId id, bool dry_run) {
     std::set<std::string> held;
-    for (const auto &[resource, lease] : registry_.leases())
+    for (const auto &[resource, lease] : registry_.leases()) {
         held.insert(resource);
+        for (const auto &alias : alias_resources(lease))
+            held.insert(alias);  // held with it: never a candidate for removal
+    }
     effector_->clean_up(std::move(held), config_.cleanup_min_age, dry_run, [this, id, dry_run](CleanupResult result) {
         for (const auto &path : result.removed)
             log_message(dry_run ? LOG_DEBUG : LOG_NOTICE,
