@@ -26,6 +26,26 @@ bool freshly_created(const std::string &path) {
     return time(nullptr) - st.st_mtime < 10;
 }
 
+// One sanlock call for all of `resources` (a lease and its aliases).
+void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::vector<std::string> &resources,
+                 bool shared, bool adopt_orphan, SanlockOutcome &out) {
+    for (int attempt = 0;; attempt++) {
+        out.rv = conn.acquire(resources, shared, false);
+        // -EUCLEAN: this host already holds it, as an orphan of an earlier
+        // vmleased connection (leases are PERSISTENT). The registry decided
+        // whether this owner may take it over.
+        if (out.rv == -EUCLEAN && adopt_orphan)
+            out.rv = conn.acquire(resources, shared, true);
+        bool fresh = false;
+        for (const auto &r : resources)
+            fresh = fresh || freshly_created(lease_file_path(s, r));
+        if (out.rv != sanlock_rv::kLeaderMagic || attempt >= 20 || !fresh)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    out.detail = out.rv < 0 ? sanlock_strerror(out.rv) : "";
+}
+
 }  // namespace
 
 SanlockEffector::SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections)
@@ -61,26 +81,26 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
         out.detail = file.detail;
         if (file.ok()) {
             bool shared = effect.mode == LeaseMode::Shared;
-            for (int attempt = 0;; attempt++) {
-                out.rv = conn->acquire(resources, shared, false);
-                // -EUCLEAN: this host already holds it, as an orphan of an
-                // earlier vmleased connection (leases are PERSISTENT). The
-                // registry decided whether this owner may take it over.
-                if (out.rv == -EUCLEAN && effect.adopt_orphan)
-                    out.rv = conn->acquire(resources, shared, true);
-                bool fresh = false;
+            acquire_all(s, *conn, resources, shared, effect.adopt_orphan, out);
+            // -EEXIST: another sanlock client on this host holds one of them.
+            // If that is the machine's own leader (libvirt's plugin), the VM
+            // is protected already under that name: under its identity, it
+            // is not ours at all; under an alias, the rest is taken without it.
+            if (out.rv == -EEXIST && effect.owner_pid > 0) {
+                std::vector<std::string> rest;
                 for (const auto &r : resources)
-                    fresh = fresh || freshly_created(lease_file_path(s, r));
-                if (out.rv != sanlock_rv::kLeaderMagic || attempt >= 20 || !fresh)
-                    break;
-                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                    if (process_holds(s, effect.owner_pid, r))
+                        out.owner_held_aliases.push_back(r);
+                    else
+                        rest.push_back(r);
+                if (!out.owner_held_aliases.empty() && out.owner_held_aliases.front() == effect.resource) {
+                    out.held_by_owner_process = true;
+                    out.owner_held_aliases.clear();
+                } else if (!out.owner_held_aliases.empty()) {
+                    acquire_all(s, *conn, rest, shared, effect.adopt_orphan, out);
+                }
             }
-            if (out.rv < 0)
-                out.detail = sanlock_strerror(out.rv);
-            // -EEXIST: another sanlock client on this host holds it. If that
-            // is the machine's own leader, the VM is protected already.
-            if (out.rv == -EEXIST && effect.owner_pid > 0)
-                out.held_by_owner_process = process_holds(s, effect.owner_pid, effect.resource);
+
             if (sanlock_rv::held_by_other_host(out.rv)) {
                 // Whichever of its names another host holds (libvirt's
                 // plugin takes the literal path's).

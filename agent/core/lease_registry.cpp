@@ -47,12 +47,43 @@ ApiError LeaseRegistry::held_error(const Lease &lease, const std::string &disk) 
                                       ") by " + who + " in " + to_string(lease.mode) + " mode"};
 }
 
+bool LeaseRegistry::wanted_by(const Lease &lease, const std::string &owner) const {
+    if (has_owner(lease, owner))
+        return true;
+    auto p = pending_.find(lease.resource);
+    if (p == pending_.end())
+        return false;
+    for (const auto *list : {&p->second.acquirers, &p->second.after_release})
+        for (const auto &w : *list)
+            if (w.owner == owner)
+                return true;
+    return false;
+}
+
 const Lease *LeaseRegistry::holding_as_alias(const std::string &resource) const {
-    for (const auto &[r, lease] : leases_)
-        for (const auto &a : lease.aliases)
-            if (lease_resource_name(a) == resource)
-                return &lease;
+    auto it = alias_index_.find(resource);
+    if (it == alias_index_.end())
+        return nullptr;
+    const Lease *lease = find(it->second);
+    if (!lease)
+        return nullptr;  // a stale entry: that lease is gone
+    for (const auto &a : lease->aliases)
+        if (lease_resource_name(a) == resource)
+            return lease;
     return nullptr;
+}
+
+void LeaseRegistry::index_aliases(const Lease &lease) {
+    for (const auto &a : lease.aliases)
+        alias_index_[lease_resource_name(a)] = lease.resource;
+    // Entries of leases gone since are skipped on lookup; rebuilt before
+    // they could outnumber the leases.
+    if (alias_index_.size() > 2 * leases_.size() + 64) {
+        alias_index_.clear();
+        for (const auto &[r, l] : leases_)
+            for (const auto &al : l.aliases)
+                alias_index_[lease_resource_name(al)] = r;
+    }
 }
 
 Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
@@ -79,11 +110,13 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
                                                       ", which is still trying to take its lease");
 
     // One disk, one lease on this host: a name of it that another lease
-    // here holds (as its own or as an alias) is that lease's.
-    if (const Lease *other = holding_as_alias(resource); other && other->resource != resource)
-        return fail(ErrorKind::LeaseHeld, "disk " + disk + " is another name of " + other->disk +
-                                              ", held on this host (host id " + std::to_string(host_id_) + ") by " +
-                                              (other->owners.empty() ? "another request" : "owner " + join(other->owners)));
+    // here holds as an alias is that lease, for its owner as for anyone
+    // else (e.g. a lease kept from before an upgrade, asked for by its old
+    // name while the identity's lease holds that name).
+    if (const Lease *other = holding_as_alias(resource); other && other->resource != resource) {
+        std::string other_disk = other->disk, other_resource = other->resource;
+        return acquire(id, owner, other_disk, other_resource, mode, owner_pid, may_adopt);
+    }
     std::vector<std::string> taken;
     for (const auto &alias : aliases) {
         std::string r = lease_resource_name(alias);
@@ -93,8 +126,8 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         if (r == resource || (other && other->resource == resource) ||
             std::find(taken.begin(), taken.end(), alias) != taken.end())
             continue;  // the same lease
-        if (other && has_owner(*other, owner))
-            continue;  // this owner holds that name already (e.g. a lease kept from before an upgrade)
+        if (other && wanted_by(*other, owner))
+            continue;  // this owner holds (or is taking) that name already, e.g. a lease kept from before an upgrade
         if (other)
             return fail(ErrorKind::LeaseHeld, "disk " + disk + " is also named " + alias + ", held on this host (host id " +
                                                   std::to_string(host_id_) + ") by " +
@@ -196,6 +229,7 @@ Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk,
     lease.mode = waiter.mode;
     lease.state = LeaseState::Acquiring;
     leases_[resource] = lease;
+    index_aliases(lease);
     Pending &pending = pending_[resource];
     pending.acquirers.push_back(waiter);
     pending.adopting = waiter.may_adopt;
@@ -236,6 +270,17 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         grant(step, lease, waiters);
         pending_.erase(resource);
         return step;
+    }
+    if (outcome.rv == 0 && !outcome.owner_held_aliases.empty()) {
+        // The machine's own sanlock client holds these names: not ours to
+        // hold or give back.
+        auto &held = outcome.owner_held_aliases;
+        lease.aliases.erase(std::remove_if(lease.aliases.begin(), lease.aliases.end(),
+                                           [&](const std::string &a) {
+                                               return std::find(held.begin(), held.end(), lease_resource_name(a)) !=
+                                                      held.end();
+                                           }),
+                            lease.aliases.end());
     }
     if (outcome.rv == 0 && waiters.empty()) {
         // Everyone who wanted it let go while sanlock was busy: give it back.
@@ -530,6 +575,7 @@ Step LeaseRegistry::release_orphan(const std::string &resource, const std::strin
     lease.aliases = aliases;
     lease.state = LeaseState::Releasing;
     leases_[resource] = lease;
+    index_aliases(lease);
     step.effects.push_back(release_effect(lease, true));
     return step;
 }

@@ -112,6 +112,9 @@ private:
                        uint32_t owner_pid, std::vector<std::string> aliases);
     // The lease here that holds `resource` as one of its aliases.
     const Lease *holding_as_alias(const std::string &resource) const;
+    void index_aliases(const Lease &lease);
+    // `owner` holds it, or waits for it.
+    bool wanted_by(const Lease &lease, const std::string &owner) const;
     Step orphan_released(Lease lease, Pending pending, const SanlockOutcome &outcome);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
     bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);
@@ -125,6 +128,7 @@ private:
     std::map<std::string, Pending> pending_;
     std::map<RequestId, MultiRelease> multi_;
     std::map<std::string, std::map<std::string, LeaseMode>> claims_;  // resource -> owner -> mode
+    std::map<std::string, std::string> alias_index_;  // alias resource -> its lease's resource (may be stale)
 };
 
 }  // namespace vmlease

@@ -182,6 +182,9 @@ struct SanlockOutcome {
     // lease file, or recording the lease in the state file. Never mixed up
     // with sanlock's codes (an EEXIST here is not "held on this host").
     int io_errno = 0;
+    // Alias leases the owner's own sanlock client (libvirt's plugin in the
+    // VM) holds: the rest was taken without them, and they are not ours.
+    std::vector<std::string> owner_held_aliases = {};
 };
 
 

@@ -419,3 +419,41 @@ TEST_F(Registry, AnAliasTheOwnerHoldsAsALeaseOfItsOwnIsNotTakenTwice) {
     EXPECT_TRUE(reg.find(kRes)->aliases.empty());
     EXPECT_EQ(reg.find(old)->owners, std::vector<std::string>{"vm1"});
 }
+
+TEST_F(Registry, AnOldNameTheOwnersNewLeaseHoldsAsAnAliasIsThatLease) {
+    // After an upgrade: the identity's lease (with the old name as alias) is
+    // being taken when the state file's old name is asked for, by the same
+    // owner; and later again (a retry after a lock failure).
+    const std::string link = "/var/lib/libvirt/link/demo.img";
+    const std::string old = lease_resource_name(link);
+    ASSERT_EQ(reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, true, {link}).effects.size(), 1u);
+    Step s = reg.acquire(8, "vm1", link, old, LeaseMode::Exclusive, 0, true);
+    EXPECT_TRUE(s.effects.empty());  // no second sanlock call, no refusal
+    EXPECT_TRUE(s.replies.empty());  // waits with the lease
+    Step d = reg.acquire_done(kRes, ok());
+    ASSERT_EQ(d.replies.size(), 2u);
+    for (const auto &r : d.replies)
+        EXPECT_FALSE(r.error) << r.request;
+    Step again = reg.acquire(9, "vm1", link, old, LeaseMode::Exclusive, 0, true);
+    ASSERT_EQ(again.replies.size(), 1u);
+    EXPECT_FALSE(again.replies[0].error);
+    // Anyone else asking for the old name is refused, naming the holder.
+    Step other = reg.acquire(10, "vm2", link, old, LeaseMode::Exclusive);
+    EXPECT_EQ(kind_of(only_reply(other)), ErrorKind::LeaseHeld);
+    EXPECT_NE(only_reply(other).error->message.find("vm1"), std::string::npos);
+}
+
+TEST_F(Registry, AnAliasTheOwnersOwnSanlockClientHoldsIsNotOurs) {
+    // libvirt's plugin in the VM holds the literal path's lease: the agent
+    // took the identity's alone and must never give the alias back.
+    const std::string link = "/var/lib/libvirt/link/demo.img";
+    reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 4242, false, {link});
+    SanlockOutcome out;
+    out.owner_held_aliases = {lease_resource_name(link)};
+    Step d = reg.acquire_done(kRes, out);
+    EXPECT_FALSE(only_reply(d).error);
+    EXPECT_TRUE(reg.find(kRes)->aliases.empty());
+    Step r = reg.release(8, "vm1", kRes);
+    ASSERT_EQ(r.effects.size(), 1u);
+    EXPECT_TRUE(std::get<ReleaseEffect>(r.effects[0]).alias_resources.empty());
+}
