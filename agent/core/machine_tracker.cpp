@@ -286,8 +286,11 @@ Step MachineTracker::reservation_expired(std::string owner) {
 
 Step MachineTracker::want(Machine &m, const DiskRule &rule, MachineDisk::Source source) {
     DiskName name = rule.identity_is_path ? DiskNamer::named_by_path(rule.path) : namer_.canonical(rule.path);
+    // Config validation makes rule paths absolute: Invalid is a lookup
+    // that failed (EIO, EACCES, a hung automount). Fail closed: the disk
+    // counts as unprotected and is looked up again.
     if (name.kind == DiskName::Kind::Invalid)
-        return {};  // config validation makes rule paths absolute
+        name.kind = DiskName::Kind::Unidentified;
     return want_named(m, name, rule.path, rule.mode, source);
 }
 
@@ -308,12 +311,20 @@ Step MachineTracker::want_named(Machine &m, const DiskName &name, const std::str
     d.may_adopt = true;  // rules, discovery, the state file: the machine's own
     if (waiting || unidentified) {
         // Unidentified: no lease can protect it (fail closed); it counts as
-        // unprotected, so on_unprotected applies after the grace.
+        // unprotected, so on_unprotected applies after the grace. A rule's
+        // disk is looked up again with back-off (a discovered one at every
+        // scan, a waiting one when a device appears).
         d.state = waiting ? MachineDisk::State::Waiting : MachineDisk::State::Unidentified;
         d.error = unidentified ? name.value : "";
         m.disks.push_back(d);
         Step step;
         step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+        if (unidentified && source == MachineDisk::Source::Rule && !m.terminating) {
+            MachineDisk &added = m.disks.back();
+            added.attempts++;
+            added.retry_token = next_token_++;
+            step.retry_timers.push_back({m.info.name, added.disk, added.retry_token, retry_delay_ms(added.attempts)});
+        }
         return step;
     }
     d.resource = lease_resource_name(disk);
@@ -330,8 +341,10 @@ Step MachineTracker::device_appeared() {
             if (m.disks[i].state != MachineDisk::State::Waiting)
                 continue;
             DiskName now = namer_.canonical(m.disks[i].disk);
-            if (now.kind != DiskName::Kind::Canonical)
+            if (now.kind == DiskName::Kind::Absent)
                 continue;
+            if (now.kind == DiskName::Kind::Invalid)
+                now.kind = DiskName::Kind::Unidentified;  // there now, and cannot be named: fail closed
             MachineDisk waiting = m.disks[i];
             m.disks.erase(m.disks.begin() + static_cast<std::ptrdiff_t>(i));
             step.append(want_named(m, now, waiting.disk, waiting.mode, waiting.source));
@@ -358,31 +371,65 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
     auto it = machines_.find(name);
     if (it == machines_.end() || !config_->auto_disk_leases || !config_->discovery.open_files)
         return finish(std::move(step));
+    Machine &m = it->second;
+    // Disks found without an identity are looked at again at every scan
+    // (the udev database may not have been written yet; the file may be
+    // gone): dropped here, found again below if they still are.
+    std::map<std::string, MachineDisk> before;
+    for (auto d = m.disks.begin(); d != m.disks.end();) {
+        if (d->source == MachineDisk::Source::Discovered && d->state == MachineDisk::State::Unidentified) {
+            before.emplace(d->disk, *d);
+            d = m.disks.erase(d);
+        } else {
+            ++d;
+        }
+    }
     for (const auto &f : files) {
         // Read-only use needs no lease; only what the machine can write is protected.
         if (!f.writable)
             continue;
-        // Patterns match any name the disk has here: its identity, the path
-        // the VM opened or was given, a block device's links (so
-        // "/dev/disk/by-path/*" catches a VM that opened /dev/sdc), also
-        // through resolved leading directories (a symlinked images dir).
         DiskName disk = f.name ? *f.name : namer_.canonical(f.path);
+        if (disk.kind == DiskName::Kind::Invalid)
+            disk.kind = DiskName::Kind::Unidentified;  // it is open, and cannot be named: fail closed
         if (disk.kind != DiskName::Kind::Canonical && disk.kind != DiskName::Kind::Unidentified)
             continue;
+        // Names this host gives it: its identity, the path the VM opened, a
+        // block device's node and links (so "/dev/disk/by-path/*" catches a
+        // VM that opened /dev/sdc). The paths qemu was given (aliases) may
+        // include it, but never exclude it: they come from the VM.
         std::vector<std::string> names = f.names;
         names.push_back(f.path);
-        names.insert(names.end(), disk.aliases.begin(), disk.aliases.end());
         if (disk.kind == DiskName::Kind::Canonical)
             names.push_back(disk.value);
-        auto matches = [&](const std::vector<std::string> &a, const std::vector<std::string> &b) {
-            return std::any_of(names.begin(), names.end(),
+        auto matches = [&](const std::vector<std::string> &list, const std::vector<std::string> &a,
+                           const std::vector<std::string> &b) {
+            return std::any_of(list.begin(), list.end(),
                                [&](const std::string &n) { return any_matches(a, n) || any_matches(b, n); });
         };
-        if (!matches(config_->discovery.include, resolved.include) ||
-            matches(config_->discovery.exclude, resolved.exclude))
+        bool included = matches(names, config_->discovery.include, resolved.include) ||
+                        matches(disk.aliases, config_->discovery.include, resolved.include);
+        if (!included || matches(names, config_->discovery.exclude, resolved.exclude))
             continue;
-        step.append(want_named(it->second, disk, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
+        if (disk.kind == DiskName::Kind::Unidentified) {
+            // Covered by a lease the machine holds on it by another name: a
+            // rule with identity: path, or a name kept from before an upgrade.
+            bool covered = std::any_of(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) {
+                return d.state != MachineDisk::State::Unidentified && d.state != MachineDisk::State::Waiting &&
+                       std::find(names.begin(), names.end(), d.disk) != names.end();
+            });
+            if (covered)
+                continue;
+        }
+        step.append(want_named(m, disk, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
     }
+    // Found again: what was announced and since when carries over.
+    for (auto &d : m.disks)
+        if (auto b = before.find(d.disk); b != before.end() && d.state == MachineDisk::State::Unidentified) {
+            d.reported = b->second.reported;
+            d.unprotected_since = b->second.unprotected_since;
+        }
+    if (!before.empty())
+        step.machine_changes.push_back({MachineChange::Kind::Updated, name});
     return finish(std::move(step));
 }
 
@@ -516,6 +563,20 @@ Step MachineTracker::retry(const std::string &machine, const std::string &disk, 
     if (mit == machines_.end() || mit->second.terminating)
         return step;
     Machine &m = mit->second;
+    for (size_t i = 0; i < m.disks.size(); i++) {
+        MachineDisk &d = m.disks[i];
+        if (d.disk != disk || d.retry_token != token || d.state != MachineDisk::State::Unidentified)
+            continue;
+        MachineDisk was = d;
+        m.disks.erase(m.disks.begin() + static_cast<std::ptrdiff_t>(i));
+        DiskRule rule{was.disk, was.mode};
+        step.append(want(m, rule, was.source));
+        // Still unidentified: keep counting attempts for the back-off.
+        for (auto &now : m.disks)
+            if (now.disk == was.disk && now.state == MachineDisk::State::Unidentified)
+                now.attempts = std::max(now.attempts, was.attempts + 1);
+        return finish(std::move(step));
+    }
     for (auto &d : m.disks)
         if (d.disk == disk && d.retry_token == token && !d.awaits_lockspace &&
             (d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict))

@@ -933,3 +933,76 @@ TEST_F(Tracker, ARuleWithIdentityPathIsNamedAsWritten) {
     EXPECT_EQ(m->disks[1].state, MachineDisk::State::Unidentified);
     EXPECT_EQ(m->disks[1].error, "no id /dev/sdq");
 }
+
+TEST_F(Tracker, ADeviceARuleNamesByPathIsNotUnprotectedWhenTheVmOpensIt) {
+    struct Refusing final : DiskNamer {
+        DiskName canonical(const std::string &p) const override { return {DiskName::Kind::Unidentified, "no id " + p}; }
+    } refusing;
+    const std::string by_path = "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:3:0";
+    MachineRule rule;
+    rule.match = "raw-*";
+    rule.disks = {{by_path, LeaseMode::Exclusive, true}};
+    config.machines = {rule};
+    config.discovery.include = {"/dev/disk/by-path/*"};
+    MachineTracker devices(reg, config, refusing);
+    devices.machine_appeared(vm("raw-1"));
+    OpenFile f{"/dev/sdq", true};
+    f.name = DiskName{DiskName::Kind::Unidentified, "no id /dev/sdq"};
+    f.names = {"/dev/sdq", by_path};
+    devices.files_discovered("raw-1", {f});
+    const Machine *m = devices.find("raw-1");
+    ASSERT_EQ(m->disks.size(), 1u);
+    EXPECT_EQ(m->disks[0].disk, by_path);
+    EXPECT_NE(m->disks[0].state, MachineDisk::State::Unidentified);
+}
+
+TEST_F(Tracker, ARuleDiskThatCannotBeLookedUpIsUnprotectedAndLookedUpAgain) {
+    struct Flaky final : DiskNamer {
+        mutable bool broken = true;
+        DiskName canonical(const std::string &p) const override {
+            if (broken)
+                return {DiskName::Kind::Invalid, "cannot resolve " + p + ": Input/output error"};
+            return {DiskName::Kind::Canonical, p};
+        }
+    } flaky;
+    config.unprotected_grace = 5;
+    MachineTracker t(reg, config, flaky);
+    Step s = t.machine_appeared(vm("db-1"));
+    const Machine *m = t.find("db-1");
+    const MachineDisk *lun = nullptr;
+    for (const auto &d : m->disks)
+        if (d.disk == "/dev/disk/by-path/lun-1")
+            lun = &d;
+    ASSERT_NE(lun, nullptr) << "the rule's disk was dropped";
+    EXPECT_EQ(lun->state, MachineDisk::State::Unidentified);
+    EXPECT_NE(lun->error.find("Input/output error"), std::string::npos);
+    EXPECT_FALSE(machine_protected(*m));
+    ASSERT_FALSE(s.protection_timers.empty());
+    const RetryTimer *timer = nullptr;
+    for (const auto &r : s.retry_timers)
+        if (r.disk == "/dev/disk/by-path/lun-1")
+            timer = &r;
+    ASSERT_NE(timer, nullptr);
+    flaky.broken = false;
+    Step again = t.retry("db-1", timer->disk, timer->token);
+    ASSERT_EQ(again.effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(again.effects[0]).resource, lease_resource_name("/dev/disk/by-path/lun-1"));
+}
+
+TEST_F(Tracker, ADiscoveredDiskWithoutIdentityIsLookedAtAgainAtEveryScan) {
+    config.discovery.include = {"/dev/*"};
+    run(tracker.machine_appeared(vm("web-1")));
+    OpenFile f{"/dev/sdx", true};
+    f.name = DiskName{DiskName::Kind::Unidentified, "not in the udev database yet"};
+    Step first = run(tracker.files_discovered("web-1", {f}));
+    EXPECT_EQ(first.unprotected.size(), 1u);
+    // Found again unchanged: not announced again.
+    EXPECT_TRUE(run(tracker.files_discovered("web-1", {f})).unprotected.empty());
+    // Named now (udev caught up): the lease is taken and nothing unidentified is left.
+    f.name = DiskName{DiskName::Kind::Canonical, "/dev/disk/by-id/wwn-0x5000c5000000000a"};
+    run(tracker.files_discovered("web-1", {f}));
+    const Machine *m = tracker.find("web-1");
+    ASSERT_EQ(m->disks.size(), 1u);
+    EXPECT_EQ(m->disks[0].state, MachineDisk::State::Held);
+    EXPECT_TRUE(machine_protected(*m));
+}
