@@ -53,7 +53,7 @@ struct MachineRule {
 
 struct Discovery {
     bool open_files = true;
-    std::vector<std::string> include = {"/var/lib/libvirt/images/*", "/dev/disk/by-path/*", "/dev/disk/by-id/*"};
+    std::vector<std::string> include = {"/var/lib/libvirt/images/*", "/dev/disk/by-path/*"};
     std::vector<std::string> exclude;
 };
 

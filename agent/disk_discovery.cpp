@@ -1,6 +1,7 @@
 #include "disk_discovery.hpp"
 
 #include "core/lease_registry.hpp"
+#include "disk_path.hpp"
 #include "file_identity.hpp"
 #include "qemu_cmdline.hpp"
 #include "udev_disk_namer.hpp"
@@ -20,6 +21,11 @@ std::vector<std::string> disk_paths_of(int pid) {
     std::stringstream raw;
     raw << f.rdbuf();
     return qemu_disk_paths(split_cmdline(raw.str()));
+}
+
+bool has_dot_dot(const std::string &path) {
+    return path == ".." || path.find("/../") != std::string::npos || path.rfind("../", 0) == 0 ||
+           (path.size() >= 3 && path.compare(path.size() - 3, 3, "/..") == 0);
 }
 
 bool same_file(const struct stat &a, const struct stat &b) {
@@ -43,11 +49,17 @@ void name_open_files(std::vector<OpenFile> &files, const UdevDiskNamer &namer) {
             if (it == given.end())
                 it = given.emplace(f.pid, disk_paths_of(f.pid)).first;
             if (!it->second.empty() && stat(link.c_str(), &open_st) == 0)
-                for (const auto &path : it->second) {
+                for (const auto &given_path : it->second) {
+                    // The name that would be hashed is the one looked at, and
+                    // ".." (which the kernel and lexical removal may resolve
+                    // differently) is not taken from a VM at all.
+                    auto normalised = normalise_disk_path(given_path);
+                    auto *path = std::get_if<std::string>(&normalised);
                     struct stat st {};
-                    if (stat(path.c_str(), &st) != 0 || !same_file(st, open_st))
+                    if (!path || has_dot_dot(given_path) || stat(path->c_str(), &st) != 0 || !same_file(st, open_st))
                         continue;
-                    for (const auto &alias : aliases_of(name.value, path))
+                    auto aliases = S_ISBLK(st.st_mode) ? device_aliases(name.value, *path) : aliases_of(name.value, *path);
+                    for (const auto &alias : aliases)
                         if (std::find(name.aliases.begin(), name.aliases.end(), alias) == name.aliases.end() &&
                             name.aliases.size() < kMaxAliases)
                             name.aliases.push_back(alias);

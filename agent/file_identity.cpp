@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <sys/stat.h>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -113,9 +114,11 @@ std::optional<std::string> name_on_device(const std::vector<MountEntry> &mounts,
     });
     for (const MountEntry *m : candidates) {
         std::string name = join(m->mount_point, below(m->root, fs_path));
-        // Not hidden by another mount on top of it or below it.
+        // Not hidden by another mount on top of it or below it: the name
+        // leads back to this very file.
         const MountEntry *seen = containing(mounts, name);
-        if (seen && seen->major == major && seen->minor == minor && covers(seen->root, fs_path))
+        if (seen && seen->major == major && seen->minor == minor &&
+            join(seen->root, below(seen->mount_point, name)) == fs_path)
             return name;
     }
     return std::nullopt;
@@ -136,6 +139,9 @@ FileIdentity identify_file(const std::string &path, const std::vector<MountEntry
         return {through_preferred_mount(mounts, real), ""};
     if (err != ENOENT)
         return {"", "cannot resolve " + path + ": " + std::strerror(err)};
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0)
+        return {"", "cannot resolve " + path + ": a symbolic link to nothing (the file it would create is elsewhere)"};
     // Not there yet: its deepest existing directory is resolved, the rest
     // is named as written (without "." and "..", which the kernel could not
     // resolve through a directory that does not exist either).

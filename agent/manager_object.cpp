@@ -209,7 +209,13 @@ std::variant<DiskName, ApiError> caller_disk(const DiskName &name, const std::st
     switch (name.kind) {
     case DiskName::Kind::Canonical: return name;
     case DiskName::Kind::Invalid: return ApiError{ErrorKind::InvalidArgs, "disk: " + name.value};
-    case DiskName::Kind::Unidentified: return ApiError{ErrorKind::InvalidDisk, name.value};
+    case DiskName::Kind::Unidentified:
+        // Releasing and inspecting go by the path as written (a lease taken
+        // under it before the identity rule, by an administrator's rule).
+        if (!taking)
+            if (auto lexical = normalise_disk_path(path); std::holds_alternative<std::string>(lexical))
+                return DiskName{DiskName::Kind::Canonical, std::get<std::string>(lexical)};
+        return ApiError{ErrorKind::InvalidDisk, name.value};
     case DiskName::Kind::Absent:
         if (taking)
             return ApiError{ErrorKind::InvalidDisk, "disk " + quoted(path) +
@@ -295,6 +301,14 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
                   [this, id, owner, path, interactive, from = caller()] {
                       resolve_disks(id, from, true, {path}, false, [this, id, owner, from, interactive](const auto &disks) {
                           std::string resource = lease_resource_name(disks[0].value);
+                          // Held under its identity, or under another of its
+                          // names (taken before the identity rule): that lease.
+                          std::vector<std::string> names{disks[0].value};
+                          names.insert(names.end(), disks[0].aliases.begin(), disks[0].aliases.end());
+                          for (const auto &name : names)
+                              if (const Lease *held = backend_.registry().find(lease_resource_name(name));
+                                  held && std::find(held->owners.begin(), held->owners.end(), owner) != held->owners.end())
+                                  return backend_.release(id, owner, held->resource);
                           if (backend_.registry().find(resource))
                               return backend_.release(id, owner, resource);
                           // Nobody here holds it: what would be released is an

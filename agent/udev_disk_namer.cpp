@@ -72,25 +72,50 @@ std::optional<std::string> stable_device_name(udev_device *device) {
             return std::nullopt;  // a partition whose number udev did not say
         part = std::string("-part") + n;
     }
-    // device-mapper (multipath: one name for every path of the LUN; LVM):
-    // its UUID names partitions itself.
-    if (const char *uuid = prop("DM_UUID"); plain(uuid))
-        return std::string("/dev/disk/by-id/dm-uuid-") + uuid;
+    // device-mapper: a multipath map is named by the WWID multipath gave it,
+    // exactly as its path devices are named below (multipath's WWID is their
+    // ID_SERIAL, or ID_WWN for NVMe), so the map and a path used directly
+    // are one disk; other maps (LVM, crypt) by their UUID.
+    if (const char *uuid = prop("DM_UUID"); plain(uuid)) {
+        std::string u = uuid;
+        if (u.rfind("mpath-", 0) == 0 && u.size() > 6) {
+            std::string wwid = u.substr(6);
+            bool nvme = wwid.rfind("eui.", 0) == 0 || wwid.rfind("nvme.", 0) == 0 || wwid.rfind("uuid.", 0) == 0;
+            return std::string(nvme ? "/dev/disk/by-id/wwn-" : "/dev/disk/by-id/scsi-") + wwid;
+        }
+        return "/dev/disk/by-id/dm-uuid-" + u;
+    }
     if (prop("DM_NAME"))
         return std::nullopt;  // a dm device without a UUID has no stable name
-    // SCSI VPD page 83 / ATA / NVMe EUI-64 or NGUID, as udev's by-id rules name them.
+    // SCSI: the WWID scsi_id reads from VPD page 83 (80 without it), the
+    // name multipath uses; then a WWN (ATA, NVMe EUI-64/NGUID); then a serial.
+    const char *bus = prop("ID_BUS");
+    const char *serial = prop("ID_SERIAL");
+    if (bus && std::strcmp(bus, "scsi") == 0 && plain(serial))
+        return std::string("/dev/disk/by-id/scsi-") + serial + part;
     for (const char *key : {"ID_WWN_WITH_EXTENSION", "ID_WWN"})
         if (const char *wwn = prop(key); plain(wwn))
             return std::string("/dev/disk/by-id/wwn-") + wwn + part;
-    if (const char *serial = prop("ID_SERIAL"); plain(serial)) {
-        const char *bus = prop("ID_BUS");
+    if (plain(serial))
         return std::string("/dev/disk/by-id/") + (plain(bus) ? bus : "disk") + "-" + serial + part;
+    // An iSCSI LUN: its target and LUN (not the portal: one LUN may be
+    // reached through several). PCI, SAS and FC by-path names name the
+    // local HBA: never an identity.
+    if (auto by_path = by_path_name(device); by_path && by_path->rfind(std::string(kByPathDir) + "ip-", 0) == 0) {
+        size_t target = by_path->find("-iscsi-");
+        if (target == std::string::npos)
+            return by_path;
+        return "/dev/disk/by-id/iscsi-" + by_path->substr(target + 7);
     }
-    // A by-path name is the same on every host only for network paths
-    // (iSCSI portal and target); PCI, SAS and FC ones name the local HBA.
-    if (auto by_path = by_path_name(device); by_path && by_path->rfind(std::string(kByPathDir) + "ip-", 0) == 0)
-        return by_path;
     return std::nullopt;
+}
+
+std::vector<std::string> device_aliases(const std::string &identity, const std::string &literal) {
+    // Kernel names (/dev/sdc, /dev/dm-3) and /dev/mapper names may name
+    // another disk on another host: as lease names they would refuse it.
+    // Only names udev derives from the storage or the network path are.
+    bool stable = literal.rfind("/dev/disk/by-id/", 0) == 0 || literal.rfind(std::string(kByPathDir) + "ip-", 0) == 0;
+    return stable ? aliases_of(identity, literal) : std::vector<std::string>{};
 }
 
 UdevDiskNamer::UdevDiskNamer() : udev_(udev_new()) {
@@ -100,10 +125,11 @@ UdevDiskNamer::UdevDiskNamer() : udev_(udev_new()) {
 
 UdevDiskNamer::~UdevDiskNamer() { udev_unref(udev_); }
 
-const std::vector<MountEntry> &UdevDiskNamer::mounts() const {
-    if (!mounts_)
-        mounts_ = read_mountinfo();
-    return *mounts_;
+std::vector<MountEntry> UdevDiskNamer::mounts() const {
+    // Read at every lookup: file systems come and go (automounts, a late
+    // NFS mount), and a stale table would name a file another way than
+    // the hosts and callers that see the mount.
+    return read_mountinfo();
 }
 
 DiskName UdevDiskNamer::device_name(dev_t devnum_, const std::string &named_as, std::vector<std::string> *names) const {
@@ -152,7 +178,7 @@ DiskName UdevDiskNamer::canonical(const std::string &path) const {
         name = {DiskName::Kind::Canonical, file.path};
     }
     if (name.kind == DiskName::Kind::Canonical)
-        name.aliases = aliases_of(name.value, lexical);
+        name.aliases = S_ISBLK(st.st_mode) ? device_aliases(name.value, lexical) : aliases_of(name.value, lexical);
     return name;
 }
 

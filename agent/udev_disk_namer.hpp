@@ -33,6 +33,9 @@ std::optional<std::string> by_path_name(udev_device *device);
 
 // The stable cross-host name of a device udev describes, or nullopt.
 std::optional<std::string> stable_device_name(udev_device *device);
+// The aliases of a block device named `literal`: only names that are the
+// same disk on every host (by-id links, iSCSI by-path names).
+std::vector<std::string> device_aliases(const std::string &identity, const std::string &literal);
 
 class UdevDiskNamer final : public DiskNamer {
 public:
@@ -55,11 +58,10 @@ public:
                             std::vector<std::string> &names) const;
 
 private:
-    const std::vector<MountEntry> &mounts() const;
+    std::vector<MountEntry> mounts() const;
     DiskName device_name(dev_t device, const std::string &named_as, std::vector<std::string> *names) const;
 
     udev *udev_ = nullptr;
-    mutable std::optional<std::vector<MountEntry>> mounts_;  // this host's, read once per namer
 };
 
 }  // namespace vmlease

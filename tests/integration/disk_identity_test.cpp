@@ -55,7 +55,8 @@ protected:
         o.with_machined = true;
         // Only the symlinked directory is named: it must match files whose
         // identity lies in images/.
-        o.extra_yaml = "discovery:\n  open_files: true\n  include: [\"" + link() + "/*\"]\n";
+        o.extra_yaml = "discovery:\n  open_files: true\n  include: [\"" + link() + "/*\"]\n"
+                       "machines:\n  - match: \"lv-*\"\n    disks:\n      - {path: " + link() + "/lv.img}\n";
         start_hosts({o, o});
     }
     static void TearDownTestSuite() {
@@ -146,7 +147,9 @@ TEST_F(FileIdentity, ALeaseTakenUnderTheOldNameIsKeptAcrossTheUpgradeAndTheNewOn
     ASSERT_EQ(run({probe, "-d", lease_dir, "-i", "1", "-t", "1", "acquire", lease_name(old_name), "exit"},
                   h1->sanlock.env()),
               0);
-    Child vm = vm_process(root->path(), "u-1", old_name, true);
+    // qemu was given the old name: the identity's lease would take it as an
+    // alias, which the machine holds already.
+    Child vm = qemu_like(root->path(), "u-1", old_name, old_name);
     ASSERT_EQ(h1->machined->create_machine("u-1", vm.pid()).rfind("o ", 0), 0u);
     write_file(h1->dir + "/agent/runtime/leases", "vmlease-state 1\nowner machine u-1\nlease " + lease_name(old_name) +
                                                       " exclusive u-1 " + old_name + "\n");
@@ -166,11 +169,44 @@ TEST_F(FileIdentity, ALeaseTakenUnderTheOldNameIsKeptAcrossTheUpgradeAndTheNewOn
     EXPECT_EQ(libvirt_takes(*h2, 2, lease_dir, old_name), 0);
 }
 
+TEST_F(FileIdentity, LibvirtsPluginInTheVmHoldingTheLiteralPathIsNoConflict) {
+    // libvirt's sanlock plugin: the VM process itself holds md5(literal path
+    // of its domain XML) on its own sanlock connection. The agent, asked for
+    // the identity and that alias, takes the identity alone.
+    const std::string identity = image("lv.img");
+    const std::string literal = link() + "/lv.img";
+    std::string probe = required_env("SANLOCK_PROBE");
+    auto env = h1->sanlock.env();
+    run({probe, "-d", lease_dir, "-i", "1", "-t", "1", "lease", lease_name(literal)}, env);
+    Child vm({probe, "-d", lease_dir, "-i", "1", "-t", "1", "-P", "acquire", lease_name(literal), "hold", "600"}, env,
+             root->path() + "/lv-1.log");
+    ASSERT_TRUE(eventually([&] {
+        std::string status;
+        run({required_env("SANLOCK"), "client", "status"}, env, &status);
+        return status.find(lease_name(literal)) != std::string::npos &&
+               status.find(" p " + std::to_string(vm.pid())) != std::string::npos;
+    }, 10s)) << read_file(root->path() + "/lv-1.log");
+    ASSERT_EQ(h1->machined->create_machine("lv-1", vm.pid()).rfind("o ", 0), 0u);
+    auto acquired = h1->client->wait_event("LeaseAcquired", {"lv-1", identity}, 10s);
+    ASSERT_TRUE(acquired) << h1->agent->log();
+    EXPECT_FALSE(h1->client->wait_for("LeaseConflict", {"lv-1"}, 2s)) << h1->agent->log();
+    EXPECT_TRUE(vm.running());
+    // Not ours: the plugin keeps it.
+    EXPECT_TRUE(h1->client->lease_aliases(sdbus::ObjectPath(acquired->args.at(2))).empty());
+    EXPECT_EQ(intrude(*h2, literal), "org.vmlease.Error.LeaseHeld");
+    EXPECT_EQ(libvirt_takes(*h2, 2, lease_dir, literal), 2);
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"lv-1", identity}, 10s)) << h1->agent->log();
+}
+
 // --- block devices: what the storage says it is --------------------------------
 
-const std::string kWwn = "0x600a0b800011112222";
-const std::string kMpath = "mpath-3600a0b800011112222";
-const std::string kIscsi = "ip-192.0.2.8:3260-iscsi-iqn.2026-01.example:db-lun-1";
+// One LUN: its WWID as scsi_id reports it (multipath's WWID and the paths' ID_SERIAL).
+const std::string kWwid = "3600a0b800011112222";
+const std::string kLun = "/dev/disk/by-id/scsi-" + kWwid;
+const std::string kIqn = "iqn.2026-01.example:db-lun-1";
+const std::string kIscsiPortal1 = "ip-192.0.2.8:3260-iscsi-" + kIqn;
+const std::string kIscsiPortal2 = "ip-192.0.2.9:3260-iscsi-" + kIqn;
 const std::string kFcHost1 = "pci-0000:41:00.0-fc-0x500a098188aa0001-lun-0";
 const std::string kFcHost1b = "pci-0000:41:00.1-fc-0x500a098188aa0002-lun-0";
 const std::string kFcHost2 = "pci-0000:03:00.0-fc-0x500a098188aa0001-lun-0";
@@ -180,20 +216,20 @@ class DeviceIdentity : public HostsSuite<DeviceIdentity> {
 protected:
     static void SetUpTestSuite() {
         make_site("vml-dev-id");
-        // Host 1: two FC paths of one LUN, its multipath device, an iSCSI
+        // Host 1: two FC paths of one LUN and its multipath map, an iSCSI
         // LUN, and a disk udev knows nothing stable about.
         tb1 = std::make_unique<UdevTestbed>(*root / "tb1");
-        tb1->add("sdb", true, "wwn=" + kWwn + " path=" + kFcHost1);
-        tb1->add("sdc", true, "wwn=" + kWwn + " path=" + kFcHost1b);
-        tb1->add("sdd", true, "dm_uuid=" + kMpath + " dm_name=mpatha path=-");
+        tb1->add("sdb", true, "id_serial=" + kWwid + " wwn=0x600a0b800011112222 path=" + kFcHost1);
+        tb1->add("sdc", true, "id_serial=" + kWwid + " wwn=0x600a0b800011112222 path=" + kFcHost1b);
+        tb1->add("sdd", true, "dm_uuid=mpath-" + kWwid + " dm_name=mpatha path=-");
         tb1->add("sde", true, "serial=- path=" + kNoIdPath);
-        tb1->add("sdf", true, "serial=- path=" + kIscsi);
-        // Host 2: the same LUN through an HBA at another PCI address, the
-        // same multipath device and iSCSI LUN under other kernel names.
+        tb1->add("sdf", true, "serial=- path=" + kIscsiPortal1);
+        // Host 2: the same LUN through an HBA at another PCI address and its
+        // map under another name, the iSCSI LUN through another portal.
         tb2 = std::make_unique<UdevTestbed>(*root / "tb2");
-        tb2->add("sdg", true, "wwn=" + kWwn + " path=" + kFcHost2);
-        tb2->add("sdh", true, "dm_uuid=" + kMpath + " dm_name=mpatha path=-");
-        tb2->add("sdi", true, "serial=- path=" + kIscsi);
+        tb2->add("sdg", true, "id_serial=" + kWwid + " wwn=0x600a0b800011112222 path=" + kFcHost2);
+        tb2->add("sdh", true, "dm_uuid=mpath-" + kWwid + " dm_name=mpathb path=-");
+        tb2->add("sdi", true, "serial=- path=" + kIscsiPortal2);
         std::vector<HostOptions> options(2);
         for (size_t i = 0; i < 2; i++) {
             UdevTestbed &tb = i == 0 ? *tb1 : *tb2;
@@ -215,33 +251,38 @@ protected:
     static inline std::unique_ptr<UdevTestbed> tb1, tb2;
 };
 
-TEST_F(DeviceIdentity, TwoPathsOfOneLunOnOneHostAreOneDisk) {
+TEST_F(DeviceIdentity, ThePathsOfOneLunAndItsMultipathMapAreOneDiskOnEveryHost) {
     auto lease = h1->client->AcquireDisk("vm-a", "/dev/sdb", "exclusive", {});
-    EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + lease_name("/dev/disk/by-id/wwn-" + kWwn));
-    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("vm-b", "/dev/sdc", "exclusive", {}); }),
-              "org.vmlease.Error.LeaseHeld");
-    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("vm-b", "/dev/disk/by-path/" + kFcHost1b, "exclusive", {}); }),
-              "org.vmlease.Error.LeaseHeld");
-    // Host 2 reaches the LUN through an HBA at another PCI address: its
-    // by-path name differs, its identity does not.
-    EXPECT_EQ(intrude(*h2, "/dev/disk/by-path/" + kFcHost2), "org.vmlease.Error.LeaseHeld");
-    EXPECT_EQ(intrude(*h2, "/dev/sdg"), "org.vmlease.Error.LeaseHeld");
+    EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + lease_name(kLun));
+    // A kernel name is no alias (another host's /dev/sdb is another disk).
+    EXPECT_TRUE(h1->client->lease_aliases(lease).empty());
+    // The other path, by either name, and the map over both: the same disk.
+    for (const std::string &name : {std::string("/dev/sdc"), "/dev/disk/by-path/" + kFcHost1b, std::string("/dev/sdd")})
+        EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("vm-b", name, "exclusive", {}); }),
+                  "org.vmlease.Error.LeaseHeld")
+            << name;
+    // Host 2 reaches the LUN through an HBA at another PCI address, and
+    // through its multipath map: other local names, one identity.
+    for (const std::string &name : {"/dev/disk/by-path/" + kFcHost2, std::string("/dev/sdg"), std::string("/dev/sdh")})
+        EXPECT_EQ(intrude(*h2, name), "org.vmlease.Error.LeaseHeld") << name;
     h1->client->ReleaseDisk("vm-a", "/dev/sdc");  // any of its names
-    EXPECT_EQ(intrude(*h2, "/dev/disk/by-path/" + kFcHost2), "");
+    // The other way round: the map on host 2, a bare path on host 1.
+    h2->client->AcquireDisk("vm-m", "/dev/sdh", "exclusive", {});
+    EXPECT_EQ(intrude(*h1, "/dev/sdc"), "org.vmlease.Error.LeaseHeld");
+    h2->client->ReleaseDisk("vm-m", "/dev/sdh");
+    EXPECT_EQ(intrude(*h1, "/dev/sdc"), "");
 }
 
-TEST_F(DeviceIdentity, AMultipathDeviceIsNamedByItsDeviceMapperUuidOnEveryHost) {
-    auto lease = h1->client->AcquireDisk("vm-m", "/dev/sdd", "exclusive", {});
-    EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + lease_name("/dev/disk/by-id/dm-uuid-" + kMpath));
-    EXPECT_EQ(intrude(*h2, "/dev/sdh"), "org.vmlease.Error.LeaseHeld");
-    h1->client->ReleaseDisk("vm-m", "/dev/sdd");
-}
-
-TEST_F(DeviceIdentity, AnIscsiLunWithoutASerialIsNamedByItsNetworkPath) {
-    auto lease = h1->client->AcquireDisk("vm-i", "/dev/sdf", "exclusive", {});
-    EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + lease_name("/dev/disk/by-path/" + kIscsi));
+TEST_F(DeviceIdentity, AnIscsiLunWithoutASerialIsNamedByItsTargetWhateverThePortal) {
+    const std::string by_path = "/dev/disk/by-path/" + kIscsiPortal1;
+    auto lease = h1->client->AcquireDisk("vm-i", by_path, "exclusive", {});
+    EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + lease_name("/dev/disk/by-id/iscsi-" + kIqn));
+    // The by-path name is the same on every host that uses that portal: an alias.
+    EXPECT_EQ(h1->client->lease_aliases(lease), std::vector<std::string>{by_path});
     EXPECT_EQ(intrude(*h2, "/dev/sdi"), "org.vmlease.Error.LeaseHeld");
+    EXPECT_EQ(libvirt_takes(*h2, 2, lease_dir, by_path), 2);
     h1->client->ReleaseDisk("vm-i", "/dev/sdf");
+    EXPECT_EQ(libvirt_takes(*h2, 2, lease_dir, by_path), 0);
 }
 
 TEST_F(DeviceIdentity, ADeviceWithNoIdentityIsRefusedUnlessARuleVouchesForItsPath) {

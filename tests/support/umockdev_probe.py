@@ -73,7 +73,8 @@ def check(ok, what):
 
 def disk_info(d, extra=None):
     """extra (udev-testbed's KEY=VALUE words): path=ID_PATH (by-path name),
-    path=- (none), serial=- (no ID_SERIAL, no scsi by-id link), wwn=ID_WWN
+    path=- (none), serial=- (no ID_SERIAL, no scsi by-id link), id_serial=
+    (ID_SERIAL as scsi_id gives it, e.g. a WWID "3600a0b8..."), wwn=ID_WWN
     (property and wwn link), dm_uuid=/dm_name= (device-mapper properties and
     their by-id link)."""
     name, (ma, mi), hctl, serial, tagged = d
@@ -88,10 +89,13 @@ def disk_info(d, extra=None):
         by_path=None if id_path == '-' else '/dev/disk/by-path/' + id_path,
         by_id=None if extra.get('serial') == '-' else '/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_%s' % serial,
         serial=None if extra.get('serial') == '-' else serial,
+        id_serial=extra.get('id_serial'),
         wwn='/dev/disk/by-id/wwn-' + extra.get('wwn', '0x5000c5000000%04x' % (ma * 256 + mi)),
         id_wwn=extra.get('wwn'),
         dm_uuid=extra.get('dm_uuid'), dm_name=extra.get('dm_name'),
     )
+    if i['id_serial']:
+        i['by_id'] = '/dev/disk/by-id/scsi-' + i['id_serial']
     if i['dm_uuid']:
         i['by_id'] = '/dev/disk/by-id/dm-uuid-' + i['dm_uuid']
     return i
@@ -113,7 +117,9 @@ def add_disk(tb, d, udev_db=None, extra=None):
         ('SUBSYSTEM', 'block'), ('DEVNAME', '/dev/' + i['name']), ('DEVTYPE', 'disk'),
         ('MAJOR', str(i['major'])), ('MINOR', str(i['minor'])),
     ]
-    if i['serial']:
+    if i['id_serial']:
+        props += [('ID_BUS', 'scsi'), ('ID_SERIAL', i['id_serial'])]
+    elif i['serial'] and not i['dm_uuid']:
         props += [('ID_BUS', 'scsi'), ('ID_SERIAL', '0QEMU_QEMU_HARDDISK_' + i['serial'])]
     if i['id_wwn']:
         props += [('ID_WWN', i['id_wwn'])]

@@ -153,7 +153,7 @@ TEST(ConfigParse, DefaultsWhenOnlyHostIdIsGiven) {
     EXPECT_TRUE(c.discovery.open_files);
     // As the man page and the shipped file say (not compared with Config's own default).
     EXPECT_EQ(c.discovery.include,
-              (std::vector<std::string>{"/var/lib/libvirt/images/*", "/dev/disk/by-path/*", "/dev/disk/by-id/*"}));
+              (std::vector<std::string>{"/var/lib/libvirt/images/*", "/dev/disk/by-path/*"}));
     EXPECT_TRUE(c.discovery.exclude.empty());
     EXPECT_TRUE(c.machines.empty());
 }

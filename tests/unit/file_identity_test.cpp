@@ -104,3 +104,19 @@ TEST_F(TempTree, UnresolvablePathsSayWhy) {
     EXPECT_TRUE(id.path.empty());
     EXPECT_NE(id.error.find(dir + "/loop/x.img"), std::string::npos) << id.error;
 }
+
+TEST(Mountinfo, AMountOnTopThatLeadsElsewhereIsNotUsed) {
+    // The same file system mounted again, with another root, on a directory
+    // below the preferred mount: the name through "/" would reach another file.
+    auto mounts = parse_mountinfo("21 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                                  "30 21 8:1 /srv/other /srv/images rw - ext4 /dev/sda1 rw\n"
+                                  "31 21 8:1 /srv/images /var/lib/libvirt/images rw - ext4 /dev/sda1 rw\n");
+    EXPECT_EQ(through_preferred_mount(mounts, "/var/lib/libvirt/images/a.img"), "/var/lib/libvirt/images/a.img");
+}
+
+TEST_F(TempTree, ADanglingSymlinkIsRefused) {
+    fs::create_symlink("nowhere/disk.img", dir + "/dangling.img");
+    auto id = identify_file(dir + "/dangling.img", read_mountinfo());
+    EXPECT_TRUE(id.path.empty());
+    EXPECT_NE(id.error.find("symbolic link to nothing"), std::string::npos) << id.error;
+}
