@@ -470,6 +470,31 @@ void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
     });
 }
 
+void ManagerObject::IdentifyDisk(IdentifyResult &&result, std::string disk) {
+    guarded(result, "IdentifyDisk", [&] {
+        std::string path = lexical_disk(disk);
+        std::string from = caller();
+        RequestId id = remember(std::move(result));
+        // Bounded like every lookup an open method makes (DiskResolver's
+        // budget for unauthorized callers); nothing else is read.
+        authorize(id, "IdentifyDisk", {{"disk", path}}, [this, id, path, from] {
+            resolve_disks(id, from, false, {path}, true, [this, id](const auto &disks) {
+                auto it = pending_.find(id);
+                if (it == pending_.end())
+                    return;
+                std::vector<sdbus::Struct<std::string, std::string>> aliases;
+                for (const auto &a : disks[0].aliases)
+                    aliases.push_back({a, lease_resource_name(a)});
+                auto &r = std::get<IdentifyResult>(it->second);
+                emit_safely("IdentifyDisk reply", [&] {
+                    r.returnResults(disks[0].value, lease_resource_name(disks[0].value), aliases);
+                });
+                pending_.erase(it);
+            });
+        });
+    });
+}
+
 void ManagerObject::done_inspecting(RequestId id) {
     auto it = inspecting_.find(id);
     if (it == inspecting_.end())

@@ -113,6 +113,9 @@ private:
         sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>
             &&result,
         std::string disk) override;
+    void IdentifyDisk(
+        sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<std::string, std::string>>> &&result,
+        std::string disk) override;
     void CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool dry_run) override;
     void Reload(sdbus::Result<> &&result) override;
 
@@ -127,8 +130,9 @@ private:
 
     using InspectResult =
         sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>;
+    using IdentifyResult = sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<std::string, std::string>>>;
     using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult,
-                                       sdbus::Result<std::vector<std::string>>>;
+                                       sdbus::Result<std::vector<std::string>>, IdentifyResult>;
     RequestId remember(PendingResult result);
     // The unique bus name of the caller whose call is being handled.
     std::string caller() const;

@@ -172,19 +172,38 @@ int verb_machines(Context &c, const Args &) {
 
 int verb_inspect(Context &c, const Args &args) {
     std::string disk = absolute_disk(args[0]);
+    auto with_disk = [&](sd_bus_message *m) { check(sd_bus_message_append(m, "s", disk.c_str()), "cannot build call"); };
+    // Its identity and aliases first; a disk without an identity (or an
+    // agent without IdentifyDisk) is still inspected by its path.
+    Json identity = nullptr, aliases = Json::array();
+    std::string why_none;
+    try {
+        Json id = call_method(c.bus, {.member = "IdentifyDisk", .reply_signature = "ssa(ss)",
+                                      .what = "cannot identify " + disk, .append = with_disk});
+        identity = id[0];
+        aliases = rows_to_objects(id[2], {"path", "resource"});
+    } catch (const Failure &f) {
+        why_none = f.message;
+    }
     Json r = call_method(c.bus, {.member = "InspectDisk", .reply_signature = "ssa(ttss)",
-                                 .what = "cannot inspect " + disk,
-                                 .append = [&](sd_bus_message *m) {
-                                     check(sd_bus_message_append(m, "s", disk.c_str()), "cannot build call");
-                                 }});
+                                 .what = "cannot inspect " + disk, .append = with_disk});
     if (c.out.json != JsonMode::Off) {
         print_json(c.out, Json{{"disk", disk},
+                               {"identity", identity},
+                               {"aliases", aliases},
                                {"resource", r[0]},
                                {"lease_file", r[1]},
                                {"owners", rows_to_objects(r[2], {"host_id", "generation", "state", "where"})}});
         return kExitOk;
     }
-    print_fields({{"Disk", disk}, {"Resource", to_text(r[0])}, {"Lease file", to_text(r[1])}});
+    std::string alias_text;
+    for (const auto &a : aliases)
+        alias_text += (alias_text.empty() ? "" : ", ") + to_text(a["path"]);
+    print_fields({{"Disk", disk},
+                  {"Identity", identity.is_null() ? "none (" + why_none + ")" : to_text(identity)},
+                  {"Aliases", alias_text.empty() ? "-" : alias_text},
+                  {"Resource", to_text(r[0])},
+                  {"Lease file", to_text(r[1])}});
     std::cout << "\n";
     print_table(c.out, rows_to_table({"HOST-ID", "GENERATION", "STATE", "WHERE"}, r[2], 4));
     print_footer(c.out, r[2].size(), "owner", "owners", "listed");

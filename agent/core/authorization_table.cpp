@@ -13,6 +13,7 @@ const std::vector<MethodAuthorization> &authorization_table() {
         {"org.vmlease.Manager", "ListLeases", nullptr},
         {"org.vmlease.Manager", "ListMachines", nullptr},
         {"org.vmlease.Manager", "InspectDisk", nullptr},
+        {"org.vmlease.Manager", "IdentifyDisk", nullptr},
         {"org.vmlease.Machine", "Release", "org.vmlease.release-lease"},
     };
     return table;

@@ -36,7 +36,7 @@ int append(sd_bus_message *m, const std::string &method, const std::vector<std::
         return need(1) ?: sd_bus_message_append(m, "sa(ss)a{sv}", a[0].c_str(), 0, 0);
     if (method == "ReleaseMachine")
         return need(1) ?: sd_bus_message_append(m, "s", a[0].c_str());
-    if (method == "InspectDisk")
+    if (method == "InspectDisk" || method == "IdentifyDisk")
         return need(1) ?: sd_bus_message_append(m, "s", a[0].c_str());
     if (method == "CleanupLeases")
         return need(0) ?: sd_bus_message_append(m, "b", 1);

@@ -84,6 +84,16 @@ TEST_F(FileIdentity, AVmGivenALinkPathHoldsTheImageUnderItsIdentityAndTheLiteral
     EXPECT_EQ(std::string(lease), "/org/vmlease/lease/" + lease_name(identity));
     EXPECT_EQ(h1->client->lease_aliases(lease), std::vector<std::string>{literal});
 
+    // Both hosts name it alike, and say so without taking anything.
+    for (Host *h : {h1, h2}) {
+        auto [id, resource, aliases] = h->client->IdentifyDisk(literal);
+        EXPECT_EQ(id, identity);
+        EXPECT_EQ(resource, lease_name(identity));
+        ASSERT_EQ(aliases.size(), 1u);
+        EXPECT_EQ(aliases[0].get<0>(), literal);
+        EXPECT_EQ(aliases[0].get<1>(), lease_name(literal));
+    }
+
     // Host 2 is refused the disk under every name: the link, the resolved
     // path, a bind mount of the directory, a roundabout spelling.
     for (const std::string &name : {literal, identity, bound() + "/q.img", link() + "/../images/./q.img"})
@@ -293,6 +303,8 @@ TEST_F(DeviceIdentity, ADeviceWithNoIdentityIsRefusedUnlessARuleVouchesForItsPat
             << name;
         EXPECT_NE(message.find("no stable identity"), std::string::npos) << message;
         EXPECT_NE(message.find("identity: path"), std::string::npos) << message;
+        EXPECT_EQ(error_of([&] { h1->client->IdentifyDisk(name); }, &message), "org.vmlease.Error.InvalidDisk");
+        EXPECT_NE(message.find("no stable identity"), std::string::npos) << message;
     }
     EXPECT_TRUE(h1->client->ListLeases().empty());
     // The administrator's rule names it by its path.

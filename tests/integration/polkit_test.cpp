@@ -26,7 +26,8 @@ const std::vector<std::vector<std::string>> kMutatingCalls = {
     {"Reload"},
 };
 const std::vector<std::vector<std::string>> kReadOnlyCalls = {
-    {"ListLeases"}, {"ListMachines"}, {"InspectDisk", kDisk}, {"Get", "LockspaceState"}, {"Get", "LeaseCount"}};
+    {"ListLeases"}, {"ListMachines"}, {"InspectDisk", kDisk}, {"IdentifyDisk", kDisk}, {"Get", "LockspaceState"},
+    {"Get", "LeaseCount"}};
 
 std::string call_as_nobody(const Host &h, std::vector<std::string> call, bool interactive = true) {
     std::vector<std::string> argv{required_env("CALL_AS"), "--uid", "65534"};

@@ -256,6 +256,8 @@ TEST_F(Vmleasectl, AcquireListInspectRelease) {
     CtlResult inspect = ctl({"inspect", kDisk});
     ASSERT_EQ(inspect.status, 0) << inspect;
     auto f = fields_of(inspect.out);
+    EXPECT_EQ(f["Identity"], kDisk) << inspect;
+    EXPECT_EQ(f["Aliases"], "-") << inspect;
     EXPECT_EQ(f["Resource"], kResource) << inspect;
     EXPECT_EQ(f["Lease file"], site->lease_dir() + "/" + kResource) << inspect;
     auto ilines = lines_of(inspect.out);
