@@ -266,7 +266,11 @@ int Daemon::run() {
 
 void Daemon::acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
                      LeaseMode mode, const std::vector<std::string> &aliases) {
-    apply(registry_.acquire(id, owner, disk, resource, mode, 0, false, aliases));
+    // For a running machine, its leader: a lease (or an alias) its own
+    // sanlock client holds is then no conflict.
+    const Machine *m = tracker_.find(owner);
+    uint32_t leader = m && !m->reserved ? m->info.leader : 0;
+    apply(registry_.acquire(id, owner, disk, resource, mode, leader, false, aliases));
 }
 
 void Daemon::release(RequestId id, const std::string &owner, const std::string &resource) {
@@ -751,16 +755,18 @@ void Daemon::scan_machine(const std::string &name) {
         std::thread([leader, name, key, discovery = config_.discovery, post = completions_.poster(), this] {
             std::vector<OpenFile> files;
             ResolvedPatterns patterns;
+            bool scanned = true;
             try {
                 files = open_files(machine_processes(leader));
                 name_open_files(files, UdevDiskNamer());
                 patterns = resolve_patterns(discovery);
             } catch (const std::exception &) {
-                files.clear();  // nothing learnt this time; the next scan tries again
+                scanned = false;  // nothing learnt this time (not "nothing open"); the next scan tries again
             }
-            post([this, name, key, files = std::move(files), patterns = std::move(patterns)] {
+            post([this, name, key, scanned, files = std::move(files), patterns = std::move(patterns)] {
                 scanning_.erase(key);
-                apply(tracker_.files_discovered(name, files, patterns));
+                if (scanned)
+                    apply(tracker_.files_discovered(name, files, patterns));
             });
         }).detach();
         scanning_.insert(key);

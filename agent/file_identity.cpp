@@ -160,6 +160,8 @@ FileIdentity identify_file(const std::string &path, const std::vector<MountEntry
             break;
         if (err != ENOENT)
             return {"", "cannot resolve " + path + ": " + std::strerror(err)};
+        if (lstat(dir.c_str(), &st) == 0)
+            return {"", "cannot resolve " + path + ": " + dir + " is a symbolic link to nothing"};
         if (dir == "/")
             return {"", "cannot resolve " + path};
     }

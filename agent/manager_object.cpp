@@ -299,12 +299,14 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
         bool interactive = message && allows_interactive_authorization(*message);
         authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", path}},
                   [this, id, owner, path, interactive, from = caller()] {
-                      resolve_disks(id, from, true, {path}, false, [this, id, owner, from, interactive](const auto &disks) {
+                      resolve_disks(id, from, true, {path}, false, [this, id, owner, from, interactive, path](const auto &disks) {
                           std::string resource = lease_resource_name(disks[0].value);
                           // Held under its identity, or under another of its
-                          // names (taken before the identity rule): that lease.
+                          // names: an alias, or the path as written (a lease
+                          // taken under it before the identity rule).
                           std::vector<std::string> names{disks[0].value};
                           names.insert(names.end(), disks[0].aliases.begin(), disks[0].aliases.end());
+                          names.push_back(path);
                           for (const auto &name : names)
                               if (const Lease *held = backend_.registry().find(lease_resource_name(name));
                                   held && std::find(held->owners.begin(), held->owners.end(), owner) != held->owners.end())

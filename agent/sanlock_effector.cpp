@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <thread>
@@ -81,22 +82,30 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
         out.detail = file.detail;
         if (file.ok()) {
             bool shared = effect.mode == LeaseMode::Shared;
+            // Aliases the VM's own sanlock client holds are left out before
+            // asking: a call that fails on one of them would make sanlock
+            // give back, on disk, an orphan it had just adopted in the same call.
+            if (effect.owner_pid > 0)
+                for (const auto &r : effect.alias_resources)
+                    if (process_holds(s, effect.owner_pid, r)) {
+                        out.owner_held_aliases.push_back(r);
+                        resources.erase(std::find(resources.begin(), resources.end(), r));
+                    }
             acquire_all(s, *conn, resources, shared, effect.adopt_orphan, out);
             // -EEXIST: another sanlock client on this host holds one of them.
             // If that is the machine's own leader (libvirt's plugin), the VM
             // is protected already under that name: under its identity, it
             // is not ours at all; under an alias, the rest is taken without it.
             if (out.rv == -EEXIST && effect.owner_pid > 0) {
-                std::vector<std::string> rest;
+                std::vector<std::string> rest, held;
                 for (const auto &r : resources)
-                    if (process_holds(s, effect.owner_pid, r))
-                        out.owner_held_aliases.push_back(r);
-                    else
-                        rest.push_back(r);
-                if (!out.owner_held_aliases.empty() && out.owner_held_aliases.front() == effect.resource) {
+                    (process_holds(s, effect.owner_pid, r) ? held : rest).push_back(r);
+                if (!held.empty() && held.front() == effect.resource) {
                     out.held_by_owner_process = true;
                     out.owner_held_aliases.clear();
-                } else if (!out.owner_held_aliases.empty()) {
+                } else if (!held.empty()) {
+                    // It took one meanwhile: the rest without it.
+                    out.owner_held_aliases.insert(out.owner_held_aliases.end(), held.begin(), held.end());
                     acquire_all(s, *conn, rest, shared, effect.adopt_orphan, out);
                 }
             }

@@ -78,10 +78,18 @@ std::optional<std::string> stable_device_name(udev_device *device) {
     // are one disk; other maps (LVM, crypt) by their UUID.
     if (const char *uuid = prop("DM_UUID"); plain(uuid)) {
         std::string u = uuid;
+        // kpartx names a multipath map's partition map "part<N>-mpath-<WWID>":
+        // named as the path device's partition N.
+        std::string map_part;
+        if (size_t m = u.find("-mpath-"); u.rfind("part", 0) == 0 && m != std::string::npos && m > 4 &&
+                                           u.find_first_not_of("0123456789", 4) == m) {
+            map_part = "-part" + u.substr(4, m - 4);
+            u = u.substr(m + 1);
+        }
         if (u.rfind("mpath-", 0) == 0 && u.size() > 6) {
             std::string wwid = u.substr(6);
             bool nvme = wwid.rfind("eui.", 0) == 0 || wwid.rfind("nvme.", 0) == 0 || wwid.rfind("uuid.", 0) == 0;
-            return std::string(nvme ? "/dev/disk/by-id/wwn-" : "/dev/disk/by-id/scsi-") + wwid;
+            return std::string(nvme ? "/dev/disk/by-id/wwn-" : "/dev/disk/by-id/scsi-") + wwid + map_part;
         }
         return "/dev/disk/by-id/dm-uuid-" + u;
     }
@@ -111,10 +119,13 @@ std::optional<std::string> stable_device_name(udev_device *device) {
 }
 
 std::vector<std::string> device_aliases(const std::string &identity, const std::string &literal) {
-    // Kernel names (/dev/sdc, /dev/dm-3) and /dev/mapper names may name
-    // another disk on another host: as lease names they would refuse it.
-    // Only names udev derives from the storage or the network path are.
-    bool stable = literal.rfind("/dev/disk/by-id/", 0) == 0 || literal.rfind(std::string(kByPathDir) + "ip-", 0) == 0;
+    // Kernel names (/dev/sdc, /dev/dm-3), /dev/mapper names and by-id
+    // links made of names an administrator chose (dm-name-, md-name-) may
+    // name another disk on another host: as lease names they would refuse
+    // it. Only names udev derives from the storage or the network path are.
+    bool stable = (literal.rfind("/dev/disk/by-id/", 0) == 0 && literal.rfind("/dev/disk/by-id/dm-name-", 0) != 0 &&
+                   literal.rfind("/dev/disk/by-id/md-name-", 0) != 0) ||
+                  literal.rfind(std::string(kByPathDir) + "ip-", 0) == 0;
     return stable ? aliases_of(identity, literal) : std::vector<std::string>{};
 }
 

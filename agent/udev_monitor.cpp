@@ -104,8 +104,10 @@ void UdevMonitor::seen(udev_device *device) {
     DeviceEvent::Names names = names_of(device);
     auto it = known_.find(syspath);
     if (it != known_.end()) {
-        if (it->second.name == names.name && it->second.identity == names.identity)
+        if (it->second.name == names.name) {
+            it->second.identity = names.identity;  // e.g. udev filled in its serial late: not a new device
             return;  // a change that renames nothing
+        }
         DeviceEvent::Names old = it->second;
         known_.erase(it);
         handler_({DeviceEvent::Kind::Removed, old.name, old.identity});

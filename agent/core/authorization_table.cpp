@@ -13,7 +13,9 @@ const std::vector<MethodAuthorization> &authorization_table() {
         {"org.vmlease.Manager", "ListLeases", nullptr},
         {"org.vmlease.Manager", "ListMachines", nullptr},
         {"org.vmlease.Manager", "InspectDisk", nullptr},
-        {"org.vmlease.Manager", "IdentifyDisk", nullptr},
+        // It says where paths lead (symlink targets in directories the caller
+        // may not search): for those who may take leases.
+        {"org.vmlease.Manager", "IdentifyDisk", "org.vmlease.acquire-lease"},
         {"org.vmlease.Machine", "Release", "org.vmlease.release-lease"},
     };
     return table;

@@ -113,9 +113,12 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     // here holds as an alias is that lease, for its owner as for anyone
     // else (e.g. a lease kept from before an upgrade, asked for by its old
     // name while the identity's lease holds that name).
-    if (const Lease *other = holding_as_alias(resource); other && other->resource != resource) {
+    if (const Lease *other = holding_as_alias(resource); other && other->resource != resource && !redirecting_) {
         std::string other_disk = other->disk, other_resource = other->resource;
-        return acquire(id, owner, other_disk, other_resource, mode, owner_pid, may_adopt);
+        redirecting_ = true;  // once: two leases naming each other must not send it round for good
+        Step redirected = acquire(id, owner, other_disk, other_resource, mode, owner_pid, may_adopt);
+        redirecting_ = false;
+        return redirected;
     }
     std::vector<std::string> taken;
     for (const auto &alias : aliases) {
@@ -128,6 +131,9 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
             continue;  // the same lease
         if (other && wanted_by(*other, owner))
             continue;  // this owner holds (or is taking) that name already, e.g. a lease kept from before an upgrade
+        if (other && other->state == LeaseState::Releasing && other->owners.empty())
+            return fail(ErrorKind::Failed, "disk " + disk + " is also named " + alias +
+                                               ", whose lease this host is giving back; try again shortly");
         if (other)
             return fail(ErrorKind::LeaseHeld, "disk " + disk + " is also named " + alias + ", held on this host (host id " +
                                                   std::to_string(host_id_) + ") by " +
@@ -140,7 +146,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     if (it == leases_.end()) {
         if (leases_.size() >= kMaxLeases)
             return fail(ErrorKind::LimitsExceeded, "this host already tracks " + std::to_string(kMaxLeases) + " leases");
-        return start_acquire({id, owner, mode, may_adopt}, disk, resource, owner_pid, std::move(taken));
+        return start_acquire({id, owner, mode, may_adopt, owner_pid, taken}, disk, resource, owner_pid, taken);
     }
 
     Lease &lease = it->second;
@@ -187,7 +193,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         // The last owner is letting go; take it again once sanlock has released it.
         if (lease.disk.empty())
             lease.disk = disk;  // an orphan being released: its disk was not known
-        pending_[resource].after_release.push_back({id, owner, mode, may_adopt});
+        pending_[resource].after_release.push_back({id, owner, mode, may_adopt, owner_pid, aliases});
         return step;
     }
     return step;
@@ -267,6 +273,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
             return step;
         }
         lease.external = true;
+        lease.aliases.clear();  // none of them taken: nothing of ours to list or give back
         grant(step, lease, waiters);
         pending_.erase(resource);
         return step;
@@ -331,7 +338,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
             pending.acquirers = entitled;
             pending.adopting = true;
             lease.mode = entitled.front().mode;
-            step.effects.push_back(acquire_effect(lease, 0, true));
+            step.effects.push_back(acquire_effect(lease, entitled.front().owner_pid, true));
             return step;
         }
         leases_.erase(it);
@@ -523,7 +530,7 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
         }
         leases_.erase(it);
         for (const auto &w : pending.after_release)
-            step.append(acquire(w.request, w.owner, gone.disk, resource, w.mode, 0, w.may_adopt));
+            step.append(acquire(w.request, w.owner, gone.disk, resource, w.mode, w.owner_pid, w.may_adopt, w.aliases));
         return step;
     }
 
@@ -534,7 +541,7 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     for (const auto &r : pending.releasers)
         finish_release_part(step, r.request, err, resource);
     for (const auto &w : pending.after_release)
-        step.append(acquire(w.request, w.owner, lease.disk, resource, w.mode, 0, w.may_adopt));
+        step.append(acquire(w.request, w.owner, lease.disk, resource, w.mode, w.owner_pid, w.may_adopt, w.aliases));
     return step;
 }
 
@@ -553,7 +560,8 @@ Step LeaseRegistry::orphan_released(Lease lease, Pending pending, const SanlockO
     for (const auto &r : pending.releasers)
         finish_release_part(step, r.request, error, lease.resource);
     for (const auto &w : pending.after_release)
-        step.append(acquire(w.request, w.owner, lease.disk, lease.resource, w.mode, 0, w.may_adopt));
+        step.append(acquire(w.request, w.owner, lease.disk, lease.resource, w.mode, w.owner_pid, w.may_adopt,
+                            w.aliases));
     return step;
 }
 

@@ -90,6 +90,9 @@ private:
         std::string owner;
         LeaseMode mode;
         bool may_adopt = false;
+        // Kept for an acquire asked again later (after a release, an orphan):
+        uint32_t owner_pid = 0;
+        std::vector<std::string> aliases = {};
     };
     struct Removal {
         RequestId request;
@@ -128,6 +131,7 @@ private:
     std::map<std::string, Pending> pending_;
     std::map<RequestId, MultiRelease> multi_;
     std::map<std::string, std::map<std::string, LeaseMode>> claims_;  // resource -> owner -> mode
+    bool redirecting_ = false;  // acquire() is following a name to the lease holding it as an alias
     std::map<std::string, std::string> alias_index_;  // alias resource -> its lease's resource (may be stale)
 };
 

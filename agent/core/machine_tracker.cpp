@@ -94,11 +94,12 @@ void mark_released(MachineDisk &d) {
     d.awaits_lockspace = false;
 }
 
-// Waiting for a lease it does not have: thawing must wait too.
+// Waiting for a lease it does not have (or a name for its disk): thawing
+// must wait too.
 bool is_pending(const Machine &m) {
     return std::any_of(m.disks.begin(), m.disks.end(), [](const MachineDisk &d) {
         return d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
-               d.state == MachineDisk::State::Acquiring;
+               d.state == MachineDisk::State::Acquiring || d.state == MachineDisk::State::Unidentified;
     });
 }
 }  // namespace
@@ -372,18 +373,13 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
     if (it == machines_.end() || !config_->auto_disk_leases || !config_->discovery.open_files)
         return finish(std::move(step));
     Machine &m = it->second;
-    // Disks found without an identity are looked at again at every scan
-    // (the udev database may not have been written yet; the file may be
-    // gone): dropped here, found again below if they still are.
-    std::map<std::string, MachineDisk> before;
-    for (auto d = m.disks.begin(); d != m.disks.end();) {
-        if (d->source == MachineDisk::Source::Discovered && d->state == MachineDisk::State::Unidentified) {
-            before.emplace(d->disk, *d);
-            d = m.disks.erase(d);
-        } else {
-            ++d;
-        }
-    }
+    auto unidentified_at = [&](const std::string &path) {
+        return std::find_if(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) {
+            return d.source == MachineDisk::Source::Discovered && d.state == MachineDisk::State::Unidentified &&
+                   d.disk == path;
+        });
+    };
+    std::set<std::string> still_unidentified;
     for (const auto &f : files) {
         // Read-only use needs no lease; only what the machine can write is protected.
         if (!f.writable)
@@ -411,25 +407,38 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
         if (!included || matches(names, config_->discovery.exclude, resolved.exclude))
             continue;
         if (disk.kind == DiskName::Kind::Unidentified) {
+            still_unidentified.insert(f.path);
             // Covered by a lease the machine holds on it by another name: a
             // rule with identity: path, or a name kept from before an upgrade.
             bool covered = std::any_of(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) {
                 return d.state != MachineDisk::State::Unidentified && d.state != MachineDisk::State::Waiting &&
                        std::find(names.begin(), names.end(), d.disk) != names.end();
             });
-            if (covered)
+            if (covered) {
+                if (auto d = unidentified_at(f.path); d != m.disks.end())
+                    m.disks.erase(d);
                 continue;
+            }
+        } else if (auto d = unidentified_at(f.path); d != m.disks.end()) {
+            m.disks.erase(d);  // named now (the udev database caught up): its lease is asked for instead
+            step.machine_changes.push_back({MachineChange::Kind::Updated, name});
         }
         step.append(want_named(m, disk, f.path, LeaseMode::Exclusive, MachineDisk::Source::Discovered));
     }
-    // Found again: what was announced and since when carries over.
-    for (auto &d : m.disks)
-        if (auto b = before.find(d.disk); b != before.end() && d.state == MachineDisk::State::Unidentified) {
-            d.reported = b->second.reported;
-            d.unprotected_since = b->second.unprotected_since;
+    // A disk found without an identity stays unprotected until three scans
+    // in a row no longer find it open: a scan that misses it once (a file
+    // opened now and then, a process list cut short) must not end the grace.
+    for (auto d = m.disks.begin(); d != m.disks.end();) {
+        bool unidentified = d->source == MachineDisk::Source::Discovered && d->state == MachineDisk::State::Unidentified;
+        if (unidentified && still_unidentified.count(d->disk))
+            d->missed_scans = 0;
+        if (unidentified && !still_unidentified.count(d->disk) && ++d->missed_scans >= kUnidentifiedMissedScans) {
+            d = m.disks.erase(d);
+            step.machine_changes.push_back({MachineChange::Kind::Updated, name});
+        } else {
+            ++d;
         }
-    if (!before.empty())
-        step.machine_changes.push_back({MachineChange::Kind::Updated, name});
+    }
     return finish(std::move(step));
 }
 
@@ -486,6 +495,12 @@ Step MachineTracker::lease_reply(const Reply &reply) {
     auto d = std::find_if(m.disks.begin(), m.disks.end(), [&](const MachineDisk &x) { return x.disk == pending.disk; });
     if (d == m.disks.end())
         return finish(std::move(step));
+    // Granted as another lease that holds this name as an alias (a name
+    // from before an upgrade): that lease is the one it holds.
+    if (!reply.error && !reply.resource.empty() && reply.resource != d->resource) {
+        d->resource = reply.resource;
+        d->aliases.clear();
+    }
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     auto reservation = reservations_.find(m.info.name);
     if (reservation != reservations_.end() && d->source == MachineDisk::Source::Reservation) {
@@ -563,18 +578,27 @@ Step MachineTracker::retry(const std::string &machine, const std::string &disk, 
     if (mit == machines_.end() || mit->second.terminating)
         return step;
     Machine &m = mit->second;
-    for (size_t i = 0; i < m.disks.size(); i++) {
-        MachineDisk &d = m.disks[i];
+    for (auto &d : m.disks) {
         if (d.disk != disk || d.retry_token != token || d.state != MachineDisk::State::Unidentified)
             continue;
-        MachineDisk was = d;
-        m.disks.erase(m.disks.begin() + static_cast<std::ptrdiff_t>(i));
-        DiskRule rule{was.disk, was.mode};
-        step.append(want(m, rule, was.source));
-        // Still unidentified: keep counting attempts for the back-off.
-        for (auto &now : m.disks)
-            if (now.disk == was.disk && now.state == MachineDisk::State::Unidentified)
-                now.attempts = std::max(now.attempts, was.attempts + 1);
+        DiskName name = namer_.canonical(d.disk);
+        if (name.kind == DiskName::Kind::Canonical) {
+            // Named now: the lease is asked for in its place.
+            d.disk = name.value;
+            d.resource = lease_resource_name(name.value);
+            d.aliases = name.aliases;
+            d.error.clear();
+            d.retry_token = 0;
+            step.append(request_acquire(m, d));
+            return finish(std::move(step));
+        }
+        // Still no name: the next look is further off, nothing is announced again
+        // unless the reason changed.
+        if (name.kind != DiskName::Kind::Absent)
+            d.error = name.value;
+        d.attempts++;
+        d.retry_token = next_token_++;
+        step.retry_timers.push_back({m.info.name, d.disk, d.retry_token, retry_delay_ms(d.attempts)});
         return finish(std::move(step));
     }
     for (auto &d : m.disks)

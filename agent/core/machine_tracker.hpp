@@ -79,6 +79,7 @@ struct MachineDisk {
     uint32_t attempts = 0;     // acquires that failed since it was last held
     uint64_t retry_token = 0;  // the retry timer that may ask again
     std::string reported;      // the reason last announced (MachineUnprotected)
+    uint32_t missed_scans = 0;  // Unidentified, discovered: scans in a row that did not find it
 };
 const char *to_string(MachineDisk::State s);
 
@@ -115,6 +116,8 @@ uint32_t retry_delay_ms(uint32_t attempts);
 // Bound on disks tracked per machine (rules plus discovered), so one machine
 // holding thousands of files open cannot make the agent allocate without end.
 inline constexpr size_t kMaxDisksPerMachine = 256;
+// Scans in a row that must miss a disk found without an identity before it is forgotten.
+inline constexpr uint32_t kUnidentifiedMissedScans = 3;
 // Bound on reservations waiting for their machine.
 inline constexpr size_t kMaxReservations = 1024;
 inline constexpr uint32_t kDefaultGraceSeconds = 120;

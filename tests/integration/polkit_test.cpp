@@ -15,10 +15,12 @@ namespace {
 constexpr const char *kDisk = "/var/lib/libvirt/images/demo.img";
 const std::map<std::string, sdbus::Variant> kNoOptions;
 
-// Every mutating method, called by uid 65534 with arguments that would
+// Every method polkit guards (the mutating ones, and IdentifyDisk, which
+// says where paths lead), called by uid 65534 with arguments that would
 // otherwise be valid.
 const std::vector<std::vector<std::string>> kMutatingCalls = {
     {"AcquireDisk", "vm1", kDisk, "exclusive"},
+    {"IdentifyDisk", kDisk},
     {"ReleaseDisk", "vm1", kDisk},
     {"RegisterMachine", "vm1"},
     {"ReleaseMachine", "vm1"},
@@ -26,8 +28,7 @@ const std::vector<std::vector<std::string>> kMutatingCalls = {
     {"Reload"},
 };
 const std::vector<std::vector<std::string>> kReadOnlyCalls = {
-    {"ListLeases"}, {"ListMachines"}, {"InspectDisk", kDisk}, {"IdentifyDisk", kDisk}, {"Get", "LockspaceState"},
-    {"Get", "LeaseCount"}};
+    {"ListLeases"}, {"ListMachines"}, {"InspectDisk", kDisk}, {"Get", "LockspaceState"}, {"Get", "LeaseCount"}};
 
 std::string call_as_nobody(const Host &h, std::vector<std::string> call, bool interactive = true) {
     std::vector<std::string> argv{required_env("CALL_AS"), "--uid", "65534"};

@@ -983,8 +983,14 @@ TEST_F(Tracker, ARuleDiskThatCannotBeLookedUpIsUnprotectedAndLookedUpAgain) {
         if (r.disk == "/dev/disk/by-path/lun-1")
             timer = &r;
     ASSERT_NE(timer, nullptr);
+    // Still broken: looked at again later each time, announced once.
+    Step second = t.retry("db-1", timer->disk, timer->token);
+    ASSERT_EQ(second.retry_timers.size(), 1u);
+    EXPECT_GT(second.retry_timers[0].delay_ms, timer->delay_ms);
+    EXPECT_TRUE(second.unprotected.empty());
+    RetryTimer next = second.retry_timers[0];
     flaky.broken = false;
-    Step again = t.retry("db-1", timer->disk, timer->token);
+    Step again = t.retry("db-1", next.disk, next.token);
     ASSERT_EQ(again.effects.size(), 1u);
     EXPECT_EQ(std::get<AcquireEffect>(again.effects[0]).resource, lease_resource_name("/dev/disk/by-path/lun-1"));
 }
@@ -1005,4 +1011,45 @@ TEST_F(Tracker, ADiscoveredDiskWithoutIdentityIsLookedAtAgainAtEveryScan) {
     ASSERT_EQ(m->disks.size(), 1u);
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Held);
     EXPECT_TRUE(machine_protected(*m));
+}
+
+TEST_F(Tracker, AMachinePausedForADiskWithoutIdentityStaysFrozen) {
+    config.discovery.include = {"/dev/*"};
+    config.on_unprotected = UnprotectedAction::Pause;
+    config.unprotected_grace = 5;
+    run(tracker.machine_appeared(vm("web-1")));
+    OpenFile f{"/dev/sdx", true};
+    f.name = DiskName{DiskName::Kind::Unidentified, "no stable identity"};
+    Step s = run(tracker.files_discovered("web-1", {f}));
+    ASSERT_EQ(s.protection_timers.size(), 1u);
+    Step over = tracker.grace_over("web-1", s.protection_timers[0].epoch);
+    ASSERT_EQ(over.machine_effects.size(), 1u);
+    EXPECT_EQ(over.machine_effects[0].kind, MachineEffect::Kind::Freeze);
+    EXPECT_TRUE(tracker.find("web-1")->frozen);
+    // Later scans find it still unnamed: no thaw.
+    for (int i = 0; i < 3; i++)
+        for (const auto &e : run(tracker.files_discovered("web-1", {f})).machine_effects)
+            EXPECT_NE(e.kind, MachineEffect::Kind::Thaw);
+    EXPECT_TRUE(tracker.find("web-1")->frozen);
+}
+
+TEST_F(Tracker, ADiskWithoutIdentityIsForgottenOnlyAfterThreeScansMissIt) {
+    config.discovery.include = {"/dev/*"};
+    config.unprotected_grace = 5;
+    run(tracker.machine_appeared(vm("web-1")));
+    OpenFile f{"/dev/sdx", true};
+    f.name = DiskName{DiskName::Kind::Unidentified, "no stable identity"};
+    Step s = run(tracker.files_discovered("web-1", {f}));
+    ASSERT_EQ(s.protection_timers.size(), 1u);
+    uint64_t epoch = s.protection_timers[0].epoch;
+    // One scan misses it (opened now and then): the grace goes on.
+    run(tracker.files_discovered("web-1", {}));
+    EXPECT_FALSE(machine_protected(*tracker.find("web-1")));
+    EXPECT_TRUE(run(tracker.files_discovered("web-1", {f})).protection_timers.empty());
+    EXPECT_EQ(tracker.find("web-1")->exposed_epoch, epoch);
+    // Three in a row: it is gone.
+    for (int i = 0; i < 3; i++)
+        run(tracker.files_discovered("web-1", {}));
+    EXPECT_TRUE(tracker.find("web-1")->disks.empty());
+    EXPECT_TRUE(machine_protected(*tracker.find("web-1")));
 }
