@@ -352,9 +352,10 @@ public:
     }
 
     MachineRule machine(const Value &v) const {
-        static constexpr std::array<std::string_view, 6> keys{"match",          "disks",
+        static constexpr std::array<std::string_view, 7> keys{"match",          "disks",
                                                               "on_lockfailure", "on_conflict",
-                                                              "on_unprotected", "unprotected_grace"};
+                                                              "on_unprotected", "unprotected_grace",
+                                                              "resume_after_lockfailure"};
         auto es = entries(v, keys);
         require(v, es, "match");
         require(v, es, "disks");
@@ -365,6 +366,7 @@ public:
             else if (e.key == "on_lockfailure") m.on_lockfailure = enumeration(e.value, kLockFailureActions);
             else if (e.key == "on_conflict") m.on_conflict = enumeration(e.value, kConflictActions);
             else if (e.key == "on_unprotected") m.on_unprotected = enumeration(e.value, kUnprotectedActions);
+            else if (e.key == "resume_after_lockfailure") m.resume_after_lockfailure = boolean(e.value);
             else m.unprotected_grace = integer(e.value, 0, 86400);
         }
         return m;
@@ -453,9 +455,9 @@ void copy_member(Config &to, const Config &from) {
 
 // The single list of top-level keys: it drives parsing, the unknown-key
 // message and drop-in merging, so adding a key is a one-line change.
-const std::array<TopKey, 16> &top_keys() {
+const std::array<TopKey, 17> &top_keys() {
     using P = DocumentParser;
-    static const std::array<TopKey, 16> table{{
+    static const std::array<TopKey, 17> table{{
         {"host_id", [](P &p, const Value &v, Config &c) { c.host_id = p.integer(v, 1, 2000); },
          &copy_member<&Config::host_id>},
         {"lease_dir", [](P &p, const Value &v, Config &c) { c.lease_dir = normalise_absolute(p.absolute_path(v)); },
@@ -476,6 +478,9 @@ const std::array<TopKey, 16> &top_keys() {
          &copy_member<&Config::on_unprotected>},
         {"unprotected_grace", [](P &p, const Value &v, Config &c) { c.unprotected_grace = p.integer(v, 0, 86400); },
          &copy_member<&Config::unprotected_grace>},
+        {"resume_after_lockfailure",
+         [](P &p, const Value &v, Config &c) { c.resume_after_lockfailure = p.boolean(v); },
+         &copy_member<&Config::resume_after_lockfailure>},
         {"lease_file_user", [](P &p, const Value &v, Config &c) { c.lease_file_user = p.nonempty_string(v); },
          &copy_member<&Config::lease_file_user>},
         {"lease_file_group", [](P &p, const Value &v, Config &c) { c.lease_file_group = p.nonempty_string(v); },

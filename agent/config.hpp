@@ -49,6 +49,7 @@ struct MachineRule {
     std::optional<ConflictAction> on_conflict;
     std::optional<UnprotectedAction> on_unprotected;
     std::optional<uint32_t> unprotected_grace;
+    std::optional<bool> resume_after_lockfailure = std::nullopt;
 };
 
 struct Discovery {
@@ -70,6 +71,10 @@ struct Config {
     // unprotected_grace seconds: fail closed.
     UnprotectedAction on_unprotected = UnprotectedAction::Terminate;
     uint32_t unprotected_grace = 60;
+    // on_lockfailure: pause: vmlease lets the machine go on (SIGCONT) once
+    // every lease it held is taken back at the version it had; a lease
+    // someone took meanwhile keeps it paused for good ("stale").
+    bool resume_after_lockfailure = true;
     std::string lease_file_user = "root";
     std::string lease_file_group = "root";
     Discovery discovery;

@@ -337,9 +337,11 @@ int Daemon::on_grace_timer(sd_event_source *, uint64_t usec, void *userdata) {
 
 void Daemon::release_owner(RequestId id, const std::string &owner) { apply(tracker_.release_leases(id, owner)); }
 
+void Daemon::resume(RequestId id, const std::string &owner) { apply(tracker_.resume(id, owner)); }
+
 void Daemon::inspect(RequestId id, const std::string &resource) {
-    effector_->inspect(resource, [this, id, resource](int rv, std::vector<LeaseOwner> owners) {
-        manager_->answer_inspect(id, resource, rv, owners);
+    effector_->inspect(resource, [this, id, resource](int rv, std::vector<LeaseOwner> owners, uint64_t version) {
+        manager_->answer_inspect(id, resource, rv, owners, version);
     });
 }
 
@@ -857,6 +859,23 @@ void Daemon::log_changes(const Step &step) {
                         {{"OWNER", u.machine}, {"DISK", u.disk}, {"REASON", u.reason}, {"ACTION", u.action}},
                         message_id::kMachineUnprotected);
     }
+    for (const auto &st : step.stale) {
+        const Machine *m = tracker_.find(st.machine);
+        bool paused = m && (m->frozen || m->stopped);
+        log_message(LOG_CRIT,
+                    "machine " + st.machine + " is STALE: the lease of disk " + st.disk + " was taken by " +
+                        (st.holder_host_id ? "host " + std::to_string(st.holder_host_id)
+                                           : std::string("another host (it is free now)")) +
+                        " since the machine last held it, so the disk may hold writes the machine has not seen. " +
+                        (paused ? "It stays paused and vmlease will not resume it: resuming it would overwrite them. "
+                                  "Terminate it (vmleasectl terminate " + st.machine + ")"
+                                : "It is not paused: on_unprotected applies to it"),
+                    {{"OWNER", st.machine}, {"DISK", st.disk}, {"HOLDER_HOST_ID", std::to_string(st.holder_host_id)}},
+                    message_id::kMachineStale);
+    }
+    for (const auto &r : step.resumed)
+        log_message(LOG_NOTICE, "machine " + r.machine + " resumed: " + r.reason,
+                    {{"OWNER", r.machine}, {"REASON", r.reason}}, message_id::kMachineResumed);
     if (step.lockspace_state_changed)
         log_message(LOG_NOTICE,
                     "lockspace " + settings_.lockspace + " is " + to_string(registry_.lockspace_state()),
@@ -997,6 +1016,7 @@ void Daemon::load_saved_state() {
         return;
     }
     to_restore_ = std::move(*saved);
+    tracker_.load_saved(*to_restore_);
     log_info("saved lease state: " + std::to_string(to_restore_->leases.size()) + " lease(s) of " +
              std::to_string(to_restore_->owners.size()) + " owner(s) held before this start");
 }

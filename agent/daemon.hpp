@@ -54,6 +54,7 @@ public:
                  LeaseMode mode, const std::vector<std::string> &aliases) override;
     void release(RequestId id, const std::string &owner, const std::string &resource) override;
     void release_owner(RequestId id, const std::string &owner) override;
+    void resume(RequestId id, const std::string &owner) override;
     void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
                  uint32_t grace_seconds) override;
     void inspect(RequestId id, const std::string &resource) override;

@@ -27,6 +27,8 @@ inline constexpr const char *kWatchdogMissing = "c8207076a2334ec8b856818315ded1b
 inline constexpr const char *kLeaseCleanup = "1f3f6fc7da9040cc86c19d77b7ad0c82";
 inline constexpr const char *kSignalRejected = "8d0c6a7e5b3f4e21a9d4c2b17f60e315";
 inline constexpr const char *kMachineUnprotected = "5b9e2d7c0a4f4c1e8f3b6a9d2c7e1f40";
+inline constexpr const char *kMachineStale = "c0617dc9aecc446cb1ff4ffce5c5f1b6";
+inline constexpr const char *kMachineResumed = "0ddf187efccf428eac2eba91d36d8cbd";
 }  // namespace message_id
 
 void log_message(int priority, const std::string &message, std::initializer_list<LogField> fields = {},

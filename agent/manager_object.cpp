@@ -392,6 +392,16 @@ void ManagerObject::ReleaseMachine(sdbus::Result<> &&result, std::string owner) 
     });
 }
 
+void ManagerObject::ResumeMachine(sdbus::Result<> &&result, std::string owner,
+                                  std::map<std::string, sdbus::Variant> options) {
+    guarded(result, "ResumeMachine", [&] {
+        check_owner(owner);
+        reject_options(options, "ResumeMachine");
+        RequestId id = remember(std::move(result));
+        authorize(id, "ResumeMachine", {{"owner", owner}}, [this, id, owner] { backend_.resume(id, owner); });
+    });
+}
+
 std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>>
 ManagerObject::ListLeases() {
     // Built once per change, not once per call: desktop tools poll this.
@@ -507,7 +517,7 @@ void ManagerObject::done_inspecting(RequestId id) {
 }
 
 void ManagerObject::answer_inspect(RequestId id, const std::string &resource, int rv,
-                                   const std::vector<LeaseOwner> &owners) {
+                                   const std::vector<LeaseOwner> &owners, uint64_t version) {
     done_inspecting(id);
     auto it = pending_.find(id);
     if (it == pending_.end())
@@ -530,7 +540,7 @@ void ManagerObject::answer_inspect(RequestId id, const std::string &resource, in
                 state = "live";
             out.emplace_back(o.host_id, o.generation, state, here ? "this host" : "other host");
         }
-        result->returnResults(resource, file, out);
+        result->returnResults(resource, file, out, version);
     }
     pending_.erase(it);
 }
@@ -656,6 +666,10 @@ void ManagerObject::publish(const Step &step) {
         emit_safely("MachineUnprotected", [&] {
             emitMachineUnprotected(u.machine, u.disk, u.action.empty() ? u.reason : u.reason + "; " + u.action);
         });
+    for (const auto &st : step.stale)
+        emit_safely("MachineStale", [&] { emitMachineStale(st.machine, st.disk, st.holder_host_id); });
+    for (const auto &r : step.resumed)
+        emit_safely("MachineResumed", [&] { emitMachineResumed(r.machine, r.reason); });
     for (const auto &f : step.lock_failures)
         emit_safely("LockFailure",
                     [&] { emitLockFailure(f.owner, backend_.sanlock_settings().lockspace, f.action); });

@@ -50,6 +50,7 @@ public:
                          LeaseMode mode, const std::vector<std::string> &aliases) = 0;
     virtual void release(RequestId id, const std::string &owner, const std::string &resource) = 0;
     virtual void release_owner(RequestId id, const std::string &owner) = 0;
+    virtual void resume(RequestId id, const std::string &owner) = 0;
     virtual void reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
                          uint32_t grace_seconds) = 0;
     virtual void inspect(RequestId id, const std::string &resource) = 0;
@@ -91,7 +92,8 @@ public:
 
     // Turn a registry Step's replies and changes into D-Bus traffic.
     void publish(const Step &step);
-    void answer_inspect(RequestId id, const std::string &resource, int rv, const std::vector<LeaseOwner> &owners);
+    void answer_inspect(RequestId id, const std::string &resource, int rv, const std::vector<LeaseOwner> &owners,
+                        uint64_t version);
     void answer_cleanup(RequestId id, const CleanupResult &result);
     // DeviceAdded / DeviceRemoved.
     void device_changed(const DeviceEvent &event);
@@ -105,14 +107,16 @@ private:
                          std::vector<sdbus::Struct<std::string, std::string>> disks,
                          std::map<std::string, sdbus::Variant> options) override;
     void ReleaseMachine(sdbus::Result<> &&result, std::string owner) override;
+    void ResumeMachine(sdbus::Result<> &&result, std::string owner,
+                       std::map<std::string, sdbus::Variant> options) override;
     std::vector<sdbus::Struct<std::string, std::string, std::string, std::string, std::string, sdbus::ObjectPath>>
     ListLeases() override;
     std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath, bool>> ListMachines()
         override;
-    void InspectDisk(
-        sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>
-            &&result,
-        std::string disk) override;
+    void InspectDisk(sdbus::Result<std::string, std::string,
+                                   std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>, uint64_t>
+                         &&result,
+                     std::string disk) override;
     void IdentifyDisk(
         sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<std::string, std::string>>> &&result,
         std::string disk) override;
@@ -128,8 +132,8 @@ private:
     std::vector<std::string> Warnings() override { return backend_.warnings(); }
     uint32_t MachineCount() override { return static_cast<uint32_t>(backend_.tracker().machines().size()); }
 
-    using InspectResult =
-        sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>>;
+    using InspectResult = sdbus::Result<std::string, std::string,
+                                        std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>, uint64_t>;
     using IdentifyResult = sdbus::Result<std::string, std::string, std::vector<sdbus::Struct<std::string, std::string>>>;
     using PendingResult = std::variant<sdbus::Result<sdbus::ObjectPath>, sdbus::Result<>, InspectResult,
                                        sdbus::Result<std::vector<std::string>>, IdentifyResult>;

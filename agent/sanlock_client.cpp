@@ -15,6 +15,7 @@ extern "C" {
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -223,7 +224,8 @@ int SanlockConnection::ensure_registered() {
 }
 
 int SanlockConnection::acquire(const std::vector<std::string> &resources, bool shared, bool adopt_orphan,
-                               bool persistent) {
+                               bool persistent, const std::map<std::string, uint64_t> &pins,
+                               std::map<std::string, uint64_t> *versions) {
     int rv = ensure_registered();
     if (rv < 0)
         return rv;
@@ -233,13 +235,43 @@ int SanlockConnection::acquire(const std::vector<std::string> &resources, bool s
     for (size_t i = 0; i < resources.size(); i++) {
         fill_resource(r[i], settings_, resources[i], lease_file_path(settings_, resources[i]));
         r[i].get()->flags |= (persistent ? SANLK_RES_PERSISTENT : 0) | (shared ? SANLK_RES_SHARED : 0);
+        if (auto pin = pins.find(resources[i]); pin != pins.end() && pin->second != 0) {
+            r[i].get()->flags |= SANLK_RES_LVER;
+            r[i].get()->lver = pin->second;
+        }
         list.push_back(r[i].get());
     }
     rv = sanlock_acquire(fd_, -1, adopt_orphan ? SANLK_ACQUIRE_ORPHAN : 0, static_cast<int>(list.size()), list.data(),
                          nullptr);
     if (sanlock_rv::connection_lost(rv))
         reset();  // the sanlock daemon went away; register again next time
+    if (rv == 0 && versions)
+        held_versions(resources, *versions);  // best effort: a version not read is 0, "not known"
     return rv;
+}
+
+int SanlockConnection::held_versions(const std::vector<std::string> &resources,
+                                     std::map<std::string, uint64_t> &versions) {
+    int count = 0;
+    char *state = nullptr;
+    int rv = sanlock_inquire(fd_, -1, 0, &count, &state);
+    if (rv < 0 || !state)
+        return rv < 0 ? rv : 0;
+    int n = 0;
+    sanlk_resource **args = nullptr;
+    rv = sanlock_state_to_args(state, &n, &args);
+    free(state);
+    if (rv < 0)
+        return rv;
+    for (int i = 0; i < n; i++) {
+        std::string name(args[i]->name, strnlen(args[i]->name, SANLK_NAME_LEN));
+        if (std::find(resources.begin(), resources.end(), name) != resources.end() &&
+            settings_.lockspace == std::string(args[i]->lockspace_name, strnlen(args[i]->lockspace_name, SANLK_NAME_LEN)))
+            versions[name] = args[i]->lver;
+        free(args[i]);
+    }
+    free(args);
+    return 0;
 }
 
 int SanlockConnection::acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent) {
@@ -317,7 +349,8 @@ bool process_holds(const SanlockSettings &s, uint32_t pid, const std::string &re
     return held.rfind(needle, 0) == 0 || held.find(" " + needle) != std::string::npos;
 }
 
-int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners) {
+int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners,
+                      uint64_t *version) {
     OneDiskResource r;
     fill_resource(r, s, resource, lease_file_path(s, resource));
     sanlk_host *hosts = nullptr;
@@ -325,6 +358,8 @@ int read_lease_owners(const SanlockSettings &s, const std::string &resource, std
     int rv = sanlock_read_resource_owners(r.get(), 0, &hosts, &count);
     if (rv < 0)
         return rv;
+    if (version)
+        *version = r.get()->lver;
     for (int i = 0; i < count; i++) {
         LeaseOwner o;
         o.host_id = hosts[i].host_id;

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -77,7 +78,12 @@ public:
     // short-lived holds must not survive a crash as orphans).
     int acquire(const std::string &resource, bool shared, bool adopt_orphan, bool persistent = true);
     // All of `resources` in one call (a lease and its aliases): all or none.
-    int acquire(const std::vector<std::string> &resources, bool shared, bool adopt_orphan, bool persistent = true);
+    // `pins`: a resource listed there is taken only if its lease version
+    // (lver) on disk is still that one, i.e. nobody took it since
+    // (SANLK_RES_LVER; else SANLK_ACQUIRE_LVER, -240). On success,
+    // `versions` (if given) gets the lver each resource is held at now.
+    int acquire(const std::vector<std::string> &resources, bool shared, bool adopt_orphan, bool persistent = true,
+                const std::map<std::string, uint64_t> &pins = {}, std::map<std::string, uint64_t> *versions = nullptr);
     int release(const std::string &resource);
     int release(const std::vector<std::string> &resources);
     // Give back `resource` if this host holds it as an orphan (SANLK_REL_ORPHAN,
@@ -94,6 +100,8 @@ public:
 private:
     int ensure_registered();
     void reset();
+    // The lver of each of `resources` held on this connection (sanlock_inquire).
+    int held_versions(const std::vector<std::string> &resources, std::map<std::string, uint64_t> &versions);
     int release_with(const std::vector<std::string> &resources, uint32_t flags);
 
     SanlockSettings settings_;
@@ -127,6 +135,8 @@ struct LeaseOwner {
 
 // Read a lease's owners straight from its file on the shared storage, and
 // how sanlock on this host sees each owner's host.
-int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners);
+// `version`, if given, gets the lease's version (lver) as its leader record says.
+int read_lease_owners(const SanlockSettings &s, const std::string &resource, std::vector<LeaseOwner> &owners,
+                      uint64_t *version = nullptr);
 
 }  // namespace vmlease

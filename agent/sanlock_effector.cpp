@@ -29,14 +29,15 @@ bool freshly_created(const std::string &path) {
 
 // One sanlock call for all of `resources` (a lease and its aliases).
 void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::vector<std::string> &resources,
-                 bool shared, bool adopt_orphan, SanlockOutcome &out) {
+                 bool shared, bool adopt_orphan, const std::map<std::string, uint64_t> &pins, SanlockOutcome &out) {
     for (int attempt = 0;; attempt++) {
-        out.rv = conn.acquire(resources, shared, false);
+        out.versions.clear();
+        out.rv = conn.acquire(resources, shared, false, true, pins, &out.versions);
         // -EUCLEAN: this host already holds it, as an orphan of an earlier
         // vmleased connection (leases are PERSISTENT). The registry decided
         // whether this owner may take it over.
         if (out.rv == -EUCLEAN && adopt_orphan)
-            out.rv = conn.acquire(resources, shared, true);
+            out.rv = conn.acquire(resources, shared, true, true, pins, &out.versions);
         bool fresh = false;
         for (const auto &r : resources)
             fresh = fresh || freshly_created(lease_file_path(s, r));
@@ -91,7 +92,7 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
                         out.owner_held_aliases.push_back(r);
                         resources.erase(std::find(resources.begin(), resources.end(), r));
                     }
-            acquire_all(s, *conn, resources, shared, effect.adopt_orphan, out);
+            acquire_all(s, *conn, resources, shared, effect.adopt_orphan, effect.pins, out);
             // -EEXIST: another sanlock client on this host holds one of them.
             // If that is the machine's own leader (libvirt's plugin), the VM
             // is protected already under that name: under its identity, it
@@ -106,11 +107,11 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
                 } else if (!held.empty()) {
                     // It took one meanwhile: the rest without it.
                     out.owner_held_aliases.insert(out.owner_held_aliases.end(), held.begin(), held.end());
-                    acquire_all(s, *conn, rest, shared, effect.adopt_orphan, out);
+                    acquire_all(s, *conn, rest, shared, effect.adopt_orphan, effect.pins, out);
                 }
             }
 
-            if (sanlock_rv::held_by_other_host(out.rv)) {
+            if (sanlock_rv::held_by_other_host(out.rv) || out.rv == sanlock_rv::kAcquireLver) {
                 // Whichever of its names another host holds (libvirt's
                 // plugin takes the literal path's).
                 for (const auto &r : resources) {
@@ -233,11 +234,13 @@ void SanlockEffector::retire_holder(pid_t holder, std::function<void(pid_t)> don
     });
 }
 
-void SanlockEffector::inspect(const std::string &resource, std::function<void(int, std::vector<LeaseOwner>)> done) {
+void SanlockEffector::inspect(const std::string &resource,
+                              std::function<void(int, std::vector<LeaseOwner>, uint64_t)> done) {
     inspector_.submit([s = settings_, post = post_, resource, done = std::move(done)]() mutable {
         std::vector<LeaseOwner> owners;
-        int rv = read_lease_owners(s, resource, owners);
-        post([done = std::move(done), rv, owners = std::move(owners)] { done(rv, owners); });
+        uint64_t version = 0;
+        int rv = read_lease_owners(s, resource, owners, &version);
+        post([done = std::move(done), rv, owners = std::move(owners), version] { done(rv, owners, version); });
     });
 }
 

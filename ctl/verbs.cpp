@@ -185,7 +185,7 @@ int verb_inspect(Context &c, const Args &args) {
     } catch (const Failure &f) {
         why_none = f.message;
     }
-    Json r = call_method(c.bus, {.member = "InspectDisk", .reply_signature = "ssa(ttss)",
+    Json r = call_method(c.bus, {.member = "InspectDisk", .reply_signature = "ssa(ttss)t",
                                  .what = "cannot inspect " + disk, .append = with_disk});
     if (c.out.json != JsonMode::Off) {
         print_json(c.out, Json{{"disk", disk},
@@ -193,6 +193,7 @@ int verb_inspect(Context &c, const Args &args) {
                                {"aliases", aliases},
                                {"resource", r[0]},
                                {"lease_file", r[1]},
+                               {"version", r[3]},
                                {"owners", rows_to_objects(r[2], {"host_id", "generation", "state", "where"})}});
         return kExitOk;
     }
@@ -203,7 +204,8 @@ int verb_inspect(Context &c, const Args &args) {
                   {"Identity", identity.is_null() ? "none (" + why_none + ")" : to_text(identity)},
                   {"Aliases", alias_text.empty() ? "-" : alias_text},
                   {"Resource", to_text(r[0])},
-                  {"Lease file", to_text(r[1])}});
+                  {"Lease file", to_text(r[1])},
+                  {"Version", to_text(r[3])}});
     std::cout << "\n";
     print_table(c.out, rows_to_table({"HOST-ID", "GENERATION", "STATE", "WHERE"}, r[2], 4));
     print_footer(c.out, r[2].size(), "owner", "owners", "listed");

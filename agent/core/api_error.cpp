@@ -16,6 +16,7 @@ const char *error_name(ErrorKind kind) {
     case ErrorKind::LimitsExceeded: return "org.freedesktop.DBus.Error.LimitsExceeded";
     case ErrorKind::NotSupported: return "org.freedesktop.DBus.Error.NotSupported";
     case ErrorKind::AccessDenied: return "org.freedesktop.DBus.Error.AccessDenied";
+    case ErrorKind::LeaseStale: return "org.vmlease.Error.LeaseStale";
     case ErrorKind::InteractiveAuthorizationRequired:
         return "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired";
     }

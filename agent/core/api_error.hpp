@@ -21,6 +21,7 @@ enum class ErrorKind {
     NotSupported,
     AccessDenied,
     InteractiveAuthorizationRequired,
+    LeaseStale,  // a paused machine's lease was taken by someone else since it held it
 };
 
 struct ApiError {

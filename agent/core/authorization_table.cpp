@@ -10,6 +10,7 @@ const std::vector<MethodAuthorization> &authorization_table() {
         {"org.vmlease.Manager", "ReleaseMachine", "org.vmlease.release-lease"},
         {"org.vmlease.Manager", "CleanupLeases", "org.vmlease.cleanup"},
         {"org.vmlease.Manager", "Reload", "org.vmlease.manage"},
+        {"org.vmlease.Manager", "ResumeMachine", "org.vmlease.manage"},
         {"org.vmlease.Manager", "ListLeases", nullptr},
         {"org.vmlease.Manager", "ListMachines", nullptr},
         {"org.vmlease.Manager", "InspectDisk", nullptr},

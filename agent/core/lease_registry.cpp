@@ -88,7 +88,7 @@ void LeaseRegistry::index_aliases(const Lease &lease) {
 
 Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
                             const std::string &resource, LeaseMode mode, uint32_t owner_pid, bool may_adopt,
-                            const std::vector<std::string> &aliases) {
+                            const std::vector<std::string> &aliases, const std::map<std::string, uint64_t> &pins) {
     Step step;
     auto fail = [&](ErrorKind k, std::string msg) {
         // Held on this host (by another owner or request): this host is the holder.
@@ -116,7 +116,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     if (const Lease *other = holding_as_alias(resource); other && other->resource != resource && !redirecting_) {
         std::string other_disk = other->disk, other_resource = other->resource;
         redirecting_ = true;  // once: two leases naming each other must not send it round for good
-        Step redirected = acquire(id, owner, other_disk, other_resource, mode, owner_pid, may_adopt);
+        Step redirected = acquire(id, owner, other_disk, other_resource, mode, owner_pid, may_adopt, {}, pins);
         redirecting_ = false;
         return redirected;
     }
@@ -146,7 +146,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
     if (it == leases_.end()) {
         if (leases_.size() >= kMaxLeases)
             return fail(ErrorKind::LimitsExceeded, "this host already tracks " + std::to_string(kMaxLeases) + " leases");
-        return start_acquire({id, owner, mode, may_adopt, owner_pid, taken}, disk, resource, owner_pid, taken);
+        return start_acquire({id, owner, mode, may_adopt, owner_pid, taken, pins}, disk, resource, owner_pid, taken);
     }
 
     Lease &lease = it->second;
@@ -193,7 +193,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         // The last owner is letting go; take it again once sanlock has released it.
         if (lease.disk.empty())
             lease.disk = disk;  // an orphan being released: its disk was not known
-        pending_[resource].after_release.push_back({id, owner, mode, may_adopt, owner_pid, aliases});
+        pending_[resource].after_release.push_back({id, owner, mode, may_adopt, owner_pid, aliases, pins});
         return step;
     }
     return step;
@@ -239,7 +239,7 @@ Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk,
     Pending &pending = pending_[resource];
     pending.acquirers.push_back(waiter);
     pending.adopting = waiter.may_adopt;
-    step.effects.push_back(acquire_effect(lease, owner_pid, waiter.may_adopt));
+    step.effects.push_back(acquire_effect(lease, owner_pid, waiter.may_adopt, waiter.pins));
     return step;
 }
 
@@ -296,6 +296,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         return step;
     }
     if (outcome.rv == 0 && outcome.io_errno == 0) {
+        lease.versions = outcome.versions;
         // Waiters that queued up while sanlock was asked in the hope of an
         // orphan (incompatible with the first) are refused now.
         std::vector<Waiter> granted, refused;
@@ -338,7 +339,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
             pending.acquirers = entitled;
             pending.adopting = true;
             lease.mode = entitled.front().mode;
-            step.effects.push_back(acquire_effect(lease, entitled.front().owner_pid, true));
+            step.effects.push_back(acquire_effect(lease, entitled.front().owner_pid, true, entitled.front().pins));
             return step;
         }
         leases_.erase(it);
@@ -361,6 +362,15 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
                "disk " + lease.disk + " is held by " +
                    (holders.empty() ? std::string("another host") : "host id " + holders) + " (sanlock " +
                    std::to_string(outcome.rv) + ")"};
+    } else if (outcome.rv == sanlock_rv::kAcquireLver) {
+        std::string holders;
+        for (auto h : outcome.holder_host_ids)
+            holders += (holders.empty() ? "" : ", ") + std::to_string(h);
+        err = {ErrorKind::LeaseStale,
+               "the lease of disk " + lease.disk + " was taken by " +
+                   (holders.empty() ? std::string("another host (free now)") : "host id " + holders) +
+                   " since this owner last held it: its version moved on (sanlock " + std::to_string(outcome.rv) +
+                   ")"};
     } else if (outcome.rv == sanlock_rv::kAcquireLockspace || outcome.rv == -ENOSPC) {
         err = {ErrorKind::LockspaceUnavailable, "sanlock does not have the lockspace joined (" +
                                                     std::to_string(outcome.rv) + ")"};
@@ -371,7 +381,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     std::vector<uint64_t> holders;
     if (outcome.rv == -EEXIST && outcome.io_errno == 0)
         holders.push_back(host_id_);
-    else if (err.kind == ErrorKind::LeaseHeld)
+    else if (err.kind == ErrorKind::LeaseHeld || err.kind == ErrorKind::LeaseStale)
         holders = outcome.holder_host_ids;
     for (const auto &w : waiters)
         step.replies.push_back({w.request, err, resource, holders});
@@ -530,7 +540,8 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
         }
         leases_.erase(it);
         for (const auto &w : pending.after_release)
-            step.append(acquire(w.request, w.owner, gone.disk, resource, w.mode, w.owner_pid, w.may_adopt, w.aliases));
+            step.append(
+                acquire(w.request, w.owner, gone.disk, resource, w.mode, w.owner_pid, w.may_adopt, w.aliases, w.pins));
         return step;
     }
 
@@ -541,7 +552,8 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     for (const auto &r : pending.releasers)
         finish_release_part(step, r.request, err, resource);
     for (const auto &w : pending.after_release)
-        step.append(acquire(w.request, w.owner, lease.disk, resource, w.mode, w.owner_pid, w.may_adopt, w.aliases));
+        step.append(
+            acquire(w.request, w.owner, lease.disk, resource, w.mode, w.owner_pid, w.may_adopt, w.aliases, w.pins));
     return step;
 }
 
@@ -561,7 +573,7 @@ Step LeaseRegistry::orphan_released(Lease lease, Pending pending, const SanlockO
         finish_release_part(step, r.request, error, lease.resource);
     for (const auto &w : pending.after_release)
         step.append(acquire(w.request, w.owner, lease.disk, lease.resource, w.mode, w.owner_pid, w.may_adopt,
-                            w.aliases));
+                            w.aliases, w.pins));
     return step;
 }
 
@@ -617,7 +629,7 @@ std::vector<SavedLease> LeaseRegistry::saved_leases() const {
     for (const auto &[resource, lease] : leases_) {
         if (lease.external)
             continue;  // the machine's own sanlock client holds it, not us
-        SavedLease s{resource, lease.disk, lease.mode, {}, lease.aliases};
+        SavedLease s{resource, lease.disk, lease.mode, {}, lease.aliases, lease.versions};
         if (lease.state != LeaseState::Releasing)
             s.owners = lease.owners;
         auto p = pending_.find(resource);

@@ -43,9 +43,12 @@ public:
     // `aliases`: other names of the disk (disk_namer.hpp) whose leases are
     // taken with it when the lease is first taken here; a name another
     // lease here holds refuses the request, unless this owner holds it.
+    // `pins`: taken from sanlock only at these lease versions (resource ->
+    // lver): the re-take of a paused machine's disk, refused with
+    // LeaseStale if anyone took the lease since (see MachineTracker).
     Step acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
                  LeaseMode mode, uint32_t owner_pid = 0, bool may_adopt = false,
-                 const std::vector<std::string> &aliases = {});
+                 const std::vector<std::string> &aliases = {}, const std::map<std::string, uint64_t> &pins = {});
     // Releasing a lease nobody here holds gives back an orphan of this host
     // (an administrator's ReleaseDisk after the state file was lost): the
     // reply says NoSuchLease if sanlock had none.
@@ -93,6 +96,7 @@ private:
         // Kept for an acquire asked again later (after a release, an orphan):
         uint32_t owner_pid = 0;
         std::vector<std::string> aliases = {};
+        std::map<std::string, uint64_t> pins = {};
     };
     struct Removal {
         RequestId request;

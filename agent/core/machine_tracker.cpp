@@ -28,6 +28,7 @@ const char *to_string(MachineDisk::State s) {
     case MachineDisk::State::Failed: return "failed";
     case MachineDisk::State::Released: return "released";
     case MachineDisk::State::Unidentified: return "unidentified";
+    case MachineDisk::State::Stale: return "stale";
     }
     return "failed";
 }
@@ -35,6 +36,9 @@ const char *to_string(MachineDisk::State s) {
 std::string machine_state(const Machine &m) {
     if (m.reserved)
         return "reserved";
+    if (std::any_of(m.disks.begin(), m.disks.end(),
+                    [](const MachineDisk &d) { return d.state == MachineDisk::State::Stale; }))
+        return "stale";
     if (m.frozen)
         return "frozen";
     bool acquiring = false, failed = false;
@@ -76,6 +80,10 @@ bool is_exposed(const Machine &m) {
     return std::any_of(m.disks.begin(), m.disks.end(), [&](const MachineDisk &d) {
         if (d.awaits_lockspace)
             return false;
+        // Stale and paused: it stays paused (nothing of it runs to write);
+        // stale and running (on_lockfailure ignore): on_unprotected applies.
+        if (d.state == MachineDisk::State::Stale)
+            return !m.frozen && !m.stopped;
         // A first acquire counts too (a hung lease directory must not keep
         // a VM unprotected unnoticed), except with a grace of 0, which means
         // "at the first failure".
@@ -99,8 +107,16 @@ void mark_released(MachineDisk &d) {
 bool is_pending(const Machine &m) {
     return std::any_of(m.disks.begin(), m.disks.end(), [](const MachineDisk &d) {
         return d.state == MachineDisk::State::Failed || d.state == MachineDisk::State::Conflict ||
-               d.state == MachineDisk::State::Acquiring || d.state == MachineDisk::State::Unidentified;
+               d.state == MachineDisk::State::Acquiring || d.state == MachineDisk::State::Unidentified ||
+               d.state == MachineDisk::State::Stale;
     });
+}
+
+// The versions an acquire of `d` must find: once held, an exclusive lease
+// is taken back only if nobody took it since. (A shared lease's version
+// grows with every host that joins it: that is no sign of a writer.)
+std::map<std::string, uint64_t> pins_of(const MachineDisk &d) {
+    return d.mode == LeaseMode::Exclusive ? d.versions : std::map<std::string, uint64_t>{};
 }
 }  // namespace
 
@@ -143,18 +159,23 @@ Step MachineTracker::machine_appeared(const MachineInfo &info) {
     m.on_conflict = config_->on_conflict;
     m.on_unprotected = config_->on_unprotected;
     m.unprotected_grace = config_->unprotected_grace;
+    m.resume_after_lockfailure = config_->resume_after_lockfailure;
     bool first_rule = true;
     for (const auto &rule : config_->machines) {
-        if (!glob_matches(rule.match, info.name))
+        if (!first_rule || !glob_matches(rule.match, info.name))
             continue;
-        if (first_rule) {
-            m.on_lockfailure = rule.on_lockfailure.value_or(m.on_lockfailure);
-            m.on_conflict = rule.on_conflict.value_or(m.on_conflict);
-            m.on_unprotected = rule.on_unprotected.value_or(m.on_unprotected);
-            m.unprotected_grace = rule.unprotected_grace.value_or(m.unprotected_grace);
-            first_rule = false;
-        }
-        if (!config_->auto_disk_leases)
+        m.on_lockfailure = rule.on_lockfailure.value_or(m.on_lockfailure);
+        m.on_conflict = rule.on_conflict.value_or(m.on_conflict);
+        m.on_unprotected = rule.on_unprotected.value_or(m.on_unprotected);
+        m.unprotected_grace = rule.unprotected_grace.value_or(m.unprotected_grace);
+        m.resume_after_lockfailure = rule.resume_after_lockfailure.value_or(m.resume_after_lockfailure);
+        first_rule = false;
+    }
+    if (!was_reserved)
+        apply_saved(step, m);
+    // The first rule that matches sets the actions; every matching rule adds disks.
+    for (const auto &rule : config_->machines) {
+        if (!glob_matches(rule.match, info.name) || !config_->auto_disk_leases)
             continue;
         for (const auto &d : rule.disks)
             if (d.mode != LeaseMode::None)
@@ -361,7 +382,8 @@ Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
     d.awaits_lockspace = false;
     RequestId id = next_id();
     requests_[id] = {m.info.name, d.disk, 0, m.info.leader};
-    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt, d.aliases);
+    Step step = leases_.acquire(id, m.info.name, d.disk, d.resource, d.mode, m.info.leader, d.may_adopt, d.aliases,
+                                pins_of(d));
     step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
     return step;
 }
@@ -444,8 +466,14 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
 
 Step MachineTracker::machine_gone(std::string name) {
     Step step;
-    if (!machines_.erase(name))
+    auto gone = machines_.find(name);
+    if (gone == machines_.end())
         return step;
+    if (gone->second.resume_request)
+        step.replies.push_back({*gone->second.resume_request,
+                                ApiError{ErrorKind::NoSuchOwner, "machine " + name + " went away before it was resumed"},
+                                ""});
+    machines_.erase(gone);
     if (auto r = reservations_.find(name); r != reservations_.end()) {
         // Its acquires are still out; whatever they bring back is given back.
         step.replies.push_back({r->second.reply_to,
@@ -509,9 +537,11 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         Reservation &r = reservation->second;
         if (d->state == MachineDisk::State::Released)
             ;  // an administrator released it meanwhile: only counted
-        else if (!reply.error)
+        else if (!reply.error) {
             d->state = MachineDisk::State::Held;
-        else if (m.reserved)
+            if (const Lease *lease = leases_.find(d->resource); lease && !lease->versions.empty())
+                d->versions = lease->versions;
+        } else if (m.reserved)
             d->state = MachineDisk::State::Failed;
         else
             after_failure(step, m, *d, *reply.error, reply.holders);  // it runs: keep asking, never roll back
@@ -527,6 +557,8 @@ Step MachineTracker::lease_reply(const Reply &reply) {
         return finish(std::move(step));  // released by an administrator meanwhile: stays so
     if (!reply.error) {
         d->state = MachineDisk::State::Held;
+        if (const Lease *lease = leases_.find(d->resource); lease && !lease->versions.empty())
+            d->versions = lease->versions;
         return finish(std::move(step));
     }
     after_failure(step, m, *d, *reply.error, reply.holders);
@@ -541,6 +573,26 @@ void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const
     bool here = std::find(holders.begin(), holders.end(), uint64_t(leases_.host_id())) != holders.end();
     if (!(error.kind == ErrorKind::LeaseHeld && here))
         leases_.claim(d.resource, m.info.name, d.mode);
+    if (error.kind == ErrorKind::LeaseStale) {
+        // Someone took it since the machine last held it: whatever the
+        // machine still has of that disk in memory is older than what is on
+        // it now. Never asked for again; a paused machine stays paused.
+        d.state = MachineDisk::State::Stale;
+        d.retry_token = 0;
+        d.awaits_lockspace = false;
+        uint32_t holder = holders.empty() ? 0 : static_cast<uint32_t>(holders.front());
+        step.stale.push_back({m.info.name, d.disk, holder});
+        if (m.resume_request) {
+            step.replies.push_back({*m.resume_request,
+                                    ApiError{ErrorKind::LeaseStale,
+                                             "machine " + m.info.name + " is stale: " + error.message +
+                                                 "; resuming it would overwrite that host's writes with what it "
+                                                 "still holds in memory. Terminate it (vmleasectl terminate)"},
+                                    d.resource});
+            m.resume_request.reset();
+        }
+        return;
+    }
     if (error.kind == ErrorKind::LockspaceUnavailable && leases_.lockspace_state() != LockspaceState::Joined) {
         // retry_failed takes it once the lockspace is joined. Its grace runs
         // on unless on_lockfailure was applied to it (lock_failed).
@@ -564,6 +616,13 @@ void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const
             m.frozen = true;
             step.machine_effects.push_back(MachineEffect::freeze(m.info.name, m.info.unit));
         }
+    }
+    if (m.resume_request) {
+        // ResumeMachine is answered now; the disk is retried as usual.
+        step.replies.push_back({*m.resume_request,
+                                ApiError{error.kind, "machine " + m.info.name + " is not resumed: " + error.message},
+                                d.resource, holders});
+        m.resume_request.reset();
     }
     if (m.terminating)
         return;
@@ -696,11 +755,128 @@ void MachineTracker::track_protection(Step &step, Machine &m) {
         m.exposed = false;
         m.exposed_epoch = 0;
     }
-    if (m.frozen && !m.terminating && !is_pending(m)) {
+    if (m.frozen && !m.terminating && !is_pending(m) && !m.stopped) {
         // Frozen by vmlease for want of a lease, which it now has.
         m.frozen = false;
         step.machine_effects.push_back(MachineEffect::thaw(m.info.name, m.info.unit));
+        step.resumed.push_back({m.info.name, "thawed: its leases are held"});
     }
+    if (m.stopped && m.resume_after_lockfailure && !m.resume_request)
+        resume_if_protected(step, m);
+    if (m.resume_request)
+        resume_if_protected(step, m);
+}
+
+// Every disk held again, each exclusive lease at the version the machine
+// had (the acquire was pinned to it): nothing another host wrote meanwhile
+// can be overwritten by what the machine holds in memory. Let it go on.
+void MachineTracker::resume_if_protected(Step &step, Machine &m) {
+    if (m.terminating || !machine_protected(m))
+        return;
+    if (m.frozen)
+        step.machine_effects.push_back(MachineEffect::thaw(m.info.name, m.info.unit));
+    // SIGCONT for a SIGSTOP (on_lockfailure pause, from the agent or its
+    // helper), and for a machine paused outside vmlease (ResumeMachine).
+    step.machine_effects.push_back(MachineEffect::kill(m.info.name, SIGCONT));
+    std::string reason = m.resume_request ? "ResumeMachine: its leases are held at the versions it had"
+                                          : "the lockspace is back and its leases are held at the versions it had";
+    m.frozen = false;
+    m.stopped = false;
+    if (m.resume_request) {
+        step.replies.push_back({*m.resume_request, std::nullopt, "", {}, m.info.name});
+        m.resume_request.reset();
+    }
+    step.resumed.push_back({m.info.name, reason});
+    step.machine_changes.push_back({MachineChange::Kind::Updated, m.info.name});
+}
+
+void MachineTracker::load_saved(const SavedState &saved) {
+    for (const auto &p : saved.pins)
+        saved_pins_[p.owner].push_back(p);
+    for (const auto &p : saved.paused)
+        saved_paused_[p.owner] = p;
+}
+
+void MachineTracker::apply_saved(Step &step, Machine &m) {
+    auto same = [&](uint32_t leader) { return leader == 0 || m.info.leader == 0 || leader == m.info.leader; };
+    if (auto p = saved_paused_.find(m.info.name); p != saved_paused_.end()) {
+        if (same(p->second.leader)) {
+            m.stopped = p->second.stopped;
+            m.frozen = p->second.frozen;
+        }
+        saved_paused_.erase(p);
+    }
+    auto pins = saved_pins_.find(m.info.name);
+    if (pins == saved_pins_.end())
+        return;
+    for (const auto &pin : pins->second) {
+        if (!same(pin.leader) || m.disks.size() >= kMaxDisksPerMachine)
+            continue;
+        MachineDisk d;
+        d.disk = pin.disk;
+        d.resource = pin.resource;
+        d.aliases = pin.aliases;
+        d.mode = pin.mode;
+        d.source = MachineDisk::Source::Restored;
+        d.may_adopt = true;
+        d.versions = pin.versions;
+        if (pin.stale) {
+            d.state = MachineDisk::State::Stale;
+            d.error = "its lease was taken by another host since the machine last held it";
+            d.reported = d.error;
+            leases_.claim(d.resource, m.info.name, d.mode);
+            m.disks.push_back(d);
+            continue;
+        }
+        m.disks.push_back(d);
+        step.append(request_acquire(m, m.disks.back()));
+    }
+    saved_pins_.erase(pins);
+}
+
+Step MachineTracker::resume(RequestId id, const std::string &owner) {
+    Step step;
+    auto fail = [&](ErrorKind kind, const std::string &message) {
+        step.replies.push_back({id, ApiError{kind, message}, ""});
+        return std::move(step);
+    };
+    auto it = machines_.find(owner);
+    if (it == machines_.end() || it->second.reserved)
+        return fail(ErrorKind::NoSuchOwner, "no running machine " + owner);
+    Machine &m = it->second;
+    if (m.terminating)
+        return fail(ErrorKind::Failed, "machine " + owner + " is being terminated");
+    if (m.resume_request)
+        return fail(ErrorKind::Failed, "machine " + owner + " is being resumed already");
+    for (const auto &d : m.disks) {
+        switch (d.state) {
+        case MachineDisk::State::Stale:
+            return fail(ErrorKind::LeaseStale,
+                        "machine " + owner + " is stale: the lease of disk " + d.disk +
+                            " was taken by someone else since it last held it; resuming it would overwrite that "
+                            "host's writes with what it still holds in memory. Terminate it (vmleasectl terminate)");
+        case MachineDisk::State::Conflict:
+            return fail(ErrorKind::LeaseHeld, "disk " + d.disk + " of machine " + owner + " is held elsewhere: " + d.error);
+        case MachineDisk::State::Waiting:
+        case MachineDisk::State::Unidentified:
+        case MachineDisk::State::Released:
+            return fail(ErrorKind::Failed, "disk " + d.disk + " of machine " + owner + " is " + to_string(d.state) +
+                                               ": no lease protects it, so it is not resumed");
+        default: break;
+        }
+    }
+    if (std::any_of(m.disks.begin(), m.disks.end(),
+                    [](const MachineDisk &d) { return d.state == MachineDisk::State::Failed; }) &&
+        leases_.lockspace_state() != LockspaceState::Joined)
+        return fail(ErrorKind::LockspaceUnavailable, std::string("the lockspace is ") +
+                                                          to_string(leases_.lockspace_state()) +
+                                                          ": the machine's leases cannot be taken back yet");
+    m.resume_request = id;
+    for (auto &d : m.disks)
+        if (d.state == MachineDisk::State::Failed)
+            step.append(request_acquire(m, d));
+    step.machine_changes.push_back({MachineChange::Kind::Updated, owner});
+    return finish(std::move(step));
 }
 
 Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
@@ -850,6 +1026,9 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
                     step.append(want_named(mit->second,
                                            DiskName{DiskName::Kind::Canonical, lease.disk, lease.aliases},
                                            lease.disk, lease.mode, MachineDisk::Source::Restored));
+                for (auto &d : mit->second.disks)
+                    if (d.resource == lease.resource && d.versions.empty())
+                        d.versions = lease.versions;
             } else if (mit != machines_.end()) {
                 continue;  // reserved again since the restart: that reservation decides
             } else if (kind == SavedOwner::Kind::Reserved && who->reserved_until > now) {
@@ -872,6 +1051,11 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     for (const auto &lease : saved.leases)
         if (!kept.count(lease.resource) && !leases_.find(lease.resource))
             step.append(leases_.release_orphan(lease.resource, lease.disk, lease.aliases));
+    if (!deferred) {
+        // Machines that did not come back: their pins and pauses go with them.
+        saved_pins_.clear();
+        saved_paused_.clear();
+    }
     return finish(std::move(step));
 }
 
@@ -879,6 +1063,12 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
                                            SavedState &still_running) {
     Step step;
     std::set<std::string> told;
+    for (const auto &owner : acted)
+        if (auto mit = machines_.find(owner); mit != machines_.end() && !mit->second.reserved &&
+                                              mit->second.on_lockfailure == LockFailureAction::Pause)
+            mit->second.stopped = true;  // the helper paused it
+    saved_pins_.clear();
+    saved_paused_.clear();
     for (const auto &lease : saved.leases) {
         SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases};
         for (const auto &owner : lease.owners) {
@@ -911,6 +1101,8 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             if (known != m.disks.end()) {
                 // Named again since the restart (a rule, discovery), and
                 // refused for want of the lockspace: on_lockfailure governs it.
+                if (known->versions.empty())
+                    known->versions = lease.versions;
                 if (known->state == MachineDisk::State::Failed || known->state == MachineDisk::State::Acquiring) {
                     known->awaits_lockspace = true;
                     leases_.claim(known->resource, owner, known->mode);
@@ -927,6 +1119,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             d.mode = lease.mode;
             d.source = MachineDisk::Source::Restored;
             d.may_adopt = true;
+            d.versions = lease.versions;
             d.state = MachineDisk::State::Failed;
             d.error = "the lockspace failed";
             d.awaits_lockspace = true;
@@ -958,6 +1151,22 @@ SavedState MachineTracker::snapshot(const std::map<std::string, uint64_t> &reser
         }
         state.owners.push_back(o);
     }
+    for (const auto &[name, m] : machines_) {
+        if (m.reserved)
+            continue;
+        for (const auto &d : m.disks)
+            if (!d.versions.empty() && d.state != MachineDisk::State::Held && d.state != MachineDisk::State::Released &&
+                d.state != MachineDisk::State::Waiting && d.state != MachineDisk::State::Unidentified)
+                state.pins.push_back({name, m.info.leader, d.resource, d.disk, d.mode,
+                                      d.state == MachineDisk::State::Stale, d.aliases, d.versions});
+        if (m.frozen || m.stopped)
+            state.paused.push_back({name, m.info.leader, m.stopped, m.frozen});
+    }
+    // Of machines not listed again yet since the start.
+    for (const auto &[name, pins] : saved_pins_)
+        state.pins.insert(state.pins.end(), pins.begin(), pins.end());
+    for (const auto &[name, p] : saved_paused_)
+        state.paused.push_back(p);
     return state;
 }
 

@@ -58,7 +58,10 @@ struct MachineDisk {
     // LUN logged in after the VM started; taken when the device appears.
     // Unidentified: it has no name every host agrees on (a block device
     // with no WWN, serial or device-mapper UUID): no lease can protect it.
-    enum class State { Waiting, Acquiring, Held, Conflict, Failed, Released, Unidentified };
+    // Stale: the machine held its lease, lost it (a lock failure, the
+    // sanlock daemon stopping) and someone took the lease since: its
+    // version moved on. Never asked for again.
+    enum class State { Waiting, Acquiring, Held, Conflict, Failed, Released, Unidentified, Stale };
     std::string disk;      // its identity; while Waiting or Unidentified, the path as named
     std::string resource;
     std::vector<std::string> aliases;  // other names, whose leases are taken with it
@@ -80,6 +83,11 @@ struct MachineDisk {
     uint64_t retry_token = 0;  // the retry timer that may ask again
     std::string reported;      // the reason last announced (MachineUnprotected)
     uint32_t missed_scans = 0;  // Unidentified, discovered: scans in a row that did not find it
+    // The version (lver) each of its leases (resource, aliases') had when
+    // the machine last held them. Once it has held them, an exclusive
+    // lease is only ever taken back at these versions: a machine that was
+    // paused (or ran) without it must not go on over another host's writes.
+    std::map<std::string, uint64_t> versions = {};
 };
 const char *to_string(MachineDisk::State s);
 
@@ -94,6 +102,11 @@ struct Machine {
     bool reserved = false;     // RegisterMachine'd, and machined has not registered it yet
     bool frozen = false;       // vmlease froze its unit (on_conflict or on_unprotected pause)
     bool stopped = false;      // on_lockfailure: pause sent it SIGSTOP
+    // Let it go on (SIGCONT) once its leases are held again at their
+    // versions (resume_after_lockfailure).
+    bool resume_after_lockfailure = true;
+    // ResumeMachine waits for its leases: the request to answer.
+    std::optional<RequestId> resume_request = std::nullopt;
     // Exposed: a disk it may be writing is not held and nothing stops it
     // (see exposed()); `exposed_epoch` names that stretch for its timer.
     bool exposed = false;
@@ -101,7 +114,9 @@ struct Machine {
     bool unprotected_acted = false;  // on_unprotected applied in this stretch
 };
 // "reserved" (waiting for machined to register it), "running", "conflict"
-// (a disk is held elsewhere), "protecting" (leases still being taken)
+// (a disk is held elsewhere), "protecting" (leases still being taken),
+// "stale" (a lease it held was taken by someone else since), "paused"
+// (on_lockfailure stopped it), "frozen"
 std::string machine_state(const Machine &m);
 // Every disk it should hold is held: nothing it writes is unguarded.
 bool machine_protected(const Machine &m);
@@ -202,6 +217,15 @@ public:
     // A block device appeared (udev): disks rules name that were waiting for
     // a device are named again, and taken if they now resolve.
     Step device_appeared();
+    // ResumeMachine: an orchestrator or admin paused the machine (or vmlease
+    // did and does not resume it by itself): take back what it does not
+    // hold, each lease at the version it had, and let it go on (thaw,
+    // SIGCONT). Answered once that is done; refused (LeaseStale) if a lease
+    // moved on, and never resumed then.
+    Step resume(RequestId id, const std::string &owner);
+    // At start, before machines are listed: the pins and pauses the state
+    // file recorded (restore() forgets those of machines that are gone).
+    void load_saved(const SavedState &saved);
 
     const std::map<std::string, Machine> &machines() const { return machines_; }
     const Machine *find(const std::string &name) const;
@@ -214,6 +238,13 @@ private:
     void after_failure(Step &step, Machine &m, MachineDisk &d, const ApiError &error,
                        const std::vector<uint64_t> &holders);
     void apply_lock_failure_action(Step &step, const std::string &owner, const Machine &m);
+    void resume_if_protected(Step &step, Machine &m);
+    // A machine appearing that the state file says was paused, or had
+    // leases to take back at their versions: so it is, and they are, before
+    // any rule or scan asks for its disks without a version.
+    void apply_saved(Step &step, Machine &m);
+    std::map<std::string, std::vector<SavedPin>> saved_pins_;  // by machine, until restore()
+    std::map<std::string, SavedPause> saved_paused_;
     Step want(Machine &m, const DiskRule &rule, MachineDisk::Source source);
     Step want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
                     MachineDisk::Source source);

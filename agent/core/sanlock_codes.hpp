@@ -6,6 +6,7 @@
 
 namespace vmlease::sanlock_rv {
 
+inline constexpr int kAcquireLver = -240;       // SANLK_ACQUIRE_LVER: the lease's version moved on (someone took it)
 inline constexpr int kAcquireLockspace = -241;  // SANLK_ACQUIRE_LOCKSPACE: lockspace not joined
 inline constexpr int kAcquireIdLive = -243;     // SANLK_ACQUIRE_IDLIVE
 inline constexpr int kAcquireOwnedRetry = -247; // SANLK_ACQUIRE_OWNED_RETRY

@@ -65,7 +65,10 @@ const SavedOwner *SavedState::owner(const std::string &name) const {
 //   owner machine|api NAME
 //   owner reserved NAME UNTIL
 //   lease RESOURCE MODE OWNER[,OWNER...]|- DISK
-//   alias RESOURCE PATH          (another name of the lease just above)
+//   alias RESOURCE PATH          (another name of the lease or pin just above)
+//   lver RESOURCE NAME LVER      (the version NAME, it or an alias's lease, is held at)
+//   pin OWNER LEADER RESOURCE MODE ok|stale DISK
+//   paused OWNER LEADER stopped|frozen|stopped,frozen
 std::string format_saved_state(const SavedState &state) {
     std::string out = std::string(kHeader) + "\n";
     out.reserve(64 + state.owners.size() * 48 + state.leases.size() * 160);
@@ -83,7 +86,20 @@ std::string format_saved_state(const SavedState &state) {
                escape(l.disk) + "\n";
         for (const auto &a : l.aliases)
             out += "alias " + l.resource + " " + escape(a) + "\n";
+        for (const auto &[name, lver] : l.versions)
+            out += "lver " + l.resource + " " + name + " " + std::to_string(lver) + "\n";
     }
+    for (const auto &p : state.pins) {
+        out += "pin " + p.owner + " " + std::to_string(p.leader) + " " + p.resource + " " + to_string(p.mode) + " " + (p.stale ? "stale" : "ok") + " " +
+               escape(p.disk) + "\n";
+        for (const auto &a : p.aliases)
+            out += "alias " + p.resource + " " + escape(a) + "\n";
+        for (const auto &[name, lver] : p.versions)
+            out += "lver " + p.resource + " " + name + " " + std::to_string(lver) + "\n";
+    }
+    for (const auto &p : state.paused)
+        out += "paused " + p.owner + " " + std::to_string(p.leader) + " " +
+               (p.stopped && p.frozen ? "stopped,frozen" : p.stopped ? "stopped" : "frozen") + "\n";
     return out;
 }
 
@@ -95,6 +111,10 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
         return std::nullopt;
     }
     SavedState state;
+    // The record alias and lver lines belong to: the lease or pin line just above.
+    std::string *last_resource = nullptr;
+    std::vector<std::string> *last_aliases = nullptr;
+    std::map<std::string, uint64_t> *last_versions = nullptr;
     for (size_t number = 2; std::getline(in, line); number++) {
         auto bad = [&](const std::string &why) {
             error = "line " + std::to_string(number) + ": " + why;
@@ -144,16 +164,60 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
                 return bad("lease " + l.resource + " has a badly escaped disk");
             l.disk = *disk;
             state.leases.push_back(std::move(l));
+            last_resource = &state.leases.back().resource;
+            last_aliases = &state.leases.back().aliases;
+            last_versions = &state.leases.back().versions;
+        } else if (kind == "pin") {
+            SavedPin p;
+            std::string mode, stale, rest;
+            if (!(words >> p.owner >> p.leader >> p.resource >> mode >> stale))
+                return bad("a pin line needs an owner, its leader, a resource, a mode, ok|stale and a disk");
+            if (!is_lease_resource_name(p.resource))
+                return bad("\"" + p.resource + "\" is not a lease resource name");
+            auto m = lease_mode_from_string(mode);
+            if (!m || *m == LeaseMode::None)
+                return bad("unknown lease mode \"" + mode + "\"");
+            if (stale != "ok" && stale != "stale")
+                return bad("a pin is ok or stale, not \"" + stale + "\"");
+            p.mode = *m;
+            p.stale = stale == "stale";
+            std::getline(words, rest);
+            auto disk = rest.size() < 2 || rest[0] != ' ' ? std::nullopt : unescape(rest.substr(1));
+            if (!disk)
+                return bad("pin of " + p.resource + " has no disk, or a badly escaped one");
+            p.disk = *disk;
+            state.pins.push_back(std::move(p));
+            last_resource = &state.pins.back().resource;
+            last_aliases = &state.pins.back().aliases;
+            last_versions = &state.pins.back().versions;
         } else if (kind == "alias") {
             std::string resource, rest;
             words >> resource;
             std::getline(words, rest);
-            if (state.leases.empty() || state.leases.back().resource != resource)
+            if (!last_resource || *last_resource != resource)
                 return bad("an alias line must follow the line of its lease");
             auto path = rest.size() < 2 || rest[0] != ' ' ? std::nullopt : unescape(rest.substr(1));
             if (!path)
                 return bad("alias of " + resource + " has no path, or a badly escaped one");
-            state.leases.back().aliases.push_back(*path);
+            last_aliases->push_back(*path);
+        } else if (kind == "lver") {
+            std::string resource, name;
+            uint64_t lver = 0;
+            if (!(words >> resource >> name >> lver) || !is_lease_resource_name(name))
+                return bad("a lver line needs a resource, a lease name and a version");
+            if (!last_resource || *last_resource != resource)
+                return bad("a lver line must follow the line of its lease");
+            (*last_versions)[name] = lver;
+        } else if (kind == "paused") {
+            SavedPause p;
+            std::string how;
+            if (!(words >> p.owner >> p.leader >> how))
+                return bad("a paused line needs an owner, its leader and how it was paused");
+            p.stopped = how == "stopped" || how == "stopped,frozen";
+            p.frozen = how == "frozen" || how == "stopped,frozen";
+            if (!p.stopped && !p.frozen)
+                return bad("unknown pause \"" + how + "\"");
+            state.paused.push_back(p);
         } else if (!kind.empty()) {
             return bad("unknown entry \"" + kind + "\"");
         }

@@ -10,6 +10,7 @@
 #include "config.hpp"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,11 +34,37 @@ struct SavedLease {
     // agent stopped; whatever sanlock still holds of it is to be released.
     std::vector<std::string> owners;
     std::vector<std::string> aliases = {};  // taken and given back with it
+    std::map<std::string, uint64_t> versions = {};  // lver of each of its resources (itself, its aliases')
+};
+
+// A running machine's disk whose lease it held and does not hold now
+// (released in a lock failure, lost with the sanlock daemon): it is taken
+// again only at these versions, so that a machine paused meanwhile never
+// resumes over another host's writes. `stale`: someone took it since.
+struct SavedPin {
+    std::string owner;
+    uint32_t leader = 0;  // the machine's leader then: a new machine of that name starts afresh
+    std::string resource;
+    std::string disk;
+    LeaseMode mode = LeaseMode::Exclusive;
+    bool stale = false;
+    std::vector<std::string> aliases = {};
+    std::map<std::string, uint64_t> versions = {};
+};
+
+// A machine vmlease paused (SIGSTOP by on_lockfailure, or its unit frozen).
+struct SavedPause {
+    std::string owner;
+    uint32_t leader = 0;
+    bool stopped = false;
+    bool frozen = false;
 };
 
 struct SavedState {
     std::vector<SavedOwner> owners;
     std::vector<SavedLease> leases;
+    std::vector<SavedPin> pins = {};
+    std::vector<SavedPause> paused = {};
     const SavedOwner *owner(const std::string &name) const;
 };
 

@@ -1,5 +1,7 @@
 #include "step.hpp"
 
+#include <algorithm>
+
 #include "disk_path.hpp"
 
 namespace vmlease {
@@ -33,12 +35,14 @@ void Step::append(Step &&o) {
     move_into(conflicts, o.conflicts);
     move_into(machine_changes, o.machine_changes);
     move_into(lock_failures, o.lock_failures);
+    move_into(stale, o.stale);
+    move_into(resumed, o.resumed);
     lockspace_state_changed = lockspace_state_changed || o.lockspace_state_changed;
 }
 
 bool Step::empty() const {
     return effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && changes.empty() &&
-           conflicts.empty() && machine_changes.empty() && lock_failures.empty() &&
+           conflicts.empty() && machine_changes.empty() && lock_failures.empty() && stale.empty() && resumed.empty() &&
            retry_timers.empty() && protection_timers.empty() && unprotected.empty() && !lockspace_state_changed;
 }
 
@@ -49,8 +53,16 @@ std::vector<std::string> alias_resources(const Lease &lease) {
     return out;
 }
 
-AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan) {
-    return {lease.resource, lease.disk, lease.mode, owner_pid, adopt_orphan, alias_resources(lease)};
+AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan,
+                             const std::map<std::string, uint64_t> &pins) {
+    AcquireEffect e{lease.resource, lease.disk, lease.mode, owner_pid, adopt_orphan, alias_resources(lease)};
+    // Only the lease's own names: an alias the request no longer takes is not pinned.
+    for (const auto &[resource, lver] : pins)
+        if (lver != 0 && (resource == e.resource ||
+                          std::find(e.alias_resources.begin(), e.alias_resources.end(), resource) !=
+                              e.alias_resources.end()))
+            e.pins[resource] = lver;
+    return e;
 }
 
 ReleaseEffect release_effect(const Lease &lease, bool orphan) {

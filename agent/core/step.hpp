@@ -8,6 +8,7 @@
 #include "config.hpp"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -32,6 +33,9 @@ struct Lease {
     // Held for the owner by the machine's own sanlock client (libvirt's
     // plugin in the VM's process), not by vmleased: never released by us.
     bool external = false;
+    // The version (sanlock's lver) each of its resources (this one and its
+    // aliases' leases) is held at; 0 or missing: not known.
+    std::map<std::string, uint64_t> versions = {};
 };
 
 using RequestId = uint64_t;
@@ -47,6 +51,9 @@ struct AcquireEffect {
     // file, or a running machine's rules or discovery, say it belongs to.
     bool adopt_orphan = false;
     std::vector<std::string> alias_resources = {};  // taken with it, all or nothing
+    // Taken only at these versions (resource -> lver): a paused machine's
+    // leases, which nobody may have taken since it last held them.
+    std::map<std::string, uint64_t> pins = {};
 };
 struct ReleaseEffect {
     std::string resource;
@@ -57,7 +64,8 @@ struct ReleaseEffect {
 };
 // The lease names of a lease's aliases.
 std::vector<std::string> alias_resources(const Lease &lease);
-AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan);
+AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan,
+                             const std::map<std::string, uint64_t> &pins = {});
 ReleaseEffect release_effect(const Lease &lease, bool orphan = false);
 using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
 
@@ -147,6 +155,21 @@ struct LockFailureChange {
     std::string action;
     std::string note;  // e.g. why restart acted as terminate
 };
+// A paused machine's lease was taken by someone else since it last held it
+// (its version moved on): resuming the machine would write over that. It
+// stays paused and is never resumed by vmlease. `holder_host_id`: who holds
+// it now (0: free now; who took it is not known).
+struct StaleChange {
+    std::string machine;
+    std::string disk;
+    uint32_t holder_host_id;
+};
+// A machine vmlease paused goes on: its leases are held again, each at the
+// version it had when it was paused (or it never held them: on_conflict).
+struct ResumeChange {
+    std::string machine;
+    std::string reason;
+};
 // A machine appeared, changed (disks, state) or went away.
 struct MachineChange {
     enum class Kind { Added, Updated, Removed } kind;
@@ -165,6 +188,8 @@ struct Step {
     std::vector<ConflictChange> conflicts;
     std::vector<MachineChange> machine_changes;
     std::vector<LockFailureChange> lock_failures;
+    std::vector<StaleChange> stale = {};
+    std::vector<ResumeChange> resumed = {};
     bool lockspace_state_changed = false;
 
     void append(Step &&other);
@@ -185,6 +210,8 @@ struct SanlockOutcome {
     // Alias leases the owner's own sanlock client (libvirt's plugin in the
     // VM) holds: the rest was taken without them, and they are not ours.
     std::vector<std::string> owner_held_aliases = {};
+    // Taken: the version each resource is held at now (sanlock_inquire).
+    std::map<std::string, uint64_t> versions = {};
 };
 
 

@@ -110,6 +110,12 @@ private:
     void onMachineUnprotected(const std::string &machine, const std::string &disk, const std::string &reason) override {
         record("MachineUnprotected", {machine, disk, reason});
     }
+    void onMachineStale(const std::string &machine, const std::string &disk, const uint32_t &holder) override {
+        record("MachineStale", {machine, disk, std::to_string(holder)});
+    }
+    void onMachineResumed(const std::string &machine, const std::string &reason) override {
+        record("MachineResumed", {machine, reason});
+    }
     void onDeviceAdded(const std::string &path) override { record("DeviceAdded", {path}); }
     void onDeviceRemoved(const std::string &path) override { record("DeviceRemoved", {path}); }
     void onPropertiesChanged(const std::string &interface, const std::map<std::string, sdbus::Variant> &changed,

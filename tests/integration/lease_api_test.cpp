@@ -106,8 +106,9 @@ TEST_F(LeaseApi, AcquireListInspectRelease) {
         .withArguments("org.vmlease.Lease", "Owner").storeResultsTo(owner);
     EXPECT_EQ(owner.get<std::string>(), "vm1");
 
-    auto [resource, file, owners] = client().InspectDisk(kDisk);
+    auto [resource, file, owners, version] = client().InspectDisk(kDisk);
     EXPECT_EQ(resource, kResource);
+    EXPECT_EQ(version, 1u) << "a new lease file, taken once";
     EXPECT_EQ(file, lease_dir + "/" + kResource);
     ASSERT_EQ(owners.size(), 1u);
     EXPECT_EQ(owners[0].get<0>(), 1u);

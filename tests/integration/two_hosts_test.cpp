@@ -39,7 +39,7 @@ TEST_F(TwoHosts, ADiskLeasedOnOneHostIsRefusedOnTheOther) {
     EXPECT_TRUE(h2->client->ListLeases().empty());
 
     // Host 2 can see who holds it.
-    auto [resource, file, owners] = h2->client->InspectDisk(kDisk);
+    auto [resource, file, owners, version] = h2->client->InspectDisk(kDisk);
     ASSERT_EQ(owners.size(), 1u);
     EXPECT_EQ(owners[0].get<0>(), 1u);
     EXPECT_EQ(owners[0].get<3>(), "other host");
@@ -48,6 +48,8 @@ TEST_F(TwoHosts, ADiskLeasedOnOneHostIsRefusedOnTheOther) {
     // Once host 1 lets go, host 2 gets it, and now host 1 is refused.
     h1->client->ReleaseDisk("vm-a", kDisk);
     EXPECT_NO_THROW(h2->client->AcquireDisk("vm-b", kDisk, "exclusive", kNoOptions));
+    // Each host that takes it makes a new version of the lease.
+    EXPECT_EQ(std::get<3>(h1->client->InspectDisk(kDisk)), version + 1);
     EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("vm-a", kDisk, "exclusive", kNoOptions); }, &message),
               "org.vmlease.Error.LeaseHeld");
     EXPECT_NE(message.find("host id 2"), std::string::npos) << message;

@@ -323,7 +323,7 @@ TEST(ConfigErrors, UnknownTopLevelKey) {
     EXPECT_EQ(error_of("host_id: 1\nhostid: 2\n"),
               "t.yaml:2:1: hostid: unknown key (expected one of host_id, lease_dir, lockspace, io_timeout, "
               "auto_disk_leases, on_conflict, on_lockfailure, on_unprotected, unprotected_grace, "
-              "lease_file_user, lease_file_group, "
+              "resume_after_lockfailure, lease_file_user, lease_file_group, "
               "lockfailure_helper, lease_holder, discovery, machines, cleanup_min_age)");
 }
 
@@ -342,7 +342,7 @@ TEST(ConfigErrors, UnknownKeyInDiscoveryAndMachine) {
               "t.yaml:3:3: discovery.open_file: unknown key (expected one of open_files, include, exclude)");
     EXPECT_EQ(error_of("host_id: 1\nmachines:\n  - match: a\n    disks: []\n    on_failure: pause\n"),
               "t.yaml:5:5: machines[0].on_failure: unknown key (expected one of match, disks, on_lockfailure, "
-              "on_conflict, on_unprotected, unprotected_grace)");
+              "on_conflict, on_unprotected, unprotected_grace, resume_after_lockfailure)");
 }
 
 TEST(ConfigErrors, DuplicateKeys) {
@@ -520,7 +520,7 @@ TEST(ConfigLoad, ErrorInADropInNamesTheDropIn) {
     std::string bad = dir.write("vmlease.d/20-bad.yaml", "# comment\nmachines:\n  - match: a\n    disk: []\n");
     EXPECT_EQ(load_error_of(main),
               bad + ":4:5: machines[0].disk: unknown key (expected one of match, disks, on_lockfailure, on_conflict, on_unprotected, "
-                           "unprotected_grace)");
+                           "unprotected_grace, resume_after_lockfailure)");
 }
 
 TEST(ConfigLoad, SyntaxErrorInADropInNamesTheDropIn) {

@@ -50,7 +50,7 @@ protected:
                     next.append(tracker.lease_reply(r));
             for (const auto &e : step.effects) {
                 if (auto *a = std::get_if<AcquireEffect>(&e))
-                    next.append(reg.acquire_done(a->resource, {rv, holders, ""}));
+                    next.append(reg.acquire_done(a->resource, sanlock_acquire(*a, rv, holders)));
                 else if (auto *r = std::get_if<ReleaseEffect>(&e))
                     next.append(reg.release_done(r->resource, {0, {}, ""}));
             }
@@ -60,6 +60,25 @@ protected:
             step = std::move(next);
         }
     }
+    // sanlock's lease versions: every acquire makes a new one, an acquire
+    // pinned to another version fails with SANLK_ACQUIRE_LVER.
+    SanlockOutcome sanlock_acquire(const AcquireEffect &a, int rv, const std::vector<uint64_t> &holders) {
+        SanlockOutcome out{rv, holders, ""};
+        if (rv != 0)
+            return out;
+        std::vector<std::string> names{a.resource};
+        names.insert(names.end(), a.alias_resources.begin(), a.alias_resources.end());
+        for (const auto &[name, pinned] : a.pins)
+            if (lver[name] != pinned) {
+                out.rv = -240;
+                out.detail = "lease version changed";
+                return out;
+            }
+        for (const auto &name : names)
+            out.versions[name] = ++lver[name];
+        return out;
+    }
+    std::map<std::string, uint64_t> lver;  // on "disk", by resource
     static MachineInfo vm(const std::string &name) { return {name, "vm", "machine-" + name + ".scope", 4242}; }
     static const Reply *reply_for(const Step &s, RequestId id) {
         for (const auto &r : s.replies)
@@ -347,9 +366,14 @@ TEST_F(Tracker, ALockFailureAppliesEachActionAndReleasesAStoppedMachinesLeasesOn
     // Back: disks of machines still there are taken again, the service is started.
     reg.set_lockspace_state(LockspaceState::Joined);
     Step back = run(tracker.retry_failed());
-    ASSERT_EQ(back.machine_effects.size(), 1u);
+    ASSERT_EQ(back.machine_effects.size(), 2u);
     EXPECT_EQ(back.machine_effects[0].kind, MachineEffect::Kind::StartUnit);
     EXPECT_EQ(back.machine_effects[0].unit, "qemu-svc.service");
+    // The paused machine's disks are held again at their versions: it goes on.
+    EXPECT_EQ(back.machine_effects[1].kind, MachineEffect::Kind::Kill);
+    EXPECT_EQ(back.machine_effects[1].machine, "db-1");
+    EXPECT_EQ(back.machine_effects[1].signal, SIGCONT);
+    ASSERT_EQ(back.resumed.size(), 1u);
     EXPECT_NE(reg.find(lease_resource_name("/srv/keep.img")), nullptr);
     EXPECT_EQ(reg.find(lease_resource_name("/srv/api.img")), nullptr);  // not a machine: the caller takes it again
     EXPECT_TRUE(run(tracker.retry_failed()).machine_effects.empty());    // started once
@@ -685,7 +709,11 @@ TEST_F(Tracker, UnderPauseAConflictFreezesTheMachineUntilTheLeaseIsGranted) {
     Step second = run(tracker.retry("db-1", s.retry_timers[1].disk, s.retry_timers[1].token));
     ASSERT_EQ(second.machine_effects.size(), 1u);
     EXPECT_EQ(second.machine_effects[0].kind, MachineEffect::Kind::Thaw);
+    EXPECT_EQ(second.resumed.size(), 1u);
     EXPECT_FALSE(m->frozen);
+    // It never held them before: nothing was pinned.
+    for (const auto &d : m->disks)
+        EXPECT_EQ(d.state, MachineDisk::State::Held);
 }
 
 TEST_F(Tracker, OnUnprotectedAppliesOnceTheGraceIsOverAndEachActionDoesWhatItSays) {
@@ -1052,4 +1080,186 @@ TEST_F(Tracker, ADiskWithoutIdentityIsForgottenOnlyAfterThreeScansMissIt) {
         run(tracker.files_discovered("web-1", {}));
     EXPECT_TRUE(tracker.find("web-1")->disks.empty());
     EXPECT_TRUE(machine_protected(*tracker.find("web-1")));
+}
+
+// --- lease versions: a paused machine never resumes over another host's writes --------
+
+namespace {
+const std::string kLun = "/dev/disk/by-path/lun-1";
+}  // namespace
+
+TEST_F(Tracker, ALeaseTakenByAnotherHostWhileTheMachineWasPausedMakesItStaleForGood) {
+    run(tracker.machine_appeared(vm("db-1")));
+    const Machine *m = tracker.find("db-1");
+    ASSERT_TRUE(machine_protected(*m));
+    const std::string lun = lease_resource_name(kLun);
+    EXPECT_EQ(m->disks[0].versions.at(lun), 1u) << "the version it was granted is remembered";
+
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    EXPECT_TRUE(m->stopped);
+    // Meanwhile host 2 takes the disk, writes, lets go: a new version.
+    lver[lun]++;
+    reg.set_lockspace_state(LockspaceState::Joined);
+    Step back = run(tracker.retry_failed());
+
+    ASSERT_EQ(back.stale.size(), 1u);
+    EXPECT_EQ(back.stale[0].machine, "db-1");
+    EXPECT_EQ(back.stale[0].disk, kLun);
+    const MachineDisk &d = m->disks[0];
+    EXPECT_EQ(d.state, MachineDisk::State::Stale);
+    EXPECT_EQ(machine_state(*m), "stale");
+    EXPECT_FALSE(machine_protected(*m));
+    // Never resumed, never asked for again, and its grace does not kill it.
+    for (const auto &e : back.machine_effects)
+        EXPECT_FALSE(e.kind == MachineEffect::Kind::Kill && e.signal == SIGCONT) << "resumed a stale machine";
+    EXPECT_TRUE(back.resumed.empty());
+    for (const auto &t : back.retry_timers)
+        EXPECT_NE(t.disk, kLun);
+    EXPECT_TRUE(m->stopped);
+    EXPECT_FALSE(m->exposed);
+    EXPECT_TRUE(run(tracker.retry_failed()).effects.empty());
+    EXPECT_EQ(reg.find(lun), nullptr) << "nothing took the stale disk's lease for it";
+
+    // An admin's ResumeMachine is refused too.
+    Step asked = run(tracker.resume(9, "db-1"));
+    ASSERT_NE(reply_for(asked, 9), nullptr);
+    EXPECT_EQ(kind_of(*reply_for(asked, 9)), ErrorKind::LeaseStale);
+    EXPECT_TRUE(asked.machine_effects.empty());
+}
+
+TEST_F(Tracker, ASharedLeaseIsNotPinnedAnExclusiveOneIs) {
+    run(tracker.machine_appeared(vm("db-1")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    reg.set_lockspace_state(LockspaceState::Joined);
+    Step back = tracker.retry_failed();
+    std::map<std::string, std::map<std::string, uint64_t>> pins;
+    for (const auto &e : back.effects)
+        if (auto *a = std::get_if<AcquireEffect>(&e))
+            pins[a->disk] = a->pins;
+    ASSERT_EQ(pins.size(), 2u);
+    EXPECT_EQ(pins[kLun], (std::map<std::string, uint64_t>{{lease_resource_name(kLun), 1}}));
+    // Every host that joins a shared lease makes a new version: no sign of a writer.
+    EXPECT_TRUE(pins["/srv/shared.img"].empty());
+}
+
+TEST_F(Tracker, ResumeAfterLockfailureOffLeavesItPausedUntilResumeMachine) {
+    config.resume_after_lockfailure = false;
+    config.machines[0].resume_after_lockfailure = std::nullopt;
+    run(tracker.machine_appeared(vm("db-1")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    reg.set_lockspace_state(LockspaceState::Joined);
+    Step back = run(tracker.retry_failed());
+    const Machine *m = tracker.find("db-1");
+    EXPECT_TRUE(machine_protected(*m)) << "its leases are back";
+    EXPECT_TRUE(back.resumed.empty());
+    EXPECT_TRUE(m->stopped);
+
+    Step asked = run(tracker.resume(9, "db-1"));
+    ASSERT_NE(reply_for(asked, 9), nullptr);
+    EXPECT_FALSE(reply_for(asked, 9)->error) << reply_for(asked, 9)->error->message;
+    ASSERT_EQ(asked.machine_effects.size(), 1u);
+    EXPECT_EQ(asked.machine_effects[0].signal, SIGCONT);
+    ASSERT_EQ(asked.resumed.size(), 1u);
+    EXPECT_FALSE(m->stopped);
+}
+
+TEST_F(Tracker, ResumeMachineTakesBackWhatIsMissingAtItsVersionBeforeAnswering) {
+    config.machines[0].on_lockfailure = LockFailureAction::Ignore;
+    run(tracker.machine_appeared(vm("db-1")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    reg.set_lockspace_state(LockspaceState::Joined);
+    // Asked before the disks were retried: the answer waits for them.
+    Step asked = tracker.resume(9, "db-1");
+    EXPECT_EQ(reply_for(asked, 9), nullptr);
+    size_t pinned = 0;
+    for (const auto &e : asked.effects)
+        if (auto *a = std::get_if<AcquireEffect>(&e))
+            pinned += a->pins.size();
+    EXPECT_EQ(pinned, 1u);
+    Step done = run(std::move(asked));
+    ASSERT_NE(reply_for(done, 9), nullptr);
+    EXPECT_FALSE(reply_for(done, 9)->error);
+    EXPECT_EQ(done.resumed.size(), 1u);
+    // Unknown machines are refused.
+    EXPECT_EQ(kind_of(*reply_for(run(tracker.resume(10, "nobody")), 10)), ErrorKind::NoSuchOwner);
+}
+
+TEST_F(Tracker, PinsAndPausesSurviveARestartOfTheAgent) {
+    run(tracker.machine_appeared(vm("db-1")));
+    run(tracker.machine_appeared(vm("db-2")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    const std::string lun = lease_resource_name(kLun);
+    // The agent stops here; the state file is all the next one knows.
+    std::string error;
+    auto saved = parse_saved_state(format_saved_state(tracker.snapshot({}, 0)), error);
+    ASSERT_TRUE(saved) << error;
+    size_t pins_of_db1 = 0;
+    for (const auto &p : saved->pins)
+        pins_of_db1 += p.owner == "db-1" && p.resource == lun && p.versions.at(lun) == 1;
+    EXPECT_EQ(pins_of_db1, 1u);
+    ASSERT_EQ(saved->paused.size(), 2u);
+    EXPECT_TRUE(saved->paused[0].stopped);
+
+    lver[lun]++;  // another host took db-1's disk meanwhile (db-2 names the same LUN: both stale)
+    LeaseRegistry reg2(1);
+    MachineTracker next(reg2, config);
+    next.load_saved(*saved);
+    reg2.set_lockspace_state(LockspaceState::Joined);
+    // The machine appears before anything else: its disk is asked for at
+    // its version, before the rules could ask without one.
+    Step appeared = next.machine_appeared(vm("db-1"));
+    bool pinned = false;
+    for (const auto &e : appeared.effects)
+        if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
+            pinned = a->pins.count(lun) && a->pins.at(lun) == 1;
+    EXPECT_TRUE(pinned);
+    Step s = std::move(appeared);
+    for (int i = 0; i < 5; i++) {
+        Step more;
+        for (const auto &r : s.replies)
+            if (is_internal(r.request))
+                more.append(next.lease_reply(r));
+        for (const auto &e : s.effects)
+            if (auto *a = std::get_if<AcquireEffect>(&e))
+                more.append(reg2.acquire_done(a->resource, sanlock_acquire(*a, 0, {})));
+        if (more.empty())
+            break;
+        s = std::move(more);
+    }
+    const Machine *m = next.find("db-1");
+    ASSERT_NE(m, nullptr);
+    EXPECT_TRUE(m->stopped) << "the pause was remembered";
+    EXPECT_EQ(machine_state(*m), "stale");
+    // A new machine under db-2's name (another leader) starts afresh.
+    MachineInfo fresh = vm("db-2");
+    fresh.leader = 777;
+    next.machine_appeared(fresh);
+    EXPECT_FALSE(next.find("db-2")->stopped);
+}
+
+TEST(SavedStateFile, PinsPausesAndVersionsRoundTrip) {
+    SavedState s;
+    std::string r = lease_resource_name("/srv/a.img"), alias = lease_resource_name("/old/a.img");
+    s.leases = {{r, "/srv/a.img", LeaseMode::Exclusive, {"db-1"}, {"/old/a.img"}, {{r, 7}, {alias, 3}}}};
+    s.pins = {{"db-2", 4242, r, "/srv/a b.img", LeaseMode::Exclusive, true, {"/old/a.img"}, {{r, 9}}}};
+    s.paused = {{"db-2", 4242, true, false}, {"db-3", 0, true, true}};
+    std::string error;
+    auto back = parse_saved_state(format_saved_state(s), error);
+    ASSERT_TRUE(back) << error;
+    EXPECT_EQ(back->leases[0].versions, (std::map<std::string, uint64_t>{{r, 7}, {alias, 3}}));
+    ASSERT_EQ(back->pins.size(), 1u);
+    EXPECT_EQ(back->pins[0].leader, 4242u);
+    EXPECT_EQ(back->pins[0].disk, "/srv/a b.img");
+    EXPECT_TRUE(back->pins[0].stale);
+    EXPECT_EQ(back->pins[0].aliases, (std::vector<std::string>{"/old/a.img"}));
+    EXPECT_EQ(back->pins[0].versions.at(r), 9u);
+    ASSERT_EQ(back->paused.size(), 2u);
+    EXPECT_TRUE(back->paused[1].stopped && back->paused[1].frozen);
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nlver " + r + " " + r + " 3\n", error)) << "a lver line alone";
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\npaused db-1 1 sideways\n", error));
 }
