@@ -868,7 +868,8 @@ void Daemon::log_changes(const Step &step) {
                                            : std::string("another host (it is free now)")) +
                         " since the machine last held it, so the disk may hold writes the machine has not seen. " +
                         (paused ? "It stays paused and vmlease will not resume it: resuming it would overwrite them. "
-                                  "Terminate it (vmleasectl terminate " + st.machine + ")"
+                                  "Kill it (machinectl kill --signal=SIGKILL " + st.machine +
+                                  "): a graceful stop would let it write first"
                                 : "It is not paused: on_unprotected applies to it"),
                     {{"OWNER", st.machine}, {"DISK", st.disk}, {"HOLDER_HOST_ID", std::to_string(st.holder_host_id)}},
                     message_id::kMachineStale);

@@ -18,6 +18,9 @@ const std::map<std::string, std::vector<const char *>> kSignalArgs = {
     {"LeaseReleased", {"owner", "disk", "lease"}},
     {"LeaseConflict", {"owner", "disk", "holder_host_id"}},
     {"LockFailure", {"owner", "lockspace", "action"}},
+    {"MachineUnprotected", {"machine", "disk", "reason"}},
+    {"MachineStale", {"machine", "disk", "holder_host_id"}},
+    {"MachineResumed", {"machine", "reason"}},
     {"DeviceAdded", {"path"}},
     {"DeviceRemoved", {"path"}},
 };

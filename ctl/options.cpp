@@ -123,6 +123,8 @@ Commands:
   register OWNER DISK...     Reserve disks before machine OWNER starts;
                              DISK is PATH[:exclusive|:shared|:none]
   release-machine OWNER      Release every lease OWNER holds
+  resume OWNER               Take back a paused machine's leases at the versions
+                             it had, then let it go on
   cleanup                    Delete lease files that no host uses
   reload                     Re-read the configuration
   monitor                    Print vmleased's signals until interrupted

@@ -118,7 +118,17 @@ int verb_status(Context &c, const Args &) {
     for (const auto &w : warnings)
         std::cout << highlight(c.out, "Warning: " + to_text(w), kYellow) << "\n";
     for (const auto &m : unprotected) {
-        std::cout << highlight(c.out, "Unprotected: " + to_text(m["machine"]), kRed) << "\n";
+        bool stale = std::any_of(m["disks"].begin(), m["disks"].end(), [](const Json &d) {
+            return to_text(d["reason"]).rfind("stale", 0) == 0;
+        });
+        if (stale)
+            std::cout << highlight(c.out,
+                                   "Stale: " + to_text(m["machine"]) +
+                                       " (another host took its disk since; never resume it, kill it with SIGKILL)",
+                                   kRed)
+                      << "\n";
+        else
+            std::cout << highlight(c.out, "Unprotected: " + to_text(m["machine"]), kRed) << "\n";
         for (const auto &d : m["disks"]) {
             uint64_t since = d["since"].is_number() ? d["since"].get<uint64_t>() : 0;
             std::string when;
@@ -318,6 +328,21 @@ int verb_release_machine(Context &c, const Args &args) {
     return kExitOk;
 }
 
+int verb_resume(Context &c, const Args &args) {
+    const std::string &owner = args[0];
+    call_method(c.bus, {.member = "ResumeMachine", .reply_signature = "",
+                        .what = "cannot resume " + owner,
+                        .append = [&](sd_bus_message *m) {
+                            check(sd_bus_message_append(m, "sa{sv}", owner.c_str(), 0), "cannot build call");
+                        },
+                        .timeout = kLongTimeout});
+    if (c.out.json != JsonMode::Off)
+        print_json(c.out, Json{{"owner", owner}, {"resumed", true}});
+    else
+        std::cout << "Resumed " << owner << ": its leases are held at the versions it had.\n";
+    return kExitOk;
+}
+
 // --- cleanup, reload ---------------------------------------------------------
 
 int verb_cleanup(Context &c, const Args &) {
@@ -360,6 +385,7 @@ const Verb kVerbs[] = {
     {"release", 2, 2, 0, true, false, verb_release},
     {"register", 2, kAny, kOptGrace, true, false, verb_register},
     {"release-machine", 1, 1, 0, true, false, verb_release_machine},
+    {"resume", 1, 1, 0, true, false, verb_resume},
     {"cleanup", 0, 0, kOptDryRun, true, false, verb_cleanup},
     {"reload", 0, 0, 0, true, false, verb_reload},
     {"monitor", 0, 0, 0, false, false, verb_monitor},

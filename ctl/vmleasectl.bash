@@ -34,7 +34,7 @@ _vmleasectl() {
     _init_completion -s -n : || return
 
     local verbs='status list machines inspect acquire release register
-                 release-machine cleanup reload monitor'
+                 release-machine resume cleanup reload monitor'
     local opts_global='-h --help --version --json= --no-legend --no-pager
                        --no-ask-password -H --host= --system'
 
@@ -115,7 +115,7 @@ _vmleasectl() {
                 __vmleasectl_files
             fi
             ;;
-        release-machine)
+        release-machine | resume)
             ((npos == 0)) && COMPREPLY=($(compgen -W "$(__vmleasectl_owners)" -- "$cur"))
             ;;
     esac

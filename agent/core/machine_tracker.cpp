@@ -587,7 +587,7 @@ void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const
                                     ApiError{ErrorKind::LeaseStale,
                                              "machine " + m.info.name + " is stale: " + error.message +
                                                  "; resuming it would overwrite that host's writes with what it "
-                                                 "still holds in memory. Terminate it (vmleasectl terminate)"},
+                                                 "still holds in memory. Kill it: machinectl kill --signal=SIGKILL " + m.info.name},
                                     d.resource});
             m.resume_request.reset();
         }
@@ -828,6 +828,16 @@ void MachineTracker::apply_saved(Step &step, Machine &m) {
             m.disks.push_back(d);
             continue;
         }
+        if (leases_.lockspace_state() != LockspaceState::Joined) {
+            // Taken back (at its versions) once the lockspace is joined;
+            // on_lockfailure, not on_unprotected, governs it meanwhile.
+            d.state = MachineDisk::State::Failed;
+            d.error = "the lockspace failed";
+            d.awaits_lockspace = true;
+            leases_.claim(d.resource, m.info.name, d.mode);
+            m.disks.push_back(d);
+            continue;
+        }
         m.disks.push_back(d);
         step.append(request_acquire(m, m.disks.back()));
     }
@@ -854,7 +864,8 @@ Step MachineTracker::resume(RequestId id, const std::string &owner) {
             return fail(ErrorKind::LeaseStale,
                         "machine " + owner + " is stale: the lease of disk " + d.disk +
                             " was taken by someone else since it last held it; resuming it would overwrite that "
-                            "host's writes with what it still holds in memory. Terminate it (vmleasectl terminate)");
+                            "host's writes with what it still holds in memory. Kill it: machinectl kill --signal=SIGKILL " +
+                                owner);
         case MachineDisk::State::Conflict:
             return fail(ErrorKind::LeaseHeld, "disk " + d.disk + " of machine " + owner + " is held elsewhere: " + d.error);
         case MachineDisk::State::Waiting:

@@ -110,7 +110,11 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
     bool saw_rejoining = log.find("lockspace __LIBVIRT__DISKS__ is rejoining") != std::string::npos;
     EXPECT_TRUE(saw_failed && saw_rejoining) << "LockspaceState did not go failed -> rejoining -> joined";
 
-    vms["lf-pause"].signal(SIGCONT);
+    // The paused machine's lease came back at the version it had: it goes
+    // on by itself (resume_after_lockfailure, default on) and says so.
+    EXPECT_TRUE(h->client->wait_for("MachineResumed", {"lf-pause"}, 20s)) << h->agent->log();
+    EXPECT_TRUE(eventually([&] { return process_state(vms["lf-pause"].pid()) != 'T'; }, 10s))
+        << "pause: still stopped after the rejoin";
     for (const char *name : {"lf-pause", "lf-ign"})
         h->machined->call("TerminateMachine", {"s", name});
     for (const char *name : {"lf-pause", "lf-ign"})
@@ -157,7 +161,7 @@ protected:
         o.extra_yaml = rules(*root / "images",
                              {{"fs-a", "poweroff"}, {"fs-b", "poweroff"}, {"fs-c", "poweroff"}, {"fs-d", "poweroff"},
                               {"fs-e", "poweroff"}, {"fs-f", "pause"}, {"fs-g", "poweroff"},
-                              {"fs-h", "poweroff"}});
+                              {"fs-h", "poweroff"}, {"fs-s", "pause"}, {"fs-r", "pause"}});
         o.start_agent = false;
         h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
         // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
@@ -495,6 +499,116 @@ TEST_F(StorageLoss, WithTheAgentKilledAndStorageHungTheVmIsStoppedWhileHost2IsSt
     fs->set("ok");
     h->agent->start();
     EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
+}
+
+// --- lease versions: a paused VM never resumes over another host's writes ---------
+//
+// fs-s and fs-r (on_lockfailure: pause) hold their disks when this host's
+// storage fails; the agent pauses both. It is then SIGKILLed while they are
+// paused and started again (storage still failing): what it knows of them
+// is the state file. Host 2 takes fs-s's disk (once sanlock there declares
+// host 1 dead), writes to it and lets it go; fs-r's disk nobody touches.
+// When the storage heals and the lockspace is joined again, fs-r's lease
+// comes back at the version it had and fs-r goes on by itself; fs-s's
+// lease moved on, so fs-s stays paused for good, is reported stale, and
+// host 2's data stays as host 2 wrote it.
+TEST_F(StorageLoss, APausedVmWhoseDiskAnotherHostTookIsStaleForGoodOneNobodyTouchedResumes) {
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    Host h2(root->path(), *root / "backing", 2);
+    ASSERT_TRUE(h2.client->wait_property("LockspaceState", "joined", 120s)) << h2.agent->log();
+    std::filesystem::create_directories(*root / "images");
+    const std::string stale_disk = root->path() + "/images/fs-s.img", fresh_disk = root->path() + "/images/fs-r.img";
+    // Each VM writes its disk while it runs (not while it is paused).
+    auto vm = [&](const std::string &name, const std::string &disk) {
+        return Child({"/bin/sh", "-c", "while :; do echo \"" + name + " on host 1\" > " + disk + "; sleep 0.1; done"},
+                     {}, root->path() + "/" + name + ".log");
+    };
+    Child stale = vm("fs-s", stale_disk), fresh = vm("fs-r", fresh_disk);
+    ASSERT_EQ(h->machined->create_machine("fs-s", stale.pid()).rfind("o ", 0), 0u);
+    ASSERT_EQ(h->machined->create_machine("fs-r", fresh.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-s"}, 10s)) << h->agent->log();
+    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-r"}, 10s)) << h->agent->log();
+    const uint64_t stale_held = std::get<3>(h->client->InspectDisk(stale_disk));
+    const uint64_t fresh_held = std::get<3>(h->client->InspectDisk(fresh_disk));
+
+    auto t0 = Clock::now();
+    fs->set("eio");
+    for (const char *name : {"fs-s", "fs-r"})
+        ASSERT_TRUE(h->client->wait_for("LockFailure", {name, "__LIBVIRT__DISKS__", "pause"}, slow(60s)))
+            << name << "\n" << h->agent->log();
+    ASSERT_TRUE(eventually([&] { return process_state(stale.pid()) == 'T' && process_state(fresh.pid()) == 'T'; },
+                           10s));
+    // The state file says what they held and at which version.
+    std::string saved = read_file(h->dir + "/agent/runtime/leases");
+    EXPECT_NE(saved.find("paused fs-s "), std::string::npos) << saved;
+    EXPECT_NE(saved.find("pin fs-r "), std::string::npos) << saved;
+
+    kill_agent(*h);
+    h->agent->start();
+    EXPECT_TRUE(h->client->wait_property("LockspaceState", "failed", slow(30s))) << h->agent->log();
+
+    // Host 2 may take fs-s's disk once it has declared host 1 dead.
+    std::optional<Clock::time_point> taken;
+    while (Clock::now() - t0 < slow(150s) && !taken) {
+        if (error_of([&] { h2.client->AcquireDisk("host2-vm", stale_disk, "exclusive", {}); }).empty())
+            taken = Clock::now();
+        else
+            std::this_thread::sleep_for(500ms);
+    }
+    ASSERT_TRUE(taken) << "host 2 never got the disk\n" << h2.agent->log();
+    const std::string marker = "written by host 2 while fs-s was paused\n";
+    write_file(stale_disk, marker);
+    const uint64_t host2_took = std::get<3>(h2.client->InspectDisk(stale_disk));
+    h2.client->ReleaseDisk("host2-vm", stale_disk);
+    EXPECT_EQ(process_state(stale.pid()), 'T') << "fs-s ran while host 2 held its disk";
+
+    fs->set("ok");
+    auto healed = Clock::now();
+    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
+    auto stale_event = h->client->wait_event("MachineStale", {"fs-s", stale_disk}, 30s);
+    ASSERT_TRUE(stale_event) << h->agent->log();
+    EXPECT_EQ(stale_event->args[2], "0") << "the lease is free now; who took it is not known";
+    ASSERT_TRUE(h->client->wait_for("MachineResumed", {"fs-r"}, 30s)) << h->agent->log();
+    EXPECT_TRUE(eventually([&] { return process_state(fresh.pid()) != 'T'; }, 10s)) << "fs-r was not resumed";
+    const uint64_t fresh_back = std::get<3>(h->client->InspectDisk(fresh_disk));
+    EXPECT_EQ(fresh_back, fresh_held + 1) << "taken back once, by this host";
+    EXPECT_EQ(host2_took, stale_held + 1);
+    EXPECT_EQ(std::get<3>(h->client->InspectDisk(stale_disk)), host2_took) << "host 1 took the stale disk after all";
+
+    // fs-s stays paused, and host 2's data stays as it wrote it: waited for
+    // as long as a resume (fs-r's took well under a second) would take.
+    EXPECT_FALSE(h->client->wait_for("MachineResumed", {"fs-s"}, 3s));
+    EXPECT_EQ(process_state(stale.pid()), 'T') << "fs-s was resumed";
+    EXPECT_EQ(read_file(stale_disk), marker);
+    for (const auto &m : h->client->ListMachines()) {
+        if (m.get<0>() == "fs-s") {
+            EXPECT_FALSE(m.get<5>()) << "a stale machine is not protected";
+        }
+    }
+    std::string status;
+    run({required_env("VMLEASECTL"), "--no-pager", "status"}, {{"DBUS_SYSTEM_BUS_ADDRESS", h->bus_address}}, &status,
+        30s);
+    EXPECT_NE(status.find("Stale: fs-s"), std::string::npos) << status;
+    EXPECT_NE(status.find("  " + stale_disk + ": stale: "), std::string::npos) << status;
+    std::string log = h->agent->log();
+    EXPECT_NE(log.find("machine fs-s is STALE"), std::string::npos) << log;
+    EXPECT_NE(log.find("machine fs-r resumed"), std::string::npos) << log;
+    // An admin (or orchestrator) cannot resume it either.
+    std::string message;
+    EXPECT_EQ(error_of([&] { h->client->ResumeMachine("fs-s", {}); }, &message), "org.vmlease.Error.LeaseStale");
+    EXPECT_EQ(process_state(stale.pid()), 'T');
+    std::cout << "lease versions: fs-s held at " << stale_held << ", host 2 took it at " << host2_took
+              << " -> fs-s stale; fs-r held at " << fresh_held << ", taken back at " << fresh_back
+              << "; storage back -> stale/resumed " << seconds(healed, stale_event->at) << " s; host 2 got the disk "
+              << seconds(t0, *taken) << " s after the failure\n"
+              << "ResumeMachine(fs-s): " << message << "\n--- vmleasectl status ---\n"
+              << status << std::endl;
+    for (std::istringstream in(log); std::getline(in, message);)
+        if (message.find("STALE") != std::string::npos || message.find("resumed") != std::string::npos)
+            std::cout << "journal: " << message << std::endl;
+    stale.signal(SIGKILL);
+    fresh.signal(SIGKILL);
+    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"fs-r"}, 20s));
 }
 
 }  // namespace

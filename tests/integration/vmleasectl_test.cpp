@@ -159,7 +159,7 @@ TEST_F(Vmleasectl, HelpAndVersion) {
     CtlResult help = ctl({"--help"});
     EXPECT_EQ(help.status, 0) << help;
     for (const char *verb : {"status", "list", "machines", "inspect", "acquire", "release", "register",
-                             "release-machine", "cleanup", "reload", "monitor"})
+                             "release-machine", "resume", "cleanup", "reload", "monitor"})
         EXPECT_TRUE(contains(help.out, std::string("  ") + verb + " ")) << verb << " missing from --help";
     for (const char *option : {"--json=", "--no-legend", "--no-pager", "--no-ask-password", "--host=", "--shared",
                                "--grace=", "--dry-run", "--version"})
