@@ -204,6 +204,8 @@ TEST_F(Unprotected, UnderPauseAMachineIsFrozenWhileTheDiskIsHeldElsewhereAndThaw
     auto released = end_holder(holder, "holder-p", disk);
     ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"pause-2", disk}, 35s)) << h2->agent->log();
     EXPECT_TRUE(eventually([&] { return frozen(vm.pid()) == "0"; }, 10s)) << h2->agent->log();
+    // It never held the lease: nothing pinned it, and it is announced as resumed.
+    EXPECT_TRUE(h2->client->wait_for("MachineResumed", {"pause-2"}, 10s)) << h2->agent->log();
     std::cout << "holder released -> frozen machine leased and thawed: " << seconds_since(released) << " s"
               << std::endl;
     EXPECT_TRUE(vm.running());
