@@ -352,6 +352,17 @@ void Daemon::clean_up(RequestId id, bool dry_run) {
         for (const auto &alias : alias_resources(lease))
             held.insert(alias);  // held with it: never a candidate for removal
     }
+    // A machine's disk it does not hold now (lost in a lock failure, to be
+    // taken back at its version): its lease file is kept, or taking it (a
+    // new version) or making it anew (versions from 0) would hide whether
+    // another host took it meanwhile.
+    for (const auto &[name, m] : tracker_.machines())
+        for (const auto &d : m.disks)
+            if (!d.resource.empty()) {
+                held.insert(d.resource);
+                for (const auto &alias : d.aliases)
+                    held.insert(lease_resource_name(alias));
+            }
     effector_->clean_up(std::move(held), config_.cleanup_min_age, dry_run, [this, id, dry_run](CleanupResult result) {
         for (const auto &path : result.removed)
             log_message(dry_run ? LOG_DEBUG : LOG_NOTICE,
@@ -423,7 +434,10 @@ void Daemon::apply(Step step) {
     if (!step.changes.empty() || !step.machine_changes.empty() || acquiring)
         write_lockfailure_plan();
     std::string unsaved;
-    if (acquiring)
+    if (acquiring || !step.lock_failures.empty() || !step.stale.empty())
+        // Also before a lock failure's releases and a stale verdict: the
+        // versions a paused machine's leases must be taken back at, and
+        // that it must never be resumed, survive a crash right after.
         unsaved = save_state();
     else if (!step.changes.empty() || !step.machine_changes.empty())
         save_state_soon();
@@ -693,6 +707,7 @@ void Daemon::machine_gone(const std::string &name) {
 
 void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
     if (ok) {
+        tracker_.forget_saved(names);  // pins and pauses of machines that ended while we were away
         // Reconcile: machines that ended while machined (or we) looked away.
         std::vector<std::string> gone;
         for (const auto &[name, m] : tracker_.machines())

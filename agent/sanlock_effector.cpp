@@ -46,6 +46,12 @@ void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::v
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     out.detail = out.rv < 0 ? sanlock_strerror(out.rv) : "";
+    // A pinned acquire lands exactly one past the pin (sanlock's ballot
+    // raises the version it checked): known even if reading it back failed.
+    if (out.rv == 0)
+        for (const auto &[name, lver] : pins)
+            if (!out.versions.count(name) && lver != 0)
+                out.versions[name] = lver + 1;
 }
 
 }  // namespace

@@ -264,6 +264,10 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     Pending &pending = pending_[resource];
     auto waiters = std::move(pending.acquirers);
     pending.acquirers.clear();
+    if (outcome.rv == 0 && outcome.io_errno == 0)
+        for (const auto &[name, lver] : outcome.versions)
+            if (lver)
+                taken_[name] = lver;
 
     if (outcome.rv == -EEXIST && outcome.held_by_owner_process) {
         // The machine's own sanlock client (libvirt's plugin) holds it for
@@ -575,6 +579,11 @@ Step LeaseRegistry::orphan_released(Lease lease, Pending pending, const SanlockO
         step.append(acquire(w.request, w.owner, lease.disk, lease.resource, w.mode, w.owner_pid, w.may_adopt,
                             w.aliases, w.pins));
     return step;
+}
+
+uint64_t LeaseRegistry::last_taken(const std::string &resource) const {
+    auto it = taken_.find(resource);
+    return it == taken_.end() ? 0 : it->second;
 }
 
 std::set<std::string> LeaseRegistry::owners() const {

@@ -85,6 +85,9 @@ public:
     // Everyone holding at least one lease, sorted.
     std::set<std::string> owners() const;
     const Lease *find(const std::string &resource) const;
+    // The version this host last took `resource` at (any acquire that
+    // succeeded, given back at once or not); 0 if none since the start.
+    uint64_t last_taken(const std::string &resource) const;
     uint32_t host_id() const { return host_id_; }
 
 private:
@@ -137,6 +140,7 @@ private:
     std::map<std::string, std::map<std::string, LeaseMode>> claims_;  // resource -> owner -> mode
     bool redirecting_ = false;  // acquire() is following a name to the lease holding it as an alias
     std::map<std::string, std::string> alias_index_;  // alias resource -> its lease's resource (may be stale)
+    std::map<std::string, uint64_t> taken_;  // resource -> version this host last took it at
 };
 
 }  // namespace vmlease

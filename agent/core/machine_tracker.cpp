@@ -36,8 +36,8 @@ const char *to_string(MachineDisk::State s) {
 std::string machine_state(const Machine &m) {
     if (m.reserved)
         return "reserved";
-    if (std::any_of(m.disks.begin(), m.disks.end(),
-                    [](const MachineDisk &d) { return d.state == MachineDisk::State::Stale; }))
+    if (m.stale || std::any_of(m.disks.begin(), m.disks.end(),
+                               [](const MachineDisk &d) { return d.state == MachineDisk::State::Stale; }))
         return "stale";
     if (m.frozen)
         return "frozen";
@@ -96,6 +96,8 @@ bool is_exposed(const Machine &m) {
 // An administrator let it go: it stays released (no retry) until the
 // machine ends.
 void mark_released(MachineDisk &d) {
+    if (d.state == MachineDisk::State::Stale)
+        return;  // stale it stays: its lease is another's now, nothing to release
     d.state = MachineDisk::State::Released;
     d.error.clear();
     d.retry_token = 0;
@@ -112,12 +114,6 @@ bool is_pending(const Machine &m) {
     });
 }
 
-// The versions an acquire of `d` must find: once held, an exclusive lease
-// is taken back only if nobody took it since. (A shared lease's version
-// grows with every host that joins it: that is no sign of a writer.)
-std::map<std::string, uint64_t> pins_of(const MachineDisk &d) {
-    return d.mode == LeaseMode::Exclusive ? d.versions : std::map<std::string, uint64_t>{};
-}
 }  // namespace
 
 const DiskNamer &MachineTracker::lexical_namer() {
@@ -376,7 +372,29 @@ Step MachineTracker::device_appeared() {
     return finish(std::move(step));
 }
 
+// Once held, an exclusive lease is taken back only if nobody took it since.
+// (A shared lease's version grows with every host that joins it: no sign of
+// a writer.) A version this host itself took the lease at, one past the
+// pin, moves the pin on: an acquire that went through after its requester
+// gave up (a lock failure meanwhile) was this host's, not another's.
+std::map<std::string, uint64_t> MachineTracker::pins_of(const MachineDisk &d) const {
+    if (d.mode != LeaseMode::Exclusive)
+        return {};
+    std::map<std::string, uint64_t> pins = d.versions;
+    for (auto &[name, lver] : pins)
+        if (lver && leases_.last_taken(name) == lver + 1)
+            lver++;
+    return pins;
+}
+
 Step MachineTracker::request_acquire(Machine &m, MachineDisk &d) {
+    if (d.versions.empty())
+        if (auto sv = saved_versions_.find(m.info.name); sv != saved_versions_.end()) {
+            auto v = sv->second.by_resource.find(d.resource);
+            bool same = !sv->second.leader || !m.info.leader || sv->second.leader == m.info.leader;
+            if (v != sv->second.by_resource.end() && same)
+                d.versions = v->second;  // held before the restart: taken back at that version
+        }
     d.state = MachineDisk::State::Acquiring;
     d.error.clear();
     d.awaits_lockspace = false;
@@ -392,6 +410,10 @@ Step MachineTracker::files_discovered(const std::string &name, const std::vector
                                       const ResolvedPatterns &resolved) {
     Step step;
     auto it = machines_.find(name);
+    if (it != machines_.end() && it->second.awaiting_scan) {
+        it->second.awaiting_scan = false;  // after this scan's disks are in (finish())
+        step.machine_changes.push_back({MachineChange::Kind::Updated, name});
+    }
     if (it == machines_.end() || !config_->auto_disk_leases || !config_->discovery.open_files)
         return finish(std::move(step));
     Machine &m = it->second;
@@ -469,6 +491,9 @@ Step MachineTracker::machine_gone(std::string name) {
     auto gone = machines_.find(name);
     if (gone == machines_.end())
         return step;
+    saved_pins_.erase(name);
+    saved_paused_.erase(name);
+    saved_versions_.erase(name);
     if (gone->second.resume_request)
         step.replies.push_back({*gone->second.resume_request,
                                 ApiError{ErrorKind::NoSuchOwner, "machine " + name + " went away before it was resumed"},
@@ -580,6 +605,13 @@ void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const
         d.state = MachineDisk::State::Stale;
         d.retry_token = 0;
         d.awaits_lockspace = false;
+        m.stale = true;
+        // Paused it stays, whatever happened to it meanwhile (a stray
+        // SIGCONT, a freeze that did not hold): both are idempotent.
+        if (m.frozen)
+            step.machine_effects.push_back(MachineEffect::freeze(m.info.name, m.info.unit));
+        if (m.stopped)
+            step.machine_effects.push_back(MachineEffect::kill(m.info.name, SIGSTOP));
         uint32_t holder = holders.empty() ? 0 : static_cast<uint32_t>(holders.front());
         step.stale.push_back({m.info.name, d.disk, holder});
         if (m.resume_request) {
@@ -709,7 +741,8 @@ Step MachineTracker::finish(Step step) {
     // lease for while it shuts down. SIGKILL reaches frozen and stopped tasks.
     for (auto &e : step.machine_effects)
         if (e.kind == MachineEffect::Kind::Terminate)
-            if (auto it = machines_.find(e.machine); it != machines_.end() && (it->second.frozen || it->second.stopped))
+            if (auto it = machines_.find(e.machine);
+                it != machines_.end() && (it->second.frozen || it->second.stopped || it->second.stale))
                 e = MachineEffect::kill(e.machine, SIGKILL);
     std::set<std::string> seen;
     std::vector<std::string> names;
@@ -755,7 +788,7 @@ void MachineTracker::track_protection(Step &step, Machine &m) {
         m.exposed = false;
         m.exposed_epoch = 0;
     }
-    if (m.frozen && !m.terminating && !is_pending(m) && !m.stopped) {
+    if (m.frozen && !m.terminating && !is_pending(m) && !m.stopped && !m.stale && !m.awaiting_scan) {
         // Frozen by vmlease for want of a lease, which it now has.
         m.frozen = false;
         step.machine_effects.push_back(MachineEffect::thaw(m.info.name, m.info.unit));
@@ -771,7 +804,24 @@ void MachineTracker::track_protection(Step &step, Machine &m) {
 // had (the acquire was pinned to it): nothing another host wrote meanwhile
 // can be overwritten by what the machine holds in memory. Let it go on.
 void MachineTracker::resume_if_protected(Step &step, Machine &m) {
-    if (m.terminating || !machine_protected(m))
+    if (m.stale || m.terminating || m.awaiting_scan || leases_.lockspace_state() != LockspaceState::Joined)
+        return;
+    if (m.resume_request) {
+        // What ResumeMachine cannot wait for: answered now, nothing resumed.
+        for (const auto &d : m.disks)
+            if (d.state == MachineDisk::State::Released || d.state == MachineDisk::State::Waiting ||
+                d.state == MachineDisk::State::Unidentified || d.state == MachineDisk::State::Conflict) {
+                step.replies.push_back({*m.resume_request,
+                                        ApiError{ErrorKind::Failed, "machine " + m.info.name + " is not resumed: disk " +
+                                                                        d.disk + " is " + to_string(d.state)},
+                                        ""});
+                m.resume_request.reset();
+                return;
+            }
+    } else if (m.disks.empty()) {
+        return;  // vmlease resumes by itself only a machine whose disks it knows held
+    }
+    if (!machine_protected(m))
         return;
     if (m.frozen)
         step.machine_effects.push_back(MachineEffect::thaw(m.info.name, m.info.unit));
@@ -791,18 +841,42 @@ void MachineTracker::resume_if_protected(Step &step, Machine &m) {
 }
 
 void MachineTracker::load_saved(const SavedState &saved) {
+    for (const auto &l : saved.leases)
+        for (const auto &owner : l.owners)
+            if (const SavedOwner *o = saved.owner(owner); o && o->kind == SavedOwner::Kind::Machine &&
+                                                          !l.versions.empty() && l.mode == LeaseMode::Exclusive) {
+                auto &sv = saved_versions_[owner];
+                sv.leader = o->leader;
+                sv.by_resource[l.resource] = l.versions;
+            }
     for (const auto &p : saved.pins)
         saved_pins_[p.owner].push_back(p);
     for (const auto &p : saved.paused)
         saved_paused_[p.owner] = p;
 }
 
+void MachineTracker::forget_saved(const std::vector<std::string> &listed) {
+    auto gone = [&](const std::string &owner) {
+        return std::find(listed.begin(), listed.end(), owner) == listed.end();
+    };
+    std::erase_if(saved_pins_, [&](const auto &e) { return gone(e.first); });
+    std::erase_if(saved_paused_, [&](const auto &e) { return gone(e.first); });
+    std::erase_if(saved_versions_, [&](const auto &e) { return gone(e.first); });
+}
+
 void MachineTracker::apply_saved(Step &step, Machine &m) {
     auto same = [&](uint32_t leader) { return leader == 0 || m.info.leader == 0 || leader == m.info.leader; };
+    if (auto v = saved_versions_.find(m.info.name); v != saved_versions_.end() && !same(v->second.leader))
+        saved_versions_.erase(v);  // another machine under that name: it starts afresh
     if (auto p = saved_paused_.find(m.info.name); p != saved_paused_.end()) {
         if (same(p->second.leader)) {
             m.stopped = p->second.stopped;
             m.frozen = p->second.frozen;
+            m.stale = p->second.stale;
+            // Resumed only once a scan has shown every disk it writes (one
+            // it held no lease for is in no pin).
+            m.awaiting_scan = (m.stopped || m.frozen) && config_->auto_disk_leases &&
+                              config_->discovery.open_files && m.info.leader != 0;
         }
         saved_paused_.erase(p);
     }
@@ -858,6 +932,14 @@ Step MachineTracker::resume(RequestId id, const std::string &owner) {
         return fail(ErrorKind::Failed, "machine " + owner + " is being terminated");
     if (m.resume_request)
         return fail(ErrorKind::Failed, "machine " + owner + " is being resumed already");
+    if (m.stale)
+        return fail(ErrorKind::LeaseStale,
+                    "machine " + owner + " is stale: a lease it held was taken by someone else since; resuming it "
+                    "would overwrite that host's writes with what it still holds in memory. Kill it: machinectl kill "
+                    "--signal=SIGKILL " + owner);
+    if (m.awaiting_scan)
+        return fail(ErrorKind::Failed, "machine " + owner + " was paused before vmleased restarted and its open "
+                                       "files have not been scanned yet; try again in a moment");
     for (const auto &d : m.disks) {
         switch (d.state) {
         case MachineDisk::State::Stale:
@@ -1016,7 +1098,7 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     std::set<std::string> kept;
     std::map<std::string, std::vector<DiskRule>> reservations;
     for (const auto &lease : saved.leases) {
-        SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases};
+        SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases, lease.versions};
         for (const auto &owner : lease.owners) {
             const SavedOwner *who = saved.owner(owner);
             auto kind = who ? who->kind : SavedOwner::Kind::Machine;
@@ -1062,11 +1144,6 @@ Step MachineTracker::restore(const SavedState &saved, uint64_t now, SavedState *
     for (const auto &lease : saved.leases)
         if (!kept.count(lease.resource) && !leases_.find(lease.resource))
             step.append(leases_.release_orphan(lease.resource, lease.disk, lease.aliases));
-    if (!deferred) {
-        // Machines that did not come back: their pins and pauses go with them.
-        saved_pins_.clear();
-        saved_paused_.clear();
-    }
     return finish(std::move(step));
 }
 
@@ -1078,10 +1155,8 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
         if (auto mit = machines_.find(owner); mit != machines_.end() && !mit->second.reserved &&
                                               mit->second.on_lockfailure == LockFailureAction::Pause)
             mit->second.stopped = true;  // the helper paused it
-    saved_pins_.clear();
-    saved_paused_.clear();
     for (const auto &lease : saved.leases) {
-        SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases};
+        SavedLease later{lease.resource, lease.disk, lease.mode, {}, lease.aliases, lease.versions};
         for (const auto &owner : lease.owners) {
             auto mit = machines_.find(owner);
             // Nobody acted on it yet (the agent before this one said it would,
@@ -1153,6 +1228,7 @@ SavedState MachineTracker::snapshot(const std::map<std::string, uint64_t> &reser
         auto m = machines_.find(name);
         if (m != machines_.end() && !m->second.reserved) {
             o.kind = SavedOwner::Kind::Machine;
+            o.leader = m->second.info.leader;
         } else if (m != machines_.end()) {
             o.kind = SavedOwner::Kind::Reserved;
             auto deadline = reserved_until.find(name);
@@ -1170,8 +1246,8 @@ SavedState MachineTracker::snapshot(const std::map<std::string, uint64_t> &reser
                 d.state != MachineDisk::State::Waiting && d.state != MachineDisk::State::Unidentified)
                 state.pins.push_back({name, m.info.leader, d.resource, d.disk, d.mode,
                                       d.state == MachineDisk::State::Stale, d.aliases, d.versions});
-        if (m.frozen || m.stopped)
-            state.paused.push_back({name, m.info.leader, m.stopped, m.frozen});
+        if (m.frozen || m.stopped || m.stale)
+            state.paused.push_back({name, m.info.leader, m.stopped, m.frozen, m.stale});
     }
     // Of machines not listed again yet since the start.
     for (const auto &[name, pins] : saved_pins_)

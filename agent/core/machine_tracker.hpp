@@ -107,6 +107,13 @@ struct Machine {
     bool resume_after_lockfailure = true;
     // ResumeMachine waits for its leases: the request to answer.
     std::optional<RequestId> resume_request = std::nullopt;
+    // A lease it held was taken by someone else since: never resumed or
+    // thawed by vmlease again, whatever becomes of its disks (sticky; kept
+    // in the state file).
+    bool stale = false;
+    // Its pause was restored from the state file: not resumed before a scan
+    // of its open files has shown every disk it writes.
+    bool awaiting_scan = false;
     // Exposed: a disk it may be writing is not held and nothing stops it
     // (see exposed()); `exposed_epoch` names that stretch for its timer.
     bool exposed = false;
@@ -115,8 +122,7 @@ struct Machine {
 };
 // "reserved" (waiting for machined to register it), "running", "conflict"
 // (a disk is held elsewhere), "protecting" (leases still being taken),
-// "stale" (a lease it held was taken by someone else since), "paused"
-// (on_lockfailure stopped it), "frozen"
+// "stale" (a lease it held was taken by someone else since), "frozen"
 std::string machine_state(const Machine &m);
 // Every disk it should hold is held: nothing it writes is unguarded.
 bool machine_protected(const Machine &m);
@@ -223,9 +229,13 @@ public:
     // SIGCONT). Answered once that is done; refused (LeaseStale) if a lease
     // moved on, and never resumed then.
     Step resume(RequestId id, const std::string &owner);
-    // At start, before machines are listed: the pins and pauses the state
-    // file recorded (restore() forgets those of machines that are gone).
+    // At start, before machines are listed: the pins, pauses and lease
+    // versions the state file recorded, applied to each machine as it
+    // appears (its leader must match).
     void load_saved(const SavedState &saved);
+    // After a listing of machined's machines: what was recorded for
+    // machines not among them is forgotten.
+    void forget_saved(const std::vector<std::string> &listed);
 
     const std::map<std::string, Machine> &machines() const { return machines_; }
     const Machine *find(const std::string &name) const;
@@ -243,12 +253,21 @@ private:
     // leases to take back at their versions: so it is, and they are, before
     // any rule or scan asks for its disks without a version.
     void apply_saved(Step &step, Machine &m);
-    std::map<std::string, std::vector<SavedPin>> saved_pins_;  // by machine, until restore()
+    std::map<std::string, std::vector<SavedPin>> saved_pins_;  // by machine, until it appears
     std::map<std::string, SavedPause> saved_paused_;
+    // Versions of leases held before the restart, by machine and resource,
+    // with the machine's leader then: its first re-take is pinned to them.
+    struct SavedVersions {
+        uint32_t leader = 0;
+        std::map<std::string, std::map<std::string, uint64_t>> by_resource;
+    };
+    std::map<std::string, SavedVersions> saved_versions_;
     Step want(Machine &m, const DiskRule &rule, MachineDisk::Source source);
     Step want_named(Machine &m, const DiskName &name, const std::string &path, LeaseMode mode,
                     MachineDisk::Source source);
     Step request_acquire(Machine &m, MachineDisk &d);
+    // The versions an acquire of `d` must find (see MachineDisk::versions).
+    std::map<std::string, uint64_t> pins_of(const MachineDisk &d) const;
     RequestId next_id() { return kInternalRequest | next_++; }
 
     LeaseRegistry &leases_;

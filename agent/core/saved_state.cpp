@@ -62,13 +62,14 @@ const SavedOwner *SavedState::owner(const std::string &name) const {
 }
 
 //   vmlease-state 1
-//   owner machine|api NAME
+//   owner machine NAME [LEADER]
+//   owner api NAME
 //   owner reserved NAME UNTIL
 //   lease RESOURCE MODE OWNER[,OWNER...]|- DISK
 //   alias RESOURCE PATH          (another name of the lease or pin just above)
 //   lver RESOURCE NAME LVER      (the version NAME, it or an alias's lease, is held at)
 //   pin OWNER LEADER RESOURCE MODE ok|stale DISK
-//   paused OWNER LEADER stopped|frozen|stopped,frozen
+//   paused OWNER LEADER stopped|frozen|stale[,...]
 std::string format_saved_state(const SavedState &state) {
     std::string out = std::string(kHeader) + "\n";
     out.reserve(64 + state.owners.size() * 48 + state.leases.size() * 160);
@@ -76,6 +77,8 @@ std::string format_saved_state(const SavedState &state) {
         out += std::string("owner ") + kind_name(o.kind) + " " + o.name;
         if (o.kind == SavedOwner::Kind::Reserved)
             out += " " + std::to_string(o.reserved_until);
+        if (o.kind == SavedOwner::Kind::Machine && o.leader)
+            out += " " + std::to_string(o.leader);
         out += "\n";
     }
     for (const auto &l : state.leases) {
@@ -97,9 +100,13 @@ std::string format_saved_state(const SavedState &state) {
         for (const auto &[name, lver] : p.versions)
             out += "lver " + p.resource + " " + name + " " + std::to_string(lver) + "\n";
     }
-    for (const auto &p : state.paused)
-        out += "paused " + p.owner + " " + std::to_string(p.leader) + " " +
-               (p.stopped && p.frozen ? "stopped,frozen" : p.stopped ? "stopped" : "frozen") + "\n";
+    for (const auto &p : state.paused) {
+        std::string how;
+        for (auto [set, word] : {std::pair{p.stopped, "stopped"}, {p.frozen, "frozen"}, {p.stale, "stale"}})
+            if (set)
+                how += (how.empty() ? "" : ",") + std::string(word);
+        out += "paused " + p.owner + " " + std::to_string(p.leader) + " " + how + "\n";
+    }
     return out;
 }
 
@@ -128,8 +135,10 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
             std::string k;
             if (!(words >> k >> o.name))
                 return bad("an owner line needs a kind and a name");
-            if (k == "machine")
+            if (k == "machine") {
                 o.kind = SavedOwner::Kind::Machine;
+                words >> o.leader;  // optional (older files have none)
+            }
             else if (k == "api")
                 o.kind = SavedOwner::Kind::Api;
             else if (k == "reserved" && (words >> o.reserved_until))
@@ -213,10 +222,17 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
             std::string how;
             if (!(words >> p.owner >> p.leader >> how))
                 return bad("a paused line needs an owner, its leader and how it was paused");
-            p.stopped = how == "stopped" || how == "stopped,frozen";
-            p.frozen = how == "frozen" || how == "stopped,frozen";
-            if (!p.stopped && !p.frozen)
-                return bad("unknown pause \"" + how + "\"");
+            std::istringstream list(how);
+            for (std::string word; std::getline(list, word, ',');) {
+                if (word == "stopped")
+                    p.stopped = true;
+                else if (word == "frozen")
+                    p.frozen = true;
+                else if (word == "stale")
+                    p.stale = true;
+                else
+                    return bad("unknown pause \"" + word + "\"");
+            }
             state.paused.push_back(p);
         } else if (!kind.empty()) {
             return bad("unknown entry \"" + kind + "\"");

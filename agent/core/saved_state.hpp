@@ -24,6 +24,7 @@ struct SavedOwner {
     std::string name;
     Kind kind = Kind::Api;
     uint64_t reserved_until = 0;  // Reserved: CLOCK_REALTIME seconds
+    uint32_t leader = 0;          // Machine: its leader then (0: not known)
 };
 
 struct SavedLease {
@@ -52,12 +53,14 @@ struct SavedPin {
     std::map<std::string, uint64_t> versions = {};
 };
 
-// A machine vmlease paused (SIGSTOP by on_lockfailure, or its unit frozen).
+// A machine vmlease paused (SIGSTOP by on_lockfailure, or its unit frozen),
+// or found stale (never to be resumed).
 struct SavedPause {
     std::string owner;
     uint32_t leader = 0;
     bool stopped = false;
     bool frozen = false;
+    bool stale = false;
 };
 
 struct SavedState {

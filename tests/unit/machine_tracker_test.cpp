@@ -1263,3 +1263,114 @@ TEST(SavedStateFile, PinsPausesAndVersionsRoundTrip) {
     EXPECT_FALSE(parse_saved_state("vmlease-state 1\nlver " + r + " " + r + " 3\n", error)) << "a lver line alone";
     EXPECT_FALSE(parse_saved_state("vmlease-state 1\npaused db-1 1 sideways\n", error));
 }
+
+// The review's cases: staleness is for good, a restored pause waits for a
+// scan, a re-take after a restart is pinned, this host's own versions move
+// the pin on.
+TEST_F(Tracker, AStaleMachineReleasedByAnAdministratorStaysStaleAndFrozen) {
+    config.on_unprotected = UnprotectedAction::Pause;
+    config.unprotected_grace = 0;
+    run(tracker.machine_appeared(vm("db-1")));
+    const Machine *m = tracker.find("db-1");
+    const std::string lun = lease_resource_name(kLun);
+    run(tracker.sanlock_lost());  // the sanlock daemon restarted: every lease gone
+    Step over = run(tracker.grace_over("db-1", m->exposed_epoch));
+    ASSERT_TRUE(m->frozen);
+    lver[lun]++;  // another host took the disk meanwhile
+    Step back = run(tracker.retry_failed());
+    ASSERT_EQ(back.stale.size(), 1u);
+    EXPECT_TRUE(m->stale);
+    Step released = run(tracker.release_leases(5, "db-1"));
+    for (const auto &e : released.machine_effects)
+        EXPECT_NE(e.kind, MachineEffect::Kind::Thaw) << "a stale machine was thawed";
+    EXPECT_TRUE(m->frozen);
+    EXPECT_EQ(machine_state(*m), "stale");
+    auto saved = tracker.snapshot({}, 0);
+    ASSERT_EQ(saved.paused.size(), 1u);
+    EXPECT_TRUE(saved.paused[0].stale);
+}
+
+TEST_F(Tracker, APauseRestoredAfterARestartIsNotResumedBeforeAScanShowsItsDisks) {
+    run(tracker.machine_appeared(vm("db-1")));
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    std::string error;
+    auto saved = parse_saved_state(format_saved_state(tracker.snapshot({}, 0)), error);
+    ASSERT_TRUE(saved) << error;
+
+    LeaseRegistry reg2(1);
+    MachineTracker next(reg2, config);
+    next.load_saved(*saved);
+    reg2.set_lockspace_state(LockspaceState::Joined);
+    Step s = next.machine_appeared(vm("db-1"));
+    for (int i = 0; i < 5 && !s.empty(); i++) {
+        Step more;
+        for (const auto &r : s.replies)
+            if (is_internal(r.request))
+                more.append(next.lease_reply(r));
+        for (const auto &e : s.effects)
+            if (auto *a = std::get_if<AcquireEffect>(&e))
+                more.append(reg2.acquire_done(a->resource, sanlock_acquire(*a, 0, {})));
+        ASSERT_TRUE(more.resumed.empty()) << "resumed before its open files were scanned";
+        s = std::move(more);
+    }
+    const Machine *m = next.find("db-1");
+    EXPECT_TRUE(machine_protected(*m));
+    EXPECT_TRUE(m->stopped);
+    Step scanned = next.files_discovered("db-1", {});
+    EXPECT_EQ(scanned.resumed.size(), 1u) << "the scan found nothing more: it goes on";
+    EXPECT_FALSE(m->stopped);
+}
+
+TEST_F(Tracker, AReTakeAfterARestartIsPinnedToTheVersionTheStateFileRecorded) {
+    run(tracker.machine_appeared(vm("db-1")));
+    const std::string lun = lease_resource_name(kLun);
+    std::string error;
+    auto saved = parse_saved_state(format_saved_state(tracker.snapshot({}, 0)), error);
+    ASSERT_TRUE(saved) << error;
+    ASSERT_EQ(saved->owner("db-1")->leader, 4242u);
+
+    LeaseRegistry reg2(1);
+    MachineTracker next(reg2, config);
+    next.load_saved(*saved);
+    reg2.set_lockspace_state(LockspaceState::Joined);
+    std::map<std::string, uint64_t> pins;
+    for (const auto &e : next.machine_appeared(vm("db-1")).effects)
+        if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
+            pins = a->pins;
+    EXPECT_EQ(pins, (std::map<std::string, uint64_t>{{lun, 1}}));
+    // Another machine under the name starts afresh.
+    LeaseRegistry reg3(1);
+    MachineTracker other(reg3, config);
+    other.load_saved(*saved);
+    reg3.set_lockspace_state(LockspaceState::Joined);
+    MachineInfo fresh = vm("db-1");
+    fresh.leader = 777;
+    for (const auto &e : other.machine_appeared(fresh).effects) {
+        if (auto *a = std::get_if<AcquireEffect>(&e)) {
+            EXPECT_TRUE(a->pins.empty()) << a->disk;
+        }
+    }
+}
+
+TEST_F(Tracker, AVersionThisHostTookTheLeaseAtMovesThePinOn) {
+    run(tracker.machine_appeared(vm("db-1")));
+    const std::string lun = lease_resource_name(kLun);
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    reg.set_lockspace_state(LockspaceState::Joined);
+    // Meanwhile this host itself takes the disk and gives it back (an
+    // AcquireDisk in the machine's name): version 2 is this host's.
+    run(reg.acquire(7, "db-1", kLun, lun, LeaseMode::Exclusive));
+    run(reg.release(8, "db-1", lun));
+    EXPECT_EQ(lver[lun], 2u);
+    Step back = run(tracker.retry_failed());
+    EXPECT_TRUE(back.stale.empty()) << "this host's own version made it stale";
+    EXPECT_TRUE(machine_protected(*tracker.find("db-1")));
+    // Another host's version still does.
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    lver[lun] += 2;  // taken twice by another host
+    reg.set_lockspace_state(LockspaceState::Joined);
+    EXPECT_EQ(run(tracker.retry_failed()).stale.size(), 1u);
+}
