@@ -885,7 +885,7 @@ void Daemon::log_changes(const Step &step) {
                         (paused ? "It stays paused and vmlease will not resume it: resuming it would overwrite them. "
                                   "Kill it (machinectl kill --signal=SIGKILL " + st.machine +
                                   "): a graceful stop would let it write first"
-                                : "It is not paused: on_unprotected applies to it"),
+                                : "It ran meanwhile: on_conflict applies to it"),
                     {{"OWNER", st.machine}, {"DISK", st.disk}, {"HOLDER_HOST_ID", std::to_string(st.holder_host_id)}},
                     message_id::kMachineStale);
     }

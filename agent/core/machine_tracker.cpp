@@ -614,6 +614,18 @@ void MachineTracker::after_failure(Step &step, Machine &m, MachineDisk &d, const
             step.machine_effects.push_back(MachineEffect::kill(m.info.name, SIGSTOP));
         uint32_t holder = holders.empty() ? 0 : static_cast<uint32_t>(holders.front());
         step.stale.push_back({m.info.name, d.disk, holder});
+        if (!m.frozen && !m.stopped) {
+            // It ran while another host had its disk, and runs on: a
+            // conflict, whether or not that host still holds the lease.
+            step.conflicts.push_back({m.info.name, d.disk, holder});
+            if (m.on_conflict == ConflictAction::Terminate && !m.terminating) {
+                m.terminating = true;
+                step.machine_effects.push_back(MachineEffect::terminate(m.info.name));  // finish(): SIGKILL
+            } else if (m.on_conflict == ConflictAction::Pause && !m.terminating) {
+                m.frozen = true;
+                step.machine_effects.push_back(MachineEffect::freeze(m.info.name, m.info.unit));
+            }
+        }
         if (m.resume_request) {
             step.replies.push_back({*m.resume_request,
                                     ApiError{ErrorKind::LeaseStale,

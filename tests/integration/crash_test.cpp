@@ -197,6 +197,8 @@ TEST_F(SanlockCrash, LeasesAreTakenAgainWhenSanlockIsBackAndOneTakenMeanwhileMee
 
     ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", 150s)) << h1->agent->log();
     EXPECT_TRUE(h1->client->wait_for("LeaseConflict", {"vm-t", t, "2"}, 30s)) << h1->agent->log();
+    // Its lease's version moved on while it ran without it: stale as well.
+    EXPECT_TRUE(h1->client->wait_for("MachineStale", {"vm-t", t, "2"}, 5s)) << h1->agent->log();
     EXPECT_NE(vmt.wait(20s), -1) << "on_conflict=terminate left vm-t running";
     EXPECT_TRUE(eventually([&] { return leases_of(*h1) == Leases{{s, "vm-s", "held"}}; }, 20s)) << h1->agent->log();
     EXPECT_EQ(intrude(*h2, s), "org.vmlease.Error.LeaseHeld");

@@ -1374,3 +1374,20 @@ TEST_F(Tracker, AVersionThisHostTookTheLeaseAtMovesThePinOn) {
     reg.set_lockspace_state(LockspaceState::Joined);
     EXPECT_EQ(run(tracker.retry_failed()).stale.size(), 1u);
 }
+
+TEST_F(Tracker, AMachineThatRanWhileAnotherHostTookItsDiskMeetsOnConflict) {
+    config.machines[0].on_lockfailure = LockFailureAction::Ignore;
+    run(tracker.machine_appeared(vm("db-1")));
+    const std::string lun = lease_resource_name(kLun);
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    lver[lun]++;
+    reg.set_lockspace_state(LockspaceState::Joined);
+    Step back = run(tracker.retry_failed(), 0, {2});
+    ASSERT_EQ(back.stale.size(), 1u);
+    ASSERT_EQ(back.conflicts.size(), 1u);
+    bool killed = false;
+    for (const auto &e : back.machine_effects)
+        killed = killed || (e.kind == MachineEffect::Kind::Kill && e.signal == SIGKILL && e.machine == "db-1");
+    EXPECT_TRUE(killed) << "on_conflict terminate of a stale machine is a SIGKILL, never a graceful stop";
+}
