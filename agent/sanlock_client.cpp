@@ -189,6 +189,17 @@ FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resou
     });
 }
 
+uint64_t lease_file_identity(const SanlockSettings &s, const std::string &resource) {
+    struct statx st {};
+    if (statx(AT_FDCWD, lease_file_path(s, resource).c_str(), 0, STATX_INO | STATX_BTIME, &st) < 0)
+        return 0;
+    uint64_t id = st.stx_ino;
+    if (st.stx_mask & STATX_BTIME)
+        id = id * 0x9E3779B97F4A7C15ull ^
+             (static_cast<uint64_t>(st.stx_btime.tv_sec) * 1000000000ull + st.stx_btime.tv_nsec);
+    return id ? id : 1;
+}
+
 SanlockConnection::~SanlockConnection() { reset(); }
 
 void SanlockConnection::reset() {

@@ -63,6 +63,11 @@ FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resou
 
 std::string lease_file_path(const SanlockSettings &s, const std::string &resource);
 
+// Which file the lease file of `resource` is: its inode and, where the file
+// system keeps it, its birth time, mixed (never 0); 0 if it cannot be read.
+// A lease file removed and made anew is another file, with versions from 0.
+uint64_t lease_file_identity(const SanlockSettings &s, const std::string &resource);
+
 // A registered sanlock connection. Leases acquired on it are PERSISTENT: they
 // outlive the connection (and this process) as orphans until released, so an
 // agent crash never drops a VM's protection. sanlock runs one command at a

@@ -29,15 +29,29 @@ bool freshly_created(const std::string &path) {
 
 // One sanlock call for all of `resources` (a lease and its aliases).
 void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::vector<std::string> &resources,
-                 bool shared, bool adopt_orphan, const std::map<std::string, uint64_t> &pins, SanlockOutcome &out) {
+                 bool shared, bool adopt_orphan, const LeaseVersions &pinned, SanlockOutcome &out) {
+    // A pinned lease whose file is not the one it was held in (removed and
+    // made anew, versions from 0 again) moved on like one another host took.
+    std::map<std::string, uint64_t> pins;
+    for (const auto &[name, version] : pinned) {
+        if (std::find(resources.begin(), resources.end(), name) == resources.end())
+            continue;
+        if (version.file && lease_file_identity(s, name) != version.file) {
+            out.rv = sanlock_rv::kAcquireLver;
+            out.detail = "the lease file " + lease_file_path(s, name) + " was removed and made anew since";
+            return;
+        }
+        pins[name] = version.lver;
+    }
+    std::map<std::string, uint64_t> lvers;
     for (int attempt = 0;; attempt++) {
-        out.versions.clear();
-        out.rv = conn.acquire(resources, shared, false, true, pins, &out.versions);
+        lvers.clear();
+        out.rv = conn.acquire(resources, shared, false, true, pins, &lvers);
         // -EUCLEAN: this host already holds it, as an orphan of an earlier
         // vmleased connection (leases are PERSISTENT). The registry decided
         // whether this owner may take it over.
         if (out.rv == -EUCLEAN && adopt_orphan)
-            out.rv = conn.acquire(resources, shared, true, true, pins, &out.versions);
+            out.rv = conn.acquire(resources, shared, true, true, pins, &lvers);
         bool fresh = false;
         for (const auto &r : resources)
             fresh = fresh || freshly_created(lease_file_path(s, r));
@@ -46,12 +60,16 @@ void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::v
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     out.detail = out.rv < 0 ? sanlock_strerror(out.rv) : "";
+    if (out.rv != 0)
+        return;
     // A pinned acquire lands exactly one past the pin (sanlock's ballot
     // raises the version it checked): known even if reading it back failed.
-    if (out.rv == 0)
-        for (const auto &[name, lver] : pins)
-            if (!out.versions.count(name) && lver != 0)
-                out.versions[name] = lver + 1;
+    for (const auto &[name, lver] : pins)
+        if (!lvers.count(name) && lver != 0)
+            lvers[name] = lver + 1;
+    out.versions.clear();
+    for (const auto &[name, lver] : lvers)
+        out.versions[name] = {lver, lease_file_identity(s, name)};
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ void LeaseRegistry::index_aliases(const Lease &lease) {
 
 Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::string &disk,
                             const std::string &resource, LeaseMode mode, uint32_t owner_pid, bool may_adopt,
-                            const std::vector<std::string> &aliases, const std::map<std::string, uint64_t> &pins) {
+                            const std::vector<std::string> &aliases, const LeaseVersions &pins) {
     Step step;
     auto fail = [&](ErrorKind k, std::string msg) {
         // Held on this host (by another owner or request): this host is the holder.
@@ -265,9 +265,9 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     auto waiters = std::move(pending.acquirers);
     pending.acquirers.clear();
     if (outcome.rv == 0 && outcome.io_errno == 0)
-        for (const auto &[name, lver] : outcome.versions)
-            if (lver)
-                taken_[name] = lver;
+        for (const auto &[name, version] : outcome.versions)
+            if (version.lver)
+                taken_[name] = version;
 
     if (outcome.rv == -EEXIST && outcome.held_by_owner_process) {
         // The machine's own sanlock client (libvirt's plugin) holds it for
@@ -373,8 +373,8 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
         err = {ErrorKind::LeaseStale,
                "the lease of disk " + lease.disk + " was taken by " +
                    (holders.empty() ? std::string("another host (free now)") : "host id " + holders) +
-                   " since this owner last held it: its version moved on (sanlock " + std::to_string(outcome.rv) +
-                   ")"};
+                   " since this owner last held it: its version moved on (" +
+                   (outcome.detail.empty() ? "sanlock " + std::to_string(outcome.rv) : outcome.detail) + ")"};
     } else if (outcome.rv == sanlock_rv::kAcquireLockspace || outcome.rv == -ENOSPC) {
         err = {ErrorKind::LockspaceUnavailable, "sanlock does not have the lockspace joined (" +
                                                     std::to_string(outcome.rv) + ")"};
@@ -581,9 +581,9 @@ Step LeaseRegistry::orphan_released(Lease lease, Pending pending, const SanlockO
     return step;
 }
 
-uint64_t LeaseRegistry::last_taken(const std::string &resource) const {
+LeaseVersion LeaseRegistry::last_taken(const std::string &resource) const {
     auto it = taken_.find(resource);
-    return it == taken_.end() ? 0 : it->second;
+    return it == taken_.end() ? LeaseVersion{} : it->second;
 }
 
 std::set<std::string> LeaseRegistry::owners() const {

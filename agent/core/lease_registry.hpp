@@ -48,7 +48,7 @@ public:
     // LeaseStale if anyone took the lease since (see MachineTracker).
     Step acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
                  LeaseMode mode, uint32_t owner_pid = 0, bool may_adopt = false,
-                 const std::vector<std::string> &aliases = {}, const std::map<std::string, uint64_t> &pins = {});
+                 const std::vector<std::string> &aliases = {}, const LeaseVersions &pins = {});
     // Releasing a lease nobody here holds gives back an orphan of this host
     // (an administrator's ReleaseDisk after the state file was lost): the
     // reply says NoSuchLease if sanlock had none.
@@ -87,7 +87,7 @@ public:
     const Lease *find(const std::string &resource) const;
     // The version this host last took `resource` at (any acquire that
     // succeeded, given back at once or not); 0 if none since the start.
-    uint64_t last_taken(const std::string &resource) const;
+    LeaseVersion last_taken(const std::string &resource) const;
     uint32_t host_id() const { return host_id_; }
 
 private:
@@ -99,7 +99,7 @@ private:
         // Kept for an acquire asked again later (after a release, an orphan):
         uint32_t owner_pid = 0;
         std::vector<std::string> aliases = {};
-        std::map<std::string, uint64_t> pins = {};
+        LeaseVersions pins = {};
     };
     struct Removal {
         RequestId request;
@@ -140,7 +140,7 @@ private:
     std::map<std::string, std::map<std::string, LeaseMode>> claims_;  // resource -> owner -> mode
     bool redirecting_ = false;  // acquire() is following a name to the lease holding it as an alias
     std::map<std::string, std::string> alias_index_;  // alias resource -> its lease's resource (may be stale)
-    std::map<std::string, uint64_t> taken_;  // resource -> version this host last took it at
+    LeaseVersions taken_;  // resource -> version this host last took it at
 };
 
 }  // namespace vmlease

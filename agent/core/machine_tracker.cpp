@@ -377,13 +377,14 @@ Step MachineTracker::device_appeared() {
 // a writer.) A version this host itself took the lease at, one past the
 // pin, moves the pin on: an acquire that went through after its requester
 // gave up (a lock failure meanwhile) was this host's, not another's.
-std::map<std::string, uint64_t> MachineTracker::pins_of(const MachineDisk &d) const {
+LeaseVersions MachineTracker::pins_of(const MachineDisk &d) const {
     if (d.mode != LeaseMode::Exclusive)
         return {};
-    std::map<std::string, uint64_t> pins = d.versions;
-    for (auto &[name, lver] : pins)
-        if (lver && leases_.last_taken(name) == lver + 1)
-            lver++;
+    LeaseVersions pins = d.versions;
+    for (auto &[name, version] : pins)
+        if (LeaseVersion taken = leases_.last_taken(name);
+            version.lver && taken.lver == version.lver + 1 && taken.file == version.file)
+            version = taken;
     return pins;
 }
 

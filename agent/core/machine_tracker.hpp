@@ -87,7 +87,7 @@ struct MachineDisk {
     // the machine last held them. Once it has held them, an exclusive
     // lease is only ever taken back at these versions: a machine that was
     // paused (or ran) without it must not go on over another host's writes.
-    std::map<std::string, uint64_t> versions = {};
+    LeaseVersions versions = {};
 };
 const char *to_string(MachineDisk::State s);
 
@@ -259,7 +259,7 @@ private:
     // with the machine's leader then: its first re-take is pinned to them.
     struct SavedVersions {
         uint32_t leader = 0;
-        std::map<std::string, std::map<std::string, uint64_t>> by_resource;
+        std::map<std::string, LeaseVersions> by_resource;
     };
     std::map<std::string, SavedVersions> saved_versions_;
     Step want(Machine &m, const DiskRule &rule, MachineDisk::Source source);
@@ -267,7 +267,7 @@ private:
                     MachineDisk::Source source);
     Step request_acquire(Machine &m, MachineDisk &d);
     // The versions an acquire of `d` must find (see MachineDisk::versions).
-    std::map<std::string, uint64_t> pins_of(const MachineDisk &d) const;
+    LeaseVersions pins_of(const MachineDisk &d) const;
     RequestId next_id() { return kInternalRequest | next_++; }
 
     LeaseRegistry &leases_;

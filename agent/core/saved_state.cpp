@@ -67,7 +67,7 @@ const SavedOwner *SavedState::owner(const std::string &name) const {
 //   owner reserved NAME UNTIL
 //   lease RESOURCE MODE OWNER[,OWNER...]|- DISK
 //   alias RESOURCE PATH          (another name of the lease or pin just above)
-//   lver RESOURCE NAME LVER      (the version NAME, it or an alias's lease, is held at)
+//   lver RESOURCE NAME LVER FILE (the version NAME, it or an alias's lease, is held at)
 //   pin OWNER LEADER RESOURCE MODE ok|stale DISK
 //   paused OWNER LEADER stopped|frozen|stale[,...]
 std::string format_saved_state(const SavedState &state) {
@@ -89,16 +89,16 @@ std::string format_saved_state(const SavedState &state) {
                escape(l.disk) + "\n";
         for (const auto &a : l.aliases)
             out += "alias " + l.resource + " " + escape(a) + "\n";
-        for (const auto &[name, lver] : l.versions)
-            out += "lver " + l.resource + " " + name + " " + std::to_string(lver) + "\n";
+        for (const auto &[name, v] : l.versions)
+            out += "lver " + l.resource + " " + name + " " + std::to_string(v.lver) + " " + std::to_string(v.file) + "\n";
     }
     for (const auto &p : state.pins) {
         out += "pin " + p.owner + " " + std::to_string(p.leader) + " " + p.resource + " " + to_string(p.mode) + " " + (p.stale ? "stale" : "ok") + " " +
                escape(p.disk) + "\n";
         for (const auto &a : p.aliases)
             out += "alias " + p.resource + " " + escape(a) + "\n";
-        for (const auto &[name, lver] : p.versions)
-            out += "lver " + p.resource + " " + name + " " + std::to_string(lver) + "\n";
+        for (const auto &[name, v] : p.versions)
+            out += "lver " + p.resource + " " + name + " " + std::to_string(v.lver) + " " + std::to_string(v.file) + "\n";
     }
     for (const auto &p : state.paused) {
         std::string how;
@@ -121,7 +121,7 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
     // The record alias and lver lines belong to: the lease or pin line just above.
     std::string *last_resource = nullptr;
     std::vector<std::string> *last_aliases = nullptr;
-    std::map<std::string, uint64_t> *last_versions = nullptr;
+    LeaseVersions *last_versions = nullptr;
     for (size_t number = 2; std::getline(in, line); number++) {
         auto bad = [&](const std::string &why) {
             error = "line " + std::to_string(number) + ": " + why;
@@ -211,12 +211,12 @@ std::optional<SavedState> parse_saved_state(const std::string &text, std::string
             last_aliases->push_back(*path);
         } else if (kind == "lver") {
             std::string resource, name;
-            uint64_t lver = 0;
-            if (!(words >> resource >> name >> lver) || !is_lease_resource_name(name))
-                return bad("a lver line needs a resource, a lease name and a version");
+            LeaseVersion v;
+            if (!(words >> resource >> name >> v.lver >> v.file) || !is_lease_resource_name(name))
+                return bad("a lver line needs a resource, a lease name, a version and a file");
             if (!last_resource || *last_resource != resource)
                 return bad("a lver line must follow the line of its lease");
-            (*last_versions)[name] = lver;
+            (*last_versions)[name] = v;
         } else if (kind == "paused") {
             SavedPause p;
             std::string how;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "step.hpp"
 
 #include <cstdint>
 #include <map>
@@ -35,7 +36,7 @@ struct SavedLease {
     // agent stopped; whatever sanlock still holds of it is to be released.
     std::vector<std::string> owners;
     std::vector<std::string> aliases = {};  // taken and given back with it
-    std::map<std::string, uint64_t> versions = {};  // lver of each of its resources (itself, its aliases')
+    LeaseVersions versions = {};  // of each of its resources (itself, its aliases')
 };
 
 // A running machine's disk whose lease it held and does not hold now
@@ -50,7 +51,7 @@ struct SavedPin {
     LeaseMode mode = LeaseMode::Exclusive;
     bool stale = false;
     std::vector<std::string> aliases = {};
-    std::map<std::string, uint64_t> versions = {};
+    LeaseVersions versions = {};
 };
 
 // A machine vmlease paused (SIGSTOP by on_lockfailure, or its unit frozen),

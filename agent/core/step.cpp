@@ -54,14 +54,14 @@ std::vector<std::string> alias_resources(const Lease &lease) {
 }
 
 AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan,
-                             const std::map<std::string, uint64_t> &pins) {
+                             const LeaseVersions &pins) {
     AcquireEffect e{lease.resource, lease.disk, lease.mode, owner_pid, adopt_orphan, alias_resources(lease)};
     // Only the lease's own names: an alias the request no longer takes is not pinned.
-    for (const auto &[resource, lver] : pins)
-        if (lver != 0 && (resource == e.resource ||
+    for (const auto &[resource, version] : pins)
+        if (version.lver != 0 && (resource == e.resource ||
                           std::find(e.alias_resources.begin(), e.alias_resources.end(), resource) !=
                               e.alias_resources.end()))
-            e.pins[resource] = lver;
+            e.pins[resource] = version;
     return e;
 }
 

@@ -17,6 +17,18 @@
 namespace vmlease {
 
 enum class LeaseState { Acquiring, Held, Releasing };
+
+// The version of one sanlock lease as this host held it: sanlock's lver
+// (one more each time any host takes the lease) and which lease file that
+// was (its inode and birth time, mixed; 0: not known). A lease file removed
+// and made anew starts again at lver 0: the file tells the two apart.
+struct LeaseVersion {
+    uint64_t lver = 0;
+    uint64_t file = 0;
+    bool operator==(const LeaseVersion &) const = default;
+};
+// By resource (a lease's own and its aliases').
+using LeaseVersions = std::map<std::string, LeaseVersion>;
 const char *to_string(LeaseState s);
 
 // One sanlock resource on this host. A shared lease may have several owners
@@ -35,7 +47,7 @@ struct Lease {
     bool external = false;
     // The version (sanlock's lver) each of its resources (this one and its
     // aliases' leases) is held at; 0 or missing: not known.
-    std::map<std::string, uint64_t> versions = {};
+    LeaseVersions versions = {};
 };
 
 using RequestId = uint64_t;
@@ -53,7 +65,7 @@ struct AcquireEffect {
     std::vector<std::string> alias_resources = {};  // taken with it, all or nothing
     // Taken only at these versions (resource -> lver): a paused machine's
     // leases, which nobody may have taken since it last held them.
-    std::map<std::string, uint64_t> pins = {};
+    LeaseVersions pins = {};
 };
 struct ReleaseEffect {
     std::string resource;
@@ -65,7 +77,7 @@ struct ReleaseEffect {
 // The lease names of a lease's aliases.
 std::vector<std::string> alias_resources(const Lease &lease);
 AcquireEffect acquire_effect(const Lease &lease, uint32_t owner_pid, bool adopt_orphan,
-                             const std::map<std::string, uint64_t> &pins = {});
+                             const LeaseVersions &pins = {});
 ReleaseEffect release_effect(const Lease &lease, bool orphan = false);
 using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
 
@@ -210,8 +222,8 @@ struct SanlockOutcome {
     // Alias leases the owner's own sanlock client (libvirt's plugin in the
     // VM) holds: the rest was taken without them, and they are not ours.
     std::vector<std::string> owner_held_aliases = {};
-    // Taken: the version each resource is held at now (sanlock_inquire).
-    std::map<std::string, uint64_t> versions = {};
+    // Taken: the version each resource is held at now.
+    LeaseVersions versions = {};
 };
 
 

@@ -69,16 +69,17 @@ protected:
         std::vector<std::string> names{a.resource};
         names.insert(names.end(), a.alias_resources.begin(), a.alias_resources.end());
         for (const auto &[name, pinned] : a.pins)
-            if (lver[name] != pinned) {
+            if (lver[name] != pinned.lver || file[name] != pinned.file) {
                 out.rv = -240;
                 out.detail = "lease version changed";
                 return out;
             }
         for (const auto &name : names)
-            out.versions[name] = ++lver[name];
+            out.versions[name] = {++lver[name], file[name]};
         return out;
     }
     std::map<std::string, uint64_t> lver;  // on "disk", by resource
+    std::map<std::string, uint64_t> file;  // which lease file, by resource
     static MachineInfo vm(const std::string &name) { return {name, "vm", "machine-" + name + ".scope", 4242}; }
     static const Reply *reply_for(const Step &s, RequestId id) {
         for (const auto &r : s.replies)
@@ -1093,7 +1094,7 @@ TEST_F(Tracker, ALeaseTakenByAnotherHostWhileTheMachineWasPausedMakesItStaleForG
     const Machine *m = tracker.find("db-1");
     ASSERT_TRUE(machine_protected(*m));
     const std::string lun = lease_resource_name(kLun);
-    EXPECT_EQ(m->disks[0].versions.at(lun), 1u) << "the version it was granted is remembered";
+    EXPECT_EQ(m->disks[0].versions.at(lun).lver, 1u) << "the version it was granted is remembered";
 
     reg.set_lockspace_state(LockspaceState::Failed);
     run(tracker.lock_failed());
@@ -1134,12 +1135,12 @@ TEST_F(Tracker, ASharedLeaseIsNotPinnedAnExclusiveOneIs) {
     run(tracker.lock_failed());
     reg.set_lockspace_state(LockspaceState::Joined);
     Step back = tracker.retry_failed();
-    std::map<std::string, std::map<std::string, uint64_t>> pins;
+    std::map<std::string, LeaseVersions> pins;
     for (const auto &e : back.effects)
         if (auto *a = std::get_if<AcquireEffect>(&e))
             pins[a->disk] = a->pins;
     ASSERT_EQ(pins.size(), 2u);
-    EXPECT_EQ(pins[kLun], (std::map<std::string, uint64_t>{{lease_resource_name(kLun), 1}}));
+    EXPECT_EQ(pins[kLun], (LeaseVersions{{lease_resource_name(kLun), {1, 0}}}));
     // Every host that joins a shared lease makes a new version: no sign of a writer.
     EXPECT_TRUE(pins["/srv/shared.img"].empty());
 }
@@ -1200,7 +1201,7 @@ TEST_F(Tracker, PinsAndPausesSurviveARestartOfTheAgent) {
     ASSERT_TRUE(saved) << error;
     size_t pins_of_db1 = 0;
     for (const auto &p : saved->pins)
-        pins_of_db1 += p.owner == "db-1" && p.resource == lun && p.versions.at(lun) == 1;
+        pins_of_db1 += p.owner == "db-1" && p.resource == lun && p.versions.at(lun).lver == 1;
     EXPECT_EQ(pins_of_db1, 1u);
     ASSERT_EQ(saved->paused.size(), 2u);
     EXPECT_TRUE(saved->paused[0].stopped);
@@ -1216,7 +1217,7 @@ TEST_F(Tracker, PinsAndPausesSurviveARestartOfTheAgent) {
     bool pinned = false;
     for (const auto &e : appeared.effects)
         if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
-            pinned = a->pins.count(lun) && a->pins.at(lun) == 1;
+            pinned = a->pins.count(lun) && a->pins.at(lun).lver == 1;
     EXPECT_TRUE(pinned);
     Step s = std::move(appeared);
     for (int i = 0; i < 5; i++) {
@@ -1245,22 +1246,22 @@ TEST_F(Tracker, PinsAndPausesSurviveARestartOfTheAgent) {
 TEST(SavedStateFile, PinsPausesAndVersionsRoundTrip) {
     SavedState s;
     std::string r = lease_resource_name("/srv/a.img"), alias = lease_resource_name("/old/a.img");
-    s.leases = {{r, "/srv/a.img", LeaseMode::Exclusive, {"db-1"}, {"/old/a.img"}, {{r, 7}, {alias, 3}}}};
-    s.pins = {{"db-2", 4242, r, "/srv/a b.img", LeaseMode::Exclusive, true, {"/old/a.img"}, {{r, 9}}}};
+    s.leases = {{r, "/srv/a.img", LeaseMode::Exclusive, {"db-1"}, {"/old/a.img"}, {{r, {7, 77}}, {alias, {3, 0}}}}};
+    s.pins = {{"db-2", 4242, r, "/srv/a b.img", LeaseMode::Exclusive, true, {"/old/a.img"}, {{r, {9, 99}}}}};
     s.paused = {{"db-2", 4242, true, false}, {"db-3", 0, true, true}};
     std::string error;
     auto back = parse_saved_state(format_saved_state(s), error);
     ASSERT_TRUE(back) << error;
-    EXPECT_EQ(back->leases[0].versions, (std::map<std::string, uint64_t>{{r, 7}, {alias, 3}}));
+    EXPECT_EQ(back->leases[0].versions, (LeaseVersions{{r, {7, 77}}, {alias, {3, 0}}}));
     ASSERT_EQ(back->pins.size(), 1u);
     EXPECT_EQ(back->pins[0].leader, 4242u);
     EXPECT_EQ(back->pins[0].disk, "/srv/a b.img");
     EXPECT_TRUE(back->pins[0].stale);
     EXPECT_EQ(back->pins[0].aliases, (std::vector<std::string>{"/old/a.img"}));
-    EXPECT_EQ(back->pins[0].versions.at(r), 9u);
+    EXPECT_EQ(back->pins[0].versions.at(r), (LeaseVersion{9, 99}));
     ASSERT_EQ(back->paused.size(), 2u);
     EXPECT_TRUE(back->paused[1].stopped && back->paused[1].frozen);
-    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nlver " + r + " " + r + " 3\n", error)) << "a lver line alone";
+    EXPECT_FALSE(parse_saved_state("vmlease-state 1\nlver " + r + " " + r + " 3 0\n", error)) << "a lver line alone";
     EXPECT_FALSE(parse_saved_state("vmlease-state 1\npaused db-1 1 sideways\n", error));
 }
 
@@ -1334,11 +1335,11 @@ TEST_F(Tracker, AReTakeAfterARestartIsPinnedToTheVersionTheStateFileRecorded) {
     MachineTracker next(reg2, config);
     next.load_saved(*saved);
     reg2.set_lockspace_state(LockspaceState::Joined);
-    std::map<std::string, uint64_t> pins;
+    LeaseVersions pins;
     for (const auto &e : next.machine_appeared(vm("db-1")).effects)
         if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
             pins = a->pins;
-    EXPECT_EQ(pins, (std::map<std::string, uint64_t>{{lun, 1}}));
+    EXPECT_EQ(pins, (LeaseVersions{{lun, {1, 0}}}));
     // Another machine under the name starts afresh.
     LeaseRegistry reg3(1);
     MachineTracker other(reg3, config);
@@ -1390,4 +1391,16 @@ TEST_F(Tracker, AMachineThatRanWhileAnotherHostTookItsDiskMeetsOnConflict) {
     for (const auto &e : back.machine_effects)
         killed = killed || (e.kind == MachineEffect::Kind::Kill && e.signal == SIGKILL && e.machine == "db-1");
     EXPECT_TRUE(killed) << "on_conflict terminate of a stale machine is a SIGKILL, never a graceful stop";
+}
+
+TEST_F(Tracker, ALeaseFileMadeAnewIsAnotherLeaseEvenAtTheSameVersion) {
+    run(tracker.machine_appeared(vm("db-1")));
+    const std::string lun = lease_resource_name(kLun);
+    reg.set_lockspace_state(LockspaceState::Failed);
+    run(tracker.lock_failed());
+    // Another host's cleanup removed the file; a new one was made and taken
+    // once: version 1 again, as when db-1 held it, in another file.
+    file[lun] = 4711;
+    reg.set_lockspace_state(LockspaceState::Joined);
+    EXPECT_EQ(run(tracker.retry_failed()).stale.size(), 1u);
 }
