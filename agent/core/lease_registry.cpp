@@ -176,7 +176,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         if (!compatible && may_adopt && !pending.adopting) {
             // The owner asking first may be refused (an orphan it is not
             // entitled to); this one may be entitled: wait for sanlock.
-            pending.acquirers.push_back({id, owner, mode, may_adopt});
+            pending.acquirers.push_back({id, owner, mode, may_adopt, owner_pid, aliases, pins});
             return step;
         }
         if (!compatible) {
@@ -186,7 +186,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
             return fail(ErrorKind::LeaseHeld, "disk " + disk + " is being acquired on this host by owner " +
                                                   join(owners) + " in " + to_string(lease.mode) + " mode");
         }
-        pending.acquirers.push_back({id, owner, mode, may_adopt});
+        pending.acquirers.push_back({id, owner, mode, may_adopt, owner_pid, aliases, pins});
         return step;
     }
     case LeaseState::Releasing:

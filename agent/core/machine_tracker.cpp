@@ -93,6 +93,21 @@ bool is_exposed(const Machine &m) {
     });
 }
 
+// A disk the state file names for a machine (held before the restart):
+// the machine's own, so an orphan of it may be adopted.
+MachineDisk restored_disk(const std::string &disk, const std::string &resource, const std::vector<std::string> &aliases,
+                          LeaseMode mode, const LeaseVersions &versions) {
+    MachineDisk d;
+    d.disk = disk;
+    d.resource = resource;
+    d.aliases = aliases;
+    d.mode = mode;
+    d.source = MachineDisk::Source::Restored;
+    d.may_adopt = true;
+    d.versions = versions;
+    return d;
+}
+
 // An administrator let it go: it stays released (no retry) until the
 // machine ends.
 void mark_released(MachineDisk &d) {
@@ -899,14 +914,7 @@ void MachineTracker::apply_saved(Step &step, Machine &m) {
     for (const auto &pin : pins->second) {
         if (!same(pin.leader) || m.disks.size() >= kMaxDisksPerMachine)
             continue;
-        MachineDisk d;
-        d.disk = pin.disk;
-        d.resource = pin.resource;
-        d.aliases = pin.aliases;
-        d.mode = pin.mode;
-        d.source = MachineDisk::Source::Restored;
-        d.may_adopt = true;
-        d.versions = pin.versions;
+        MachineDisk d = restored_disk(pin.disk, pin.resource, pin.aliases, pin.mode, pin.versions);
         if (pin.stale) {
             d.state = MachineDisk::State::Stale;
             d.error = "its lease was taken by another host since the machine last held it";
@@ -1211,14 +1219,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             }
             if (m.disks.size() >= kMaxDisksPerMachine)
                 continue;
-            MachineDisk d;
-            d.disk = lease.disk;
-            d.resource = lease.resource;
-            d.aliases = lease.aliases;
-            d.mode = lease.mode;
-            d.source = MachineDisk::Source::Restored;
-            d.may_adopt = true;
-            d.versions = lease.versions;
+            MachineDisk d = restored_disk(lease.disk, lease.resource, lease.aliases, lease.mode, lease.versions);
             d.state = MachineDisk::State::Failed;
             d.error = "the lockspace failed";
             d.awaits_lockspace = true;

@@ -74,6 +74,8 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
     for (const auto &[name, action] : kActions)
         ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {name}, 10s)) << name << "\n" << h->agent->log();
     h->client->clear_events();
+    const std::string paused_disk = *root / "images/lf-pause.img";
+    const uint64_t paused_held = std::get<3>(h->client->InspectDisk(paused_disk));
 
     // The lockspace goes away under held leases: sanlock SIGTERMs the agent
     // (from its helper process) until they are released.
@@ -115,6 +117,10 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
     EXPECT_TRUE(h->client->wait_for("MachineResumed", {"lf-pause"}, 20s)) << h->agent->log();
     EXPECT_TRUE(eventually([&] { return process_state(vms["lf-pause"].pid()) != 'T'; }, 10s))
         << "pause: still stopped after the rejoin";
+    const uint64_t paused_back = std::get<3>(h->client->InspectDisk(paused_disk));
+    EXPECT_EQ(paused_back, paused_held + 1) << "taken back once, by this host";
+    std::cout << "lf-pause: lease version " << paused_held << " before the failure, " << paused_back
+              << " taken back after the rejoin; resumed" << std::endl;
     for (const char *name : {"lf-pause", "lf-ign"})
         h->machined->call("TerminateMachine", {"s", name});
     for (const char *name : {"lf-pause", "lf-ign"})

@@ -200,13 +200,17 @@ TEST_F(Unprotected, UnderPauseAMachineIsFrozenWhileTheDiskIsHeldElsewhereAndThaw
     std::this_thread::sleep_for(300ms);
     EXPECT_EQ(frozen(vm.pid()), "1");
     EXPECT_NE(ctl(*h2, {"status"}).find("Unprotected: pause-2"), std::string::npos);
+    const uint64_t held_by_host1 = std::get<3>(h1->client->InspectDisk(disk));
 
     auto released = end_holder(holder, "holder-p", disk);
     ASSERT_TRUE(h2->client->wait_for("LeaseAcquired", {"pause-2", disk}, 35s)) << h2->agent->log();
     EXPECT_TRUE(eventually([&] { return frozen(vm.pid()) == "0"; }, 10s)) << h2->agent->log();
     // It never held the lease: nothing pinned it, and it is announced as resumed.
     EXPECT_TRUE(h2->client->wait_for("MachineResumed", {"pause-2"}, 10s)) << h2->agent->log();
-    std::cout << "holder released -> frozen machine leased and thawed: " << seconds_since(released) << " s"
+    const uint64_t taken_by_host2 = std::get<3>(h2->client->InspectDisk(disk));
+    EXPECT_EQ(taken_by_host2, held_by_host1 + 1);
+    std::cout << "holder released -> frozen machine leased and thawed: " << seconds_since(released)
+              << " s; lease version " << held_by_host1 << " (host 1) -> " << taken_by_host2 << " (host 2)"
               << std::endl;
     EXPECT_TRUE(vm.running());
     vm.signal(SIGKILL);

@@ -78,6 +78,22 @@ protected:
             out.versions[name] = {++lver[name], file[name]};
         return out;
     }
+    // run() for another tracker and registry (an agent started again).
+    Step run_on(MachineTracker &t, LeaseRegistry &r, Step step) {
+        Step all;
+        while (!step.empty()) {
+            Step next;
+            for (const auto &reply : step.replies)
+                if (is_internal(reply.request))
+                    next.append(t.lease_reply(reply));
+            for (const auto &e : step.effects)
+                if (auto *a = std::get_if<AcquireEffect>(&e))
+                    next.append(r.acquire_done(a->resource, sanlock_acquire(*a, 0, {})));
+            all.append(std::move(step));
+            step = std::move(next);
+        }
+        return all;
+    }
     std::map<std::string, uint64_t> lver;  // on "disk", by resource
     std::map<std::string, uint64_t> file;  // which lease file, by resource
     static MachineInfo vm(const std::string &name) { return {name, "vm", "machine-" + name + ".scope", 4242}; }
@@ -1219,19 +1235,7 @@ TEST_F(Tracker, PinsAndPausesSurviveARestartOfTheAgent) {
         if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
             pinned = a->pins.count(lun) && a->pins.at(lun).lver == 1;
     EXPECT_TRUE(pinned);
-    Step s = std::move(appeared);
-    for (int i = 0; i < 5; i++) {
-        Step more;
-        for (const auto &r : s.replies)
-            if (is_internal(r.request))
-                more.append(next.lease_reply(r));
-        for (const auto &e : s.effects)
-            if (auto *a = std::get_if<AcquireEffect>(&e))
-                more.append(reg2.acquire_done(a->resource, sanlock_acquire(*a, 0, {})));
-        if (more.empty())
-            break;
-        s = std::move(more);
-    }
+    run_on(next, reg2, std::move(appeared));
     const Machine *m = next.find("db-1");
     ASSERT_NE(m, nullptr);
     EXPECT_TRUE(m->stopped) << "the pause was remembered";
@@ -1303,18 +1307,8 @@ TEST_F(Tracker, APauseRestoredAfterARestartIsNotResumedBeforeAScanShowsItsDisks)
     MachineTracker next(reg2, config);
     next.load_saved(*saved);
     reg2.set_lockspace_state(LockspaceState::Joined);
-    Step s = next.machine_appeared(vm("db-1"));
-    for (int i = 0; i < 5 && !s.empty(); i++) {
-        Step more;
-        for (const auto &r : s.replies)
-            if (is_internal(r.request))
-                more.append(next.lease_reply(r));
-        for (const auto &e : s.effects)
-            if (auto *a = std::get_if<AcquireEffect>(&e))
-                more.append(reg2.acquire_done(a->resource, sanlock_acquire(*a, 0, {})));
-        ASSERT_TRUE(more.resumed.empty()) << "resumed before its open files were scanned";
-        s = std::move(more);
-    }
+    Step s = run_on(next, reg2, next.machine_appeared(vm("db-1")));
+    ASSERT_TRUE(s.resumed.empty()) << "resumed before its open files were scanned";
     const Machine *m = next.find("db-1");
     EXPECT_TRUE(machine_protected(*m));
     EXPECT_TRUE(m->stopped);
