@@ -1017,7 +1017,9 @@ void Daemon::load_saved_state() {
         return;
     }
     if (!text) {
-        log_info("no saved lease state in " + path + " (first start since boot)");
+        log_info("no saved lease state in " + path +
+                 " (first start since boot, or the file was removed): leases held before this start are "
+                 "restored only for running machines, others stay held by sanlock for this host until released");
         return;
     }
     std::string error;

@@ -1,14 +1,13 @@
 // call-as: one org.vmlease.Manager call, made with plain sd-bus so the test
-// controls what sdbus-c++ 1.2.0 cannot: the caller's uid (--uid) and the
-// ALLOW_INTERACTIVE_AUTHORIZATION flag (--no-interactive clears it).
+// controls what sdbus-c++ 1.2.0 cannot: the ALLOW_INTERACTIVE_AUTHORIZATION
+// flag (--no-interactive clears it) and many calls in flight from one sender.
+// Tests run it as another user through as_user() (tests/harness/harness.hpp).
 // Prints "OK" or "ERROR <error name>: <message>" per call and exits 0 once
 // the calls were made; exit 2 for usage or connection problems. --repeat N
 // sends the call N times at once on one connection (one sender).
 //
-//   call-as [--uid N] [--no-interactive] [--repeat N] METHOD ARG...
-#include <grp.h>
+//   call-as [--no-interactive] [--repeat N] METHOD ARG...
 #include <systemd/sd-bus.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -18,7 +17,7 @@
 namespace {
 
 int usage() {
-    fprintf(stderr, "usage: call-as [--uid N] [--no-interactive] [--repeat N] METHOD ARG...\n");
+    fprintf(stderr, "usage: call-as [--no-interactive] [--repeat N] METHOD ARG...\n");
     return 2;
 }
 
@@ -48,13 +47,11 @@ int append(sd_bus_message *m, const std::string &method, const std::vector<std::
 }  // namespace
 
 int main(int argc, char **argv) {
-    int uid = -1, repeat = 1;
+    int repeat = 1;
     bool interactive = true;
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
-        if (strcmp(argv[i], "--uid") == 0 && i + 1 < argc)
-            uid = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-interactive") == 0)
             interactive = false;
@@ -66,10 +63,6 @@ int main(int argc, char **argv) {
     std::string method = argv[i++];
     std::vector<std::string> args(argv + i, argv + argc);
 
-    if (uid >= 0 && (setgroups(0, nullptr) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)) {
-        perror("cannot drop privileges");
-        return 2;
-    }
     sd_bus *bus = nullptr;
     int r = sd_bus_open_system(&bus);
     if (r < 0) {

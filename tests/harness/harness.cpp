@@ -29,6 +29,12 @@ namespace vmtest {
 
 std::string lease_name(const std::string &canonical_disk) { return vmlease::lease_resource_name(canonical_disk); }
 
+std::vector<std::string> as_user(unsigned id, std::vector<std::string> argv) {
+    const std::string n = std::to_string(id);
+    argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=" + n, "--regid=" + n, "--clear-groups"});
+    return argv;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -594,6 +600,11 @@ std::string MachinedEnv::call(const std::string &method, const std::vector<std::
     return out;
 }
 
+pid_t MachinedEnv::machined_pid() const {
+    std::string text = read_file(dir_ + "/machined.pid");
+    return text.empty() ? 0 : static_cast<pid_t>(std::stol(text));
+}
+
 std::string MachinedEnv::create_machine(const std::string &name, pid_t leader) const {
     return call("CreateMachine", {"sayssusa(sv)", name, "0", "vmlease-test", "vm", std::to_string(leader), "", "0"});
 }
@@ -609,6 +620,32 @@ DbusMock::DbusMock(const std::string &dir, const std::string &bus_address, const
 }
 
 DbusMock::~DbusMock() { stop(); }
+
+Journald::Journald(const std::string &dir) : dir_(dir) {
+    std::filesystem::create_directories(dir);
+    child_ = Child({required_env("JOURNAL_ENV"), "start"}, {}, dir + "/journald.log");
+    // Up once its native socket is there, seen from inside its namespace.
+    bool up = eventually([&] {
+        return run({"/usr/bin/nsenter", "-t", std::to_string(child_.pid()), "-m", "--", "/usr/bin/test", "-S",
+                    "/run/systemd/journal/socket"}) == 0;
+    }, 15s);
+    if (!up)
+        fail("systemd-journald did not start:\n" + tail_of(dir + "/journald.log"));
+}
+
+Journald::~Journald() { child_.stop(5s); }
+
+std::vector<std::string> Journald::wrapper() const {
+    return {required_env("JOURNAL_ENV"), "run", std::to_string(child_.pid())};
+}
+
+std::string Journald::entries(const std::vector<std::string> &matches) const {
+    std::vector<std::string> argv{required_env("JOURNAL_ENV"), "read", std::to_string(child_.pid()), "-o", "json"};
+    argv.insert(argv.end(), matches.begin(), matches.end());
+    std::string out;
+    run(argv, {}, &out, 30s);
+    return out;
+}
 
 Polkitd::Polkitd(const std::string &dir, const std::string &bus_address, const std::string &extra_policy,
                  const std::string &rules)

@@ -90,6 +90,12 @@ private:
 int run(std::vector<std::string> argv, std::map<std::string, std::string> env = {}, std::string *output = nullptr,
         std::chrono::milliseconds timeout = 60s);
 
+// The one way a test acts as another user: `argv` prefixed with setpriv,
+// which drops to uid and gid `id` with no supplementary groups before it
+// runs (for Child and run). kNobody is the unprivileged caller of the tests.
+inline constexpr unsigned kNobody = 65534;
+std::vector<std::string> as_user(unsigned id, std::vector<std::string> argv);
+
 // Make this process adopt (and so be able to reap) orphans of its children,
 // e.g. sanlock's helper process after the daemon exits.
 void become_subreaper();
@@ -202,6 +208,8 @@ public:
     // CreateMachine for `leader` (class vm); returns busctl's output.
     std::string create_machine(const std::string &name, pid_t leader) const;
     std::string call(const std::string &method, const std::vector<std::string> &signature_and_args) const;
+    // The running systemd-machined (bus-activated: a call starts it again after it exits).
+    pid_t machined_pid() const;
 
 private:
     std::string dir_, address_;
@@ -221,6 +229,22 @@ public:
     pid_t pid() const { return child_.pid(); }
 
 private:
+    Child child_;
+};
+
+// A real systemd-journald of the test's own (tests/support/journal-env): a
+// vmleased started with wrapper() logs to it as under systemd, with
+// MESSAGE_ID and VMLEASE_* fields; entries() reads them back, one JSON
+// object per line (journalctl -o json).
+class Journald {
+public:
+    explicit Journald(const std::string &dir);
+    ~Journald();
+    std::vector<std::string> wrapper() const;
+    std::string entries(const std::vector<std::string> &matches = {}) const;
+
+private:
+    std::string dir_;
     Child child_;
 };
 

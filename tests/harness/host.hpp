@@ -106,9 +106,11 @@ std::string error_of(Call &&call, std::string *message = nullptr) {
     return "";
 }
 
-// A test suite whose hosts share one lease directory, started once for the
-// suite (`Suite` is the derived fixture, so each suite has its own hosts).
-// A failed test prints every agent's log.
+// The one fixture for suites with hosts: hosts that share one lease
+// directory, started once for the suite (`Suite` is the derived fixture, so
+// each suite has its own hosts), plus hosts a single test starts with
+// test_host(). After every test each host is checked (sanitizer reports,
+// unclean exits); a failed test prints every agent's log.
 template <typename Suite>
 class HostsSuite : public ::testing::Test {
 protected:
@@ -128,6 +130,13 @@ protected:
         h1 = hosts[0].get();
         h2 = hosts.size() > 1 ? hosts[1].get() : nullptr;
     }
+    // A host for the running test only (one that must start after a fault,
+    // or see the shared files through another path): checked and its log
+    // shown like the suite's, stopped when the test ends.
+    static Host &test_host(uint32_t host_id, const std::string &its_lease_dir, HostOptions options = {}) {
+        test_hosts.push_back(std::make_unique<Host>(root->path(), its_lease_dir, host_id, options));
+        return *test_hosts.back();
+    }
     static void TearDownTestSuite() {
         while (!hosts.empty())
             hosts.pop_back();  // the last started stops first
@@ -135,17 +144,22 @@ protected:
         root.reset();
     }
     void TearDown() override {
-        for (const auto &h : hosts)
-            h->check();
+        for (const auto *list : {&hosts, &test_hosts})
+            for (const auto &h : *list)
+                h->check();
         if (HasFailure())
-            for (const auto &h : hosts)
-                if (h->agent)
-                    std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
+            for (const auto *list : {&hosts, &test_hosts})
+                for (const auto &h : *list)
+                    if (h->agent)
+                        std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
+        while (!test_hosts.empty())
+            test_hosts.pop_back();
     }
 
     static inline std::unique_ptr<TempDir> root;
     static inline std::string lease_dir;
     static inline std::vector<std::unique_ptr<Host>> hosts;
+    static inline std::vector<std::unique_ptr<Host>> test_hosts;
     static inline Host *h1 = nullptr, *h2 = nullptr;
 };
 
@@ -157,6 +171,15 @@ inline Leases leases_of(Host &h) {
     for (const auto &l : h.client->ListLeases())
         out.insert({l.get<0>(), l.get<2>(), l.get<4>()});
     return out;
+}
+
+// ListMachines' "protected" for `machine`: every disk it should hold a lease for is held.
+inline bool listed_protected(Host &h, const std::string &machine) {
+    for (const auto &m : h.client->ListMachines())
+        if (m.get<0>() == machine)
+            return m.get<5>();
+    ADD_FAILURE() << machine << " not listed";
+    return false;
 }
 
 // SIGKILL: a crash on purpose (Agent::crash() exempts it from the clean-exit check).

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@ namespace vmtest {
 struct Event {
     std::string name;               // LeaseAcquired, LeaseReleased, InterfacesAdded, PropertiesChanged, ...
     std::vector<std::string> args;  // string forms of the arguments
+    std::map<std::string, std::string> values;  // PropertiesChanged: each changed property's value as text
     std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
 
@@ -74,6 +76,20 @@ public:
         return out;
     }
     // Wait until a property of org.vmlease.Manager has a value (re-read on every PropertiesChanged).
+    // Wait until a PropertiesChanged signal announces `value` for property `name`
+    // (not merely that the property now reads so: the signal itself).
+    bool wait_changed(const std::string &name, const std::string &value,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+        std::unique_lock lock(mutex_);
+        return cv_.wait_for(lock, timeout, [&] {
+            for (const auto &e : events_) {
+                auto v = e.values.find(name);
+                if (e.name == "PropertiesChanged" && v != e.values.end() && v->second == value)
+                    return true;
+            }
+            return false;
+        });
+    }
     bool wait_property(const std::string &name, const std::string &value,
                        std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
         auto current = [&] { return Get("org.vmlease.Manager", name).get<std::string>(); };
@@ -88,10 +104,10 @@ public:
     }
 
 private:
-    void record(std::string name, std::vector<std::string> args) {
+    void record(std::string name, std::vector<std::string> args, std::map<std::string, std::string> values = {}) {
         {
             std::lock_guard lock(mutex_);
-            events_.push_back({std::move(name), std::move(args)});
+            events_.push_back({std::move(name), std::move(args), std::move(values)});
         }
         cv_.notify_all();
     }
@@ -121,11 +137,25 @@ private:
     void onPropertiesChanged(const std::string &interface, const std::map<std::string, sdbus::Variant> &changed,
                              const std::vector<std::string> &invalidated) override {
         std::vector<std::string> args{interface};
-        for (const auto &[k, v] : changed)
+        std::map<std::string, std::string> values;
+        for (const auto &[k, v] : changed) {
             args.push_back(k);
+            const std::string type = v.peekValueType();
+            if (type == "s")
+                values[k] = v.get<std::string>();
+            else if (type == "u")
+                values[k] = std::to_string(v.get<uint32_t>());
+            else if (type == "t")
+                values[k] = std::to_string(v.get<uint64_t>());
+            else if (type == "b")
+                values[k] = v.get<bool>() ? "true" : "false";
+            else if (type == "as")
+                for (const auto &item : v.get<std::vector<std::string>>())
+                    values[k] += item + "\n";
+        }
         for (const auto &k : invalidated)
             args.push_back(k);
-        record("PropertiesChanged", args);
+        record("PropertiesChanged", args, values);
     }
     void onInterfacesAdded(const sdbus::ObjectPath &path,
                            const std::map<std::string, std::map<std::string, sdbus::Variant>> &interfaces) override {

@@ -53,10 +53,15 @@ TEST_F(Cleanup, OnlyFilesNoHostUsesAreDeletedAndDryRunDeletesNothing) {
     EXPECT_TRUE(h1->client->CleanupLeases(false).empty());
     std::this_thread::sleep_for(std::chrono::seconds(kMinAge + 1));  // let the files age
 
+    // A dry run only reads: it takes no lease, so no lease's version moves on.
+    const uint64_t version_c = std::get<3>(h1->client->InspectDisk(disk("c")));
+    const uint64_t version_d = std::get<3>(h1->client->InspectDisk(disk("d")));
     auto would = h1->client->CleanupLeases(true);
     EXPECT_EQ(sorted(would), sorted({unused_c, unused_d}));
     for (const auto &f : would)
         EXPECT_TRUE(std::filesystem::exists(f)) << "a dry run deleted " << f;
+    EXPECT_EQ(std::get<3>(h1->client->InspectDisk(disk("c"))), version_c) << "the dry run took the lease of c";
+    EXPECT_EQ(std::get<3>(h1->client->InspectDisk(disk("d"))), version_d) << "the dry run took the lease of d";
 
     auto removed = h1->client->CleanupLeases(false);
     EXPECT_EQ(sorted(removed), sorted({unused_c, unused_d}));
@@ -97,6 +102,34 @@ TEST_F(Cleanup, FilesThatAreNotLeasesAreNeverTouched) {
     EXPECT_TRUE(std::filesystem::exists(odd));
     for (const auto &f : removed)
         EXPECT_NE(f, notes);
+}
+
+// A file named like a lease that sanlock cannot read as one is neither
+// deleted nor skipped silently: the call fails naming it and how many other
+// files were removed anyway; vmleasectl says the same and exits non-zero.
+TEST_F(Cleanup, AFileItCannotHandleFailsTheCallNamingItAndTheCountRemoved) {
+    const std::string unused = disk("f");
+    h2->client->AcquireDisk("vm-2", unused, "exclusive", kNoOptions);
+    h2->client->ReleaseDisk("vm-2", unused);
+    const std::string unused_file = file_of(*h1, unused);
+    const std::string bogus = lease_dir + "/" + lease_name("/srv/not-a-lease.img");
+    write_file(bogus, std::string(4096, 'z'));
+    std::this_thread::sleep_for(std::chrono::seconds(kMinAge + 1));
+
+    std::string message;
+    EXPECT_EQ(error_of([&] { h1->client->CleanupLeases(false); }, &message), "org.vmlease.Error.Failed");
+    EXPECT_NE(message.find("could not clean up 1 lease file(s): " + bogus + ": "), std::string::npos) << message;
+    EXPECT_NE(message.find("; removed 1 other(s)"), std::string::npos) << message;
+    EXPECT_FALSE(std::filesystem::exists(unused_file)) << "the file it could handle was not removed";
+    EXPECT_EQ(read_file(bogus), std::string(4096, 'z')) << "the file it could not handle was changed";
+
+    std::string out;
+    EXPECT_NE(run({required_env("VMLEASECTL"), "--no-ask-password", "cleanup"},
+                  {{"DBUS_SYSTEM_BUS_ADDRESS", h1->bus_address}}, &out),
+              0)
+        << out;
+    EXPECT_NE(out.find(bogus), std::string::npos) << out;
+    std::filesystem::remove(bogus);
 }
 
 TEST_F(Cleanup, SanlockRunningWithoutItsWatchdogIsWarnedAbout) {

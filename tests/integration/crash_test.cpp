@@ -98,6 +98,28 @@ TEST_F(Crash, ACorruptStateFileIsSurvivedAndNothingIsReleasedOnItsWord) {
     EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"vm-d", d}, 10s)) << h1->agent->log();
 }
 
+// The same with no state file at all (removed by hand, or a tmpfs wiped
+// under /run): reported, and nothing released on the word of its absence.
+TEST_F(Crash, AMissingStateFileIsReportedAndNothingIsReleasedOnItsWord) {
+    const std::string m = image("m.img"), kept = image("kept-m.img");
+    Child vm = vm_process(root->path(), "vm-m", m);
+    ASSERT_EQ(h1->machined->create_machine("vm-m", vm.pid()).rfind("o ", 0), 0u);
+    h1->client->AcquireDisk("keeper-m", kept, "exclusive", {});
+    ASSERT_TRUE(eventually([&] { return leases_of(*h1).size() == 2; }, 20s)) << h1->agent->log();
+
+    kill_agent(*h1);
+    ASSERT_TRUE(std::filesystem::remove(runtime_file(*h1, "leases")));
+    h1->agent->start();
+    EXPECT_TRUE(eventually([&] { return leases_of(*h1) == Leases{{m, "vm-m", "held"}}; }, 20s)) << h1->agent->log();
+    EXPECT_NE(h1->agent->log().find("no saved lease state in " + runtime_file(*h1, "leases")), std::string::npos)
+        << h1->agent->log();
+    EXPECT_EQ(intrude(*h2, kept), "org.vmlease.Error.LeaseHeld");
+    EXPECT_EQ(intrude(*h2, m), "org.vmlease.Error.LeaseHeld");
+    EXPECT_NE(read_file(runtime_file(*h1, "leases")).find(" vm-m "), std::string::npos);
+    vm.signal(SIGKILL);
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"vm-m", m}, 10s)) << h1->agent->log();
+}
+
 TEST_F(Crash, GracefulStopKeepsEveryLeaseForTheNextStart) {
     const std::string e = image("e.img");
     Child vm = vm_process(root->path(), "vm-e", e);

@@ -202,7 +202,9 @@ TEST_F(FileIdentity, LibvirtsPluginInTheVmHoldingTheLiteralPathIsNoConflict) {
     ASSERT_EQ(h1->machined->create_machine("lv-1", vm.pid()).rfind("o ", 0), 0u);
     auto acquired = h1->client->wait_event("LeaseAcquired", {"lv-1", identity}, 10s);
     ASSERT_TRUE(acquired) << h1->agent->log();
-    EXPECT_FALSE(h1->client->wait_for("LeaseConflict", {"lv-1"}, 2s)) << h1->agent->log();
+    // Protected: its one disk's outcome is in, and it is the lease, not a conflict.
+    EXPECT_TRUE(eventually([&] { return listed_protected(*h1, "lv-1"); }, 5s));
+    EXPECT_FALSE(h1->client->wait_for("LeaseConflict", {"lv-1"}, 0s)) << h1->agent->log();
     EXPECT_TRUE(vm.running());
     // Not ours: the plugin keeps it.
     EXPECT_TRUE(h1->client->lease_aliases(sdbus::ObjectPath(acquired->args.at(2))).empty());

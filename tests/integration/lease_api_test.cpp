@@ -3,9 +3,13 @@
 #include "host.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -77,7 +81,7 @@ TEST_F(LeaseApi, AcquireListInspectRelease) {
     EXPECT_EQ(lease, "/org/vmlease/lease/" + kResource);
     EXPECT_TRUE(client().wait_for("LeaseAcquired", {"vm1", kDisk, lease}));
     EXPECT_TRUE(client().wait_for("InterfacesAdded", {lease, "org.vmlease.Lease"}));
-    EXPECT_TRUE(client().wait_for("PropertiesChanged", {"org.vmlease.Manager", "LeaseCount"}));
+    EXPECT_TRUE(client().wait_changed("LeaseCount", "1"));
     EXPECT_EQ(client().LeaseCount(), 1u);
     auto managed = client().GetManagedObjects();
     ASSERT_EQ(managed.count(lease), 1u);
@@ -222,24 +226,66 @@ TEST_F(LeaseApi, CleanupLeavesLeaseFilesYoungerThanAnHourAlone) {
     EXPECT_TRUE(client().ListMachines().empty());
 }
 
-TEST_F(LeaseApi, ReloadRejectsABadFileAndKeepsTheOldOne) {
-    std::string good = read_file(host->agent->config_path());
-    write_file(host->agent->config_path(), good + "bogus_key: 1\n");
+// What a reload changes is seen through cleanup_min_age: whether a dry-run
+// cleanup would remove an unused lease file says which configuration is in
+// force. A bad file, by Reload or by SIGHUP, changes nothing of it.
+TEST_F(LeaseApi, ReloadAppliesAGoodFileAndABadOneKeepsTheOldOne) {
+    const std::string path = host->agent->config_path();
+    const std::string good = read_file(path);
+    client().AcquireDisk("aged", "/srv/aged.img", "exclusive", kNoOptions);
+    client().ReleaseDisk("aged", "/srv/aged.img");
+    const std::string file = std::get<1>(client().InspectDisk("/srv/aged.img"));
+    auto would_remove = [&] {
+        auto files = client().CleanupLeases(true);
+        return std::find(files.begin(), files.end(), file) != files.end();
+    };
+    ASSERT_FALSE(would_remove()) << "the default cleanup_min_age is a day";
+
+    // A good file is applied.
+    write_file(path, good + "cleanup_min_age: 0\n");
+    client().Reload();
+    EXPECT_TRUE(would_remove()) << host->agent->log();
+
+    // A bad one is rejected naming file, line and column; the one in force stays.
+    const std::string in_force = read_file(path);
+    const auto bad_line = std::count(in_force.begin(), in_force.end(), '\n') + 1;
+    write_file(path, in_force + "bogus_key: 1\n");
     std::string message;
     EXPECT_EQ(error_of([&] { client().Reload(); }, &message), "org.vmlease.Error.ConfigInvalid");
     EXPECT_NE(message.find("bogus_key"), std::string::npos) << message;
-    EXPECT_NE(message.find(host->agent->config_path() + ":"), std::string::npos) << message;
+    EXPECT_NE(message.find(path + ":" + std::to_string(bad_line) + ":1:"), std::string::npos) << message;
+    EXPECT_TRUE(would_remove()) << "a rejected file changed the configuration in force";
 
-    write_file(host->agent->config_path(), good + "on_conflict: warn\n");
-    EXPECT_NO_THROW(client().Reload());
+    // SIGHUP: the same rejection, in the log; the configuration in force stays.
+    write_file(path, in_force + "on_conflict: sometimes\n");
+    host->agent->child().signal(SIGHUP);
+    EXPECT_TRUE(eventually([&] {
+        return host->agent->log().find("configuration rejected, the old one stays in force: " + path + ":" +
+                                       std::to_string(bad_line) + ":") != std::string::npos;
+    }, 10s)) << host->agent->log();
+    EXPECT_TRUE(host->agent->child().running());
+    EXPECT_TRUE(would_remove()) << "a file rejected on SIGHUP changed the configuration in force";
 
-    std::string changed = good;
-    changed.replace(changed.find("host_id: 1"), 10, "host_id: 9");
-    write_file(host->agent->config_path(), changed);
-    EXPECT_EQ(error_of([&] { client().Reload(); }, &message), "org.vmlease.Error.ConfigInvalid");
-    EXPECT_NE(message.find("host_id"), std::string::npos) << message;
+    // Keys sanlock was set up with cannot change while it runs: the whole file is rejected.
+    for (const auto &[key, value] : std::vector<std::pair<std::string, std::string>>{
+             {"host_id", "9"}, {"io_timeout", "3"}, {"lease_dir", "/srv/elsewhere"}}) {
+        std::string changed = in_force;
+        const auto at = changed.find(key + ": ");
+        ASSERT_NE(at, std::string::npos) << key;
+        changed.replace(at, changed.find('\n', at) - at, key + ": " + value);
+        changed.replace(changed.find("cleanup_min_age: 0"), 18, "cleanup_min_age: 86400");
+        write_file(path, changed);
+        EXPECT_EQ(error_of([&] { client().Reload(); }, &message), "org.vmlease.Error.ConfigInvalid") << key;
+        EXPECT_NE(message.find(key + " cannot change while vmleased runs; restart it to apply"), std::string::npos)
+            << message;
+        EXPECT_TRUE(would_remove()) << key << ": a rejected file changed the configuration in force";
+    }
     EXPECT_EQ(client().HostId(), 1u);
-    write_file(host->agent->config_path(), good);
+
+    // The original file again: a day's minimum age.
+    write_file(path, good);
+    client().Reload();
+    EXPECT_FALSE(would_remove());
 }
 
 TEST(VmleasedStartup, MalformedConfigurationIsRefusedWithFileLineAndColumn) {
@@ -270,10 +316,11 @@ TEST(VmleasedLockspace, UnjoinableLockspaceIsReportedAndRetried) {
     EXPECT_TRUE(h.agent->child().running());
 
     // The storage shows up: the agent rejoins by itself.
+    h.client->clear_events();
     std::filesystem::create_directories(lease_dir);
-    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined", 60s)) << h.agent->log();
-    EXPECT_TRUE(h.client->wait_for("PropertiesChanged", {"org.vmlease.Manager", "LockspaceState"}));
-    EXPECT_NO_THROW(h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions));
+    ASSERT_TRUE(h.client->wait_changed("LockspaceState", "joined", 60s)) << h.agent->log();
+    h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
+    EXPECT_EQ(leases_of(h), (Leases{{kDisk, "vm1", "held"}}));
 }
 
 // vmleased(8): SIGTERM and SIGINT stop it cleanly; leases stay held.
@@ -295,6 +342,43 @@ TEST(VmleasedShutdown, SigtermAndSigintStopCleanlyAndLeaveLeasesHeld) {
         EXPECT_NE(out.find(kResource), std::string::npos) << out;
         EXPECT_NE(out.find("ORPHAN"), std::string::npos) << out;
     }
+}
+
+// vmleased(8) "WATCHDOG": under WatchdogSec= systemd passes WATCHDOG_USEC and
+// the event loop sends WATCHDOG=1 well within it (sd-event's own keep-alive,
+// so a loop that hangs stops sending and systemd restarts the service).
+TEST(VmleasedWatchdog, TheEventLoopKeepsSystemdsWatchdogFed) {
+    Site site("vmlease-wd");
+    HostOptions o;
+    o.agent_env = {{"WATCHDOG_USEC", "2000000"}};
+    Host h(site.root.path(), site.lease_dir(), 1, o);
+    // The harness stopped listening at READY=1; listen again where the agent notifies.
+    const std::string path = h.dir + "/agent/notify.sock";
+    unlink(path.c_str());
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(bind(sock, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0) << strerror(errno);
+    std::vector<std::chrono::steady_clock::time_point> pings;
+    const auto start = std::chrono::steady_clock::now(), end = start + 6s;
+    while (std::chrono::steady_clock::now() < end) {
+        pollfd p{sock, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = recv(sock, buf, sizeof buf - 1, 0);
+        if (n > 0 && std::string(buf, n).find("WATCHDOG=1") != std::string::npos)
+            pings.push_back(std::chrono::steady_clock::now());
+    }
+    close(sock);
+    ASSERT_GE(pings.size(), 3u) << "WATCHDOG=1 sent " << pings.size() << " times in 6 s with WatchdogSec=2s";
+    double worst = std::chrono::duration<double>(pings.front() - start).count();
+    for (size_t i = 1; i < pings.size(); i++)
+        worst = std::max(worst, std::chrono::duration<double>(pings[i] - pings[i - 1]).count());
+    std::cout << pings.size() << " watchdog keep-alives in 6 s, longest gap " << worst << " s (WatchdogSec=2s)"
+              << std::endl;
+    EXPECT_LT(worst, 2.0) << "a keep-alive came later than WatchdogSec";
 }
 
 TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
@@ -321,7 +405,8 @@ TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
     EXPECT_TRUE(h.client->ListLeases().empty());
     // And it joins again by itself, and serves.
     ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined", 30s)) << h.agent->log();
-    EXPECT_NO_THROW(h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions));
+    h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
+    EXPECT_EQ(leases_of(h), (Leases{{kDisk, "vm1", "held"}}));
     rem.stop(1s);
 }
 

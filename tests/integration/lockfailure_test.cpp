@@ -6,6 +6,7 @@
 #include "host.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -39,56 +40,49 @@ double seconds(Clock::time_point from, Clock::time_point to) { return std::chron
 const std::vector<std::pair<std::string, std::string>> kActions = {
     {"lf-off", "poweroff"}, {"lf-term", "terminate"}, {"lf-pause", "pause"}, {"lf-ign", "ignore"}, {"lf-rst", "restart"}};
 
-class LockFailure : public ::testing::Test {
+class LockFailure : public HostsSuite<LockFailure> {
 protected:
     static void SetUpTestSuite() {
-        become_subreaper();
-        root = std::make_unique<TempDir>("vml-lf");
-        std::filesystem::create_directories(*root / "leases");
+        make_site("vml-lf");
         HostOptions o;
         o.with_machined = true;
         o.extra_yaml = rules(*root / "images", kActions);
-        h = std::make_unique<Host>(root->path(), *root / "leases", 1, o);
-        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined")) << h->agent->log();
+        start_hosts({o});
     }
-    static void TearDownTestSuite() {
-        h.reset();
-        root.reset();
-    }
-    void TearDown() override {
-        if (h)
-            h->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
-        if (HasFailure())
-            std::cerr << "--- vmleased log ---\n" << h->agent->log() << std::endl;
-    }
-    static inline std::unique_ptr<TempDir> root;
-    static inline std::unique_ptr<Host> h;
 };
 
 TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
     std::map<std::string, Child> vms;
     for (const auto &[name, action] : kActions) {
         vms[name] = Child({"/bin/sleep", "600"}, {}, root->path() + "/" + name + ".log");
-        ASSERT_EQ(h->machined->create_machine(name, vms[name].pid()).rfind("o ", 0), 0u);
+        ASSERT_EQ(h1->machined->create_machine(name, vms[name].pid()).rfind("o ", 0), 0u);
     }
     for (const auto &[name, action] : kActions)
-        ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {name}, 10s)) << name << "\n" << h->agent->log();
-    h->client->clear_events();
+        ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {name}, 10s)) << name << "\n" << h1->agent->log();
+    h1->client->clear_events();
     const std::string paused_disk = *root / "images/lf-pause.img";
-    const uint64_t paused_held = std::get<3>(h->client->InspectDisk(paused_disk));
+    const uint64_t paused_held = std::get<3>(h1->client->InspectDisk(paused_disk));
 
     // The lockspace goes away under held leases: sanlock SIGTERMs the agent
     // (from its helper process) until they are released.
     std::string out;
     int rc = run({required_env("SANLOCK"), "client", "rem_lockspace", "-s",
                   "__LIBVIRT__DISKS__:1:" + *root / "leases/__LIBVIRT__DISKS__" + ":0"},
-                 h->sanlock.env(), &out, 60s);
+                 h1->sanlock.env(), &out, 60s);
     EXPECT_EQ(rc, 0) << out;
 
     for (const auto &[name, action] : kActions) {
-        EXPECT_TRUE(h->client->wait_for("LockFailure", {name, "__LIBVIRT__DISKS__", action}, 20s)) << name;
-        EXPECT_TRUE(h->client->wait_for("LeaseReleased", {name}, 20s)) << name;
+        EXPECT_TRUE(h1->client->wait_for("LockFailure", {name, "__LIBVIRT__DISKS__", action}, 20s)) << name;
+        EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {name}, 20s)) << name;
     }
+    // Until the lockspace is joined again, new acquires are refused as such
+    // (the rejoin takes sanlock several seconds: the state is read first).
+    const std::string during = h1->client->LockspaceState();
+    ASSERT_NE(during, "joined") << "rejoined before the check";
+    std::string message;
+    EXPECT_EQ(error_of([&] { h1->client->AcquireDisk("newcomer", "/srv/newcomer.img", "exclusive", {}); }, &message),
+              "org.vmlease.Error.LockspaceUnavailable")
+        << "lockspace " << during << ": " << message;
     int st = vms["lf-off"].wait(20s);
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "poweroff: status " << st;
     for (const char *name : {"lf-term", "lf-rst"}) {
@@ -99,32 +93,132 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
         << "pause: state " << process_state(vms["lf-pause"].pid());
     EXPECT_TRUE(vms["lf-ign"].running());
     EXPECT_NE(process_state(vms["lf-ign"].pid()), 'T');
-    EXPECT_NE(h->agent->log().find("restart acts as terminate"), std::string::npos);
-    EXPECT_TRUE(h->agent->child().running()) << "sanlock killed the agent";
+    EXPECT_NE(h1->agent->log().find("restart acts as terminate"), std::string::npos);
+    EXPECT_TRUE(h1->agent->child().running()) << "sanlock killed the agent";
 
     // The lockspace is joined again by itself; machines still running are
     // protected again.
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", 60s)) << h->agent->log();
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "joined", 60s)) << h1->agent->log();
     for (const char *name : {"lf-pause", "lf-ign"})
-        EXPECT_TRUE(h->client->wait_for("LeaseAcquired", {name}, 20s)) << name;
-    std::string log = h->agent->log();
+        EXPECT_TRUE(h1->client->wait_for("LeaseAcquired", {name}, 20s)) << name;
+    std::string log = h1->agent->log();
     bool saw_failed = log.find("lockspace __LIBVIRT__DISKS__ is failed") != std::string::npos;
     bool saw_rejoining = log.find("lockspace __LIBVIRT__DISKS__ is rejoining") != std::string::npos;
     EXPECT_TRUE(saw_failed && saw_rejoining) << "LockspaceState did not go failed -> rejoining -> joined";
+    // Once per failure: sanlock asks again (SIGTERM, the killpath helper)
+    // until the leases are gone; each machine's action was taken once.
+    const std::string sanlock_log = read_file(h1->dir + "/sanlock/sanlock.log");
+    auto count = [&](const std::string &what) {
+        size_t n = 0;
+        for (size_t at = 0; (at = sanlock_log.find(what, at)) != std::string::npos; at++)
+            n++;
+        return n;
+    };
+    const size_t helper_runs = count("killpath-status: running "), sigterms = count(" sig 15 count ");
+    for (const auto &[name, action] : kActions) {
+        size_t signalled = 0;
+        for (const auto &e : h1->client->events())
+            signalled += e.name == "LockFailure" && e.args.at(0) == name;
+        EXPECT_EQ(signalled, 1u) << name << ": LockFailure " << signalled << " times in one failure";
+    }
+    // ignore is said at alert level (priority 1), the other actions lower.
+    EXPECT_NE(log.find("<1>lock failure: lf-ign: ignore; its leases are released and it keeps running UNPROTECTED"),
+              std::string::npos)
+        << log;
+    std::cout << "one lock failure: sanlock sent " << sigterms << " SIGTERM(s), ran the killpath helper "
+              << helper_runs << " time(s); each machine acted on once" << std::endl;
 
     // The paused machine's lease came back at the version it had: it goes
     // on by itself (resume_after_lockfailure, default on) and says so.
-    EXPECT_TRUE(h->client->wait_for("MachineResumed", {"lf-pause"}, 20s)) << h->agent->log();
+    EXPECT_TRUE(h1->client->wait_for("MachineResumed", {"lf-pause"}, 20s)) << h1->agent->log();
     EXPECT_TRUE(eventually([&] { return process_state(vms["lf-pause"].pid()) != 'T'; }, 10s))
         << "pause: still stopped after the rejoin";
-    const uint64_t paused_back = std::get<3>(h->client->InspectDisk(paused_disk));
+    const uint64_t paused_back = std::get<3>(h1->client->InspectDisk(paused_disk));
     EXPECT_EQ(paused_back, paused_held + 1) << "taken back once, by this host";
     std::cout << "lf-pause: lease version " << paused_held << " before the failure, " << paused_back
               << " taken back after the rejoin; resumed" << std::endl;
     for (const char *name : {"lf-pause", "lf-ign"})
-        h->machined->call("TerminateMachine", {"s", name});
+        h1->machined->call("TerminateMachine", {"s", name});
     for (const char *name : {"lf-pause", "lf-ign"})
         EXPECT_NE(vms[name].wait(20s), -1) << name;
+}
+
+// vmleased(8) "LOGGING" on a real journald (a host of its own, so the
+// suite's agent keeps its plain log): each lock-failure action and its
+// outcome carry MESSAGE_ID 4a18cd03... with VMLEASE_OWNER/ACTION/RESULT,
+// ignore at alert level; the failure itself 2f1d...a04 with VMLEASE_LOCKSPACE;
+// a lease acquired 2f1d...a01 with VMLEASE_OWNER/DISK/RESOURCE.
+TEST_F(LockFailure, OnTheJournalEachActionAndItsOutcomeCarryTheirMessageIdAndFields) {
+    Journald journald(*root / "journal");
+    const std::string leases = *root / "leases-j";
+    std::filesystem::create_directories(leases);
+    HostOptions o;
+    o.with_machined = true;
+    o.extra_yaml = rules(*root / "images", {{"jr-ign", "ignore"}, {"jr-off", "poweroff"}});
+    o.agent_wrapper = journald.wrapper();
+    Host &j = test_host(3, leases, o);
+    ASSERT_TRUE(j.client->wait_property("LockspaceState", "joined")) << journald.entries();
+    std::map<std::string, Child> vms;
+    for (const char *name : {"jr-ign", "jr-off"}) {
+        vms[name] = Child({"/bin/sleep", "600"}, {}, root->path() + "/" + name + ".log");
+        ASSERT_EQ(j.machined->create_machine(name, vms[name].pid()).rfind("o ", 0), 0u);
+        ASSERT_TRUE(j.client->wait_for("LeaseAcquired", {name}, 10s)) << journald.entries();
+    }
+    std::string out;
+    ASSERT_EQ(run({required_env("SANLOCK"), "client", "rem_lockspace", "-s",
+                   "__LIBVIRT__DISKS__:3:" + leases + "/__LIBVIRT__DISKS__:0"},
+                  j.sanlock.env(), &out, 60s),
+              0)
+        << out;
+    for (const char *name : {"jr-ign", "jr-off"})
+        ASSERT_TRUE(j.client->wait_for("LockFailure", {name}, 20s)) << name;
+    int st = vms["jr-off"].wait(20s);
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "poweroff: status " << st;
+
+    // Entries as journalctl -o json gives them, once the outcome of poweroff is in.
+    std::vector<nlohmann::json> entries;
+    auto find = [&](const std::map<std::string, std::string> &fields) -> const nlohmann::json * {
+        for (const auto &e : entries) {
+            bool all = true;
+            for (const auto &[k, v] : fields)
+                all = all && e.contains(k) && e[k].is_string() && e[k].get<std::string>() == v;
+            if (all)
+                return &e;
+        }
+        return nullptr;
+    };
+    const std::string action_id = "4a18cd03ea52455abe990a4f3510d6e5";
+    ASSERT_TRUE(eventually([&] {
+        entries.clear();
+        std::istringstream in(journald.entries({"SYSLOG_IDENTIFIER=vmleased"}));
+        for (std::string line; std::getline(in, line);)
+            if (!line.empty())
+                entries.push_back(nlohmann::json::parse(line, nullptr, false));
+        return find({{"MESSAGE_ID", action_id}, {"VMLEASE_OWNER", "jr-off"}, {"VMLEASE_RESULT", "done"}}) != nullptr;
+    }, 20s)) << journald.entries();
+    std::cout << entries.size() << " vmleased entries on the journal" << std::endl;
+
+    const std::string disk = *root / "images/jr-off.img";
+    EXPECT_TRUE(find({{"MESSAGE_ID", "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a01"}, {"VMLEASE_OWNER", "jr-off"},
+                      {"VMLEASE_DISK", disk}, {"VMLEASE_RESOURCE", lease_name(disk)}, {"PRIORITY", "6"}}));
+    EXPECT_TRUE(find({{"MESSAGE_ID", "2f1d4c1b6a7e4b0e9a3c6f5e8d7c1a04"}, {"VMLEASE_LOCKSPACE", "__LIBVIRT__DISKS__"},
+                      {"PRIORITY", "2"}}));
+    const auto *ignored = find({{"MESSAGE_ID", action_id}, {"VMLEASE_OWNER", "jr-ign"}, {"VMLEASE_ACTION", "ignore"},
+                                {"VMLEASE_RESULT", "leases released"}});
+    ASSERT_TRUE(ignored) << journald.entries();
+    EXPECT_EQ((*ignored)["PRIORITY"], "1") << "ignore is said at alert level";
+    const auto *powered_off = find({{"MESSAGE_ID", action_id}, {"VMLEASE_OWNER", "jr-off"},
+                                    {"VMLEASE_ACTION", "poweroff"}, {"VMLEASE_RESULT", "done"}});
+    ASSERT_TRUE(powered_off);
+    EXPECT_EQ((*powered_off)["PRIORITY"], "4");
+    // Each action once: one outcome entry per machine.
+    size_t outcomes = 0;
+    for (const auto &e : entries)
+        outcomes += e.value("MESSAGE_ID", "") == action_id && e.contains("VMLEASE_RESULT");
+    EXPECT_EQ(outcomes, 2u) << journald.entries({"MESSAGE_ID=" + action_id});
+
+    j.machined->call("TerminateMachine", {"s", "jr-ign"});
+    EXPECT_NE(vms["jr-ign"].wait(20s), -1);
 }
 
 // --- storage that really fails ---------------------------------------------------
@@ -132,8 +226,8 @@ TEST_F(LockFailure, EachMachineGetsItsActionWhenSanlockRemovesTheLockspace) {
 // vmleased is not: if it dies (OOM, an admin's kill) while the lockspace is
 // joined, vmleased starts another at once and says so.
 TEST_F(LockFailure, AHolderThatDiesIsReplaced) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", 30s)) << h->agent->log();
-    const std::string pid_file = h->dir + "/agent/runtime/holder.pid";
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", 30s)) << h1->agent->log();
+    const std::string pid_file = h1->dir + "/agent/runtime/holder.pid";
     pid_t first = 0;
     ASSERT_TRUE(eventually(
         [&] {
@@ -151,17 +245,18 @@ TEST_F(LockFailure, AHolderThatDiesIsReplaced) {
             return second != first && second > 0 && kill(second, 0) == 0;
         },
         10s))
-        << h->agent->log();
-    EXPECT_NE(h->agent->log().find("vmlease-holder (pid " + std::to_string(first) + ") exited"), std::string::npos)
-        << h->agent->log();
+        << h1->agent->log();
+    EXPECT_NE(h1->agent->log().find("vmlease-holder (pid " + std::to_string(first) + ") exited"), std::string::npos)
+        << h1->agent->log();
 }
 
-class StorageLoss : public ::testing::Test {
+class StorageLoss : public HostsSuite<StorageLoss> {
 protected:
     static void SetUpTestSuite() {
-        become_subreaper();
-        root = std::make_unique<TempDir>("vml-fs");
-        fs = std::make_unique<FaultFs>(*root / "backing", *root / "leases", *root / "faultfs.log");
+        make_site("vml-fs");
+        // Host 1's lease directory is faultfs over backing/; host 2 (a
+        // test_host) sees the same files in backing/, its storage working.
+        fs = std::make_unique<FaultFs>(*root / "backing", lease_dir, *root / "faultfs.log");
         HostOptions o;
         o.with_machined = true;
         o.extra_yaml = rules(*root / "images",
@@ -169,30 +264,31 @@ protected:
                               {"fs-e", "poweroff"}, {"fs-f", "pause"}, {"fs-g", "poweroff"},
                               {"fs-h", "poweroff"}, {"fs-s", "pause"}, {"fs-r", "pause"}});
         o.start_agent = false;
-        h = std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o);
+        hosts.push_back(std::make_unique<Host>(root->path(), fs->mountpoint(), 1, o));
+        h1 = hosts.back().get();
         // The suite uses io_timeout 1; VMLEASE_TEST_IO_TIMEOUT=10 measures
         // sanlock's slower timeline by hand (about 80 s to the killpath).
         if (const char *t = getenv("VMLEASE_TEST_IO_TIMEOUT"))
-            h->config.io_timeout = static_cast<uint32_t>(std::stoul(t));
-        h->start_agent();
-        ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", 120s)) << h->agent->log();
+            h1->config.io_timeout = static_cast<uint32_t>(std::stoul(t));
+        h1->start_agent();
+        ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", 120s)) << h1->agent->log();
     }
     static void TearDownTestSuite() {
         // Storage back first: sanlock cannot stop with I/O hung or failing.
         if (fs)
             fs->set("ok");
-        h.reset();
+        while (!hosts.empty())
+            hosts.pop_back();
+        h1 = nullptr;
         fs.reset();
-        root.reset();
+        HostsSuite::TearDownTestSuite();
     }
     void TearDown() override {
         if (fs)
             fs->set("ok");
-        if (h)
-            h->check();  // sanitizer reports, unclean exits (tests/harness/host.hpp)
-        if (HasFailure() && h) {
+        if (HasFailure() && h1) {
             // sanlock's log of kills and killpath runs, and what the helper said.
-            std::istringstream sanlock_log(read_file(h->dir + "/sanlock/sanlock.log"));
+            std::istringstream sanlock_log(read_file(h1->dir + "/sanlock/sanlock.log"));
             std::string relevant;
             for (std::string line; std::getline(sanlock_log, line);)
                 if (line.find("kill") != std::string::npos || line.find("lock-failure") != std::string::npos ||
@@ -200,66 +296,65 @@ protected:
                     relevant += line + "\n";
             if (relevant.size() > 8000)
                 relevant = relevant.substr(0, 4000) + "\n...\n" + relevant.substr(relevant.size() - 4000);
-            std::cerr << "--- vmleased log ---\n" << h->agent->log() << "\n--- sanlock log (kills, helper) ---\n"
-                      << relevant << std::endl;
+            std::cerr << "--- sanlock log of host 1 (kills, helper) ---\n" << relevant << std::endl;
         }
+        HostsSuite::TearDown();  // checks every host, prints their logs on failure
     }
     // Deadlines grow with sanlock's io_timeout.
-    static std::chrono::milliseconds slow(std::chrono::milliseconds d) { return d * h->config.io_timeout; }
-    static inline std::unique_ptr<TempDir> root;
+    static std::chrono::milliseconds slow(std::chrono::milliseconds d) { return d * h1->config.io_timeout; }
     static inline std::unique_ptr<FaultFs> fs;
-    static inline std::unique_ptr<Host> h;
 };
 
 TEST_F(StorageLoss, TheKillpathHelperReportsAndTheAgentActsThenRejoins) {
     Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-a.log");
-    ASSERT_EQ(h->machined->create_machine("fs-a", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-a"}, 10s)) << h->agent->log();
+    ASSERT_EQ(h1->machined->create_machine("fs-a", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-a"}, 10s)) << h1->agent->log();
 
     auto t0 = Clock::now();
     fs->set("eio");
-    auto failure = h->client->wait_event("LockFailure", {"fs-a", "__LIBVIRT__DISKS__", "poweroff"}, slow(60s));
-    ASSERT_TRUE(failure) << h->agent->log();
+    auto failure = h1->client->wait_event("LockFailure", {"fs-a", "__LIBVIRT__DISKS__", "poweroff"}, slow(60s));
+    ASSERT_TRUE(failure) << h1->agent->log();
     int st = vm.wait(20s);
     auto killed = Clock::now();
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
-    auto released = h->client->wait_event("LeaseReleased", {"fs-a"}, 20s);
+    auto released = h1->client->wait_event("LeaseReleased", {"fs-a"}, 20s);
     ASSERT_TRUE(released);
-    EXPECT_NE(h->agent->log().find("vmlease-lockfailure reported"), std::string::npos)
+    EXPECT_NE(h1->agent->log().find("vmlease-lockfailure reported"), std::string::npos)
         << "the failure did not come through the killpath helper";
-    std::cout << "io_timeout " << h->config.io_timeout << ", storage EIO -> LockFailure " << seconds(t0, failure->at) << " s, VM killed (seen) "
+    std::cout << "io_timeout " << h1->config.io_timeout << ", storage EIO -> LockFailure " << seconds(t0, failure->at) << " s, VM killed (seen) "
               << seconds(t0, killed) << " s, lease released " << seconds(t0, released->at) << " s" << std::endl;
 
     fs->set("ok");
     auto healed = Clock::now();
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
     std::cout << "storage back -> lockspace joined " << seconds(healed, Clock::now()) << " s" << std::endl;
-    EXPECT_NO_THROW(h->client->AcquireDisk("after", "/srv/after.img", "exclusive", {}));
-    h->client->ReleaseDisk("after", "/srv/after.img");
+    h1->client->AcquireDisk("after", "/srv/after.img", "exclusive", {});
+    EXPECT_EQ(leases_of(*h1).count({"/srv/after.img", "after", "held"}), 1u);
+    h1->client->ReleaseDisk("after", "/srv/after.img");
 }
 
 TEST_F(StorageLoss, TheHelperStopsTheVmItselfWhenTheAgentCannotAnswer) {
     Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-b.log");
-    ASSERT_EQ(h->machined->create_machine("fs-b", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-b"}, 10s)) << h->agent->log();
+    ASSERT_EQ(h1->machined->create_machine("fs-b", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-b"}, 10s)) << h1->agent->log();
 
     // What the helper will act on without the agent.
-    std::string plan = read_file(h->dir + "/agent/runtime/lockfailure-plan");
+    std::string plan = read_file(h1->dir + "/agent/runtime/lockfailure-plan");
     EXPECT_NE(plan.find("machine fs-b poweroff"), std::string::npos) << plan;
-    h->agent->child().signal(SIGSTOP);
+    h1->agent->child().signal(SIGSTOP);
     auto t0 = Clock::now();
     fs->set("eio");
     int st = vm.wait(slow(60s));
     auto killed = Clock::now();
-    bool agent_stopped = process_state(h->agent->child().pid()) == 'T';
-    h->agent->child().signal(SIGCONT);
+    bool agent_stopped = process_state(h1->agent->child().pid()) == 'T';
+    h1->agent->child().signal(SIGCONT);
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
     EXPECT_TRUE(agent_stopped) << "the agent was running after all";
     std::cout << "agent stopped, storage EIO -> VM killed by the helper " << seconds(t0, killed) << " s" << std::endl;
 
     fs->set("ok");
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
-    EXPECT_TRUE(h->client->ListLeases().empty());
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
+    EXPECT_TRUE(h1->client->ListLeases().empty());
 }
 
 // How often sanlock has tried to free what client `pid` holds in a failed
@@ -289,20 +384,20 @@ int kill_count(const Host &h, pid_t pid) {
 // vmlease-holder is the live client sanlock runs the helper for; the helper
 // stops the VM through machined, before host 2 may take the disk.
 TEST_F(StorageLoss, WithTheAgentKilledTheVmIsStillStoppedBeforeAnotherHostTakesItsDisk) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
     // Host 2 sees the same files without faultfs: its storage keeps working.
-    Host h2(root->path(), *root / "backing", 2);
+    Host &h2 = test_host(2, *root / "backing");
     ASSERT_TRUE(h2.client->wait_property("LockspaceState", "joined", 120s)) << h2.agent->log();
 
     Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-c.log");
-    ASSERT_EQ(h->machined->create_machine("fs-c", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-c"}, 10s)) << h->agent->log();
+    ASSERT_EQ(h1->machined->create_machine("fs-c", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-c"}, 10s)) << h1->agent->log();
     const std::string disk = root->path() + "/images/fs-c.img";
     ASSERT_EQ(intrude(h2, disk), "org.vmlease.Error.LeaseHeld");
-    pid_t holder = std::stoi(read_file(h->dir + "/agent/runtime/holder.pid"));
+    pid_t holder = std::stoi(read_file(h1->dir + "/agent/runtime/holder.pid"));
     ASSERT_EQ(kill(holder, 0), 0) << "no vmlease-holder runs";
 
-    kill_agent(*h);
+    kill_agent(*h1);
     auto t0 = Clock::now();
     fs->set("eio");
     // The VM's end is timed on a thread of its own: host 2's attempts block.
@@ -332,52 +427,52 @@ TEST_F(StorageLoss, WithTheAgentKilledTheVmIsStillStoppedBeforeAnotherHostTakesI
     // Back to normal: storage heals, the agent starts, gives back the
     // orphan of the VM that is gone and joins again.
     fs->set("ok");
-    h->agent->start();
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
-    EXPECT_TRUE(eventually([&] { return h->client->ListLeases().empty(); }, 10s));
+    h1->agent->start();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(120s))) << h1->agent->log();
+    EXPECT_TRUE(eventually([&] { return h1->client->ListLeases().empty(); }, 10s));
     // The helper acted; the restarted agent did not act again.
-    EXPECT_EQ(h->agent->log().find("lock failure: fs-c"), std::string::npos) << h->agent->log();
+    EXPECT_EQ(h1->agent->log().find("lock failure: fs-c"), std::string::npos) << h1->agent->log();
 }
 
 // A VM stuck in D state on its own (hung) storage survives SIGKILL: its
 // lease is not released while it exists, so sanlock keeps escalating (and
 // with a watchdog would reset the host); once it exits the lease goes.
 TEST_F(StorageLoss, AVmThatDoesNotDieKeepsItsLeaseUntilItIsGone) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
     const std::string data = fs->mountpoint() + "/fs-d.data";
     write_file(root->path() + "/backing/fs-d.data", "x\n");
     // Reads its disk all the time: once the storage hangs, it waits in D state.
     Child vm({"/bin/sh", "-c", "while :; do read x < " + data + "; done"}, {}, root->path() + "/fs-d.log");
-    ASSERT_EQ(h->machined->create_machine("fs-d", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-d"}, 10s)) << h->agent->log();
+    ASSERT_EQ(h1->machined->create_machine("fs-d", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-d"}, 10s)) << h1->agent->log();
 
     auto t0 = Clock::now();
     fs->set("hang");
-    auto failure = h->client->wait_event("LockFailure", {"fs-d", "__LIBVIRT__DISKS__", "poweroff"}, slow(60s));
-    ASSERT_TRUE(failure) << h->agent->log();
+    auto failure = h1->client->wait_event("LockFailure", {"fs-d", "__LIBVIRT__DISKS__", "poweroff"}, slow(60s));
+    ASSERT_TRUE(failure) << h1->agent->log();
     // Killed, but it cannot finish dying while its read hangs.
     EXPECT_EQ(vm.wait(3s), -1) << "the VM died after all: " << describe_status(vm.status());
     EXPECT_EQ(process_state(vm.pid()), 'D');
-    int asked = kill_count(*h, h->agent->child().pid());
-    EXPECT_FALSE(h->client->wait_for("LeaseReleased", {"fs-d"}, 12s)) << "released under a VM that still exists";
-    EXPECT_TRUE(eventually([&] { return h->agent->log().find("machine fs-d is still there") != std::string::npos; },
+    int asked = kill_count(*h1, h1->agent->child().pid());
+    EXPECT_FALSE(h1->client->wait_for("LeaseReleased", {"fs-d"}, 12s)) << "released under a VM that still exists";
+    EXPECT_TRUE(eventually([&] { return h1->agent->log().find("machine fs-d is still there") != std::string::npos; },
                            5s))
-        << h->agent->log();
-    int asked_later = kill_count(*h, h->agent->child().pid());
+        << h1->agent->log();
+    int asked_later = kill_count(*h1, h1->agent->child().pid());
     EXPECT_GT(asked_later, asked) << "sanlock stopped escalating";
-    EXPECT_EQ(h->client->ListLeases().size(), 1u);
+    EXPECT_EQ(h1->client->ListLeases().size(), 1u);
     std::cout << "VM in D state: lease kept " << seconds(failure->at, Clock::now()) << " s after LockFailure; sanlock "
               << "asked " << asked_later << " times to free it" << std::endl;
 
     fs->set("ok");
     int st = vm.wait(10s);
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
-    auto released = h->client->wait_event("LeaseReleased", {"fs-d"}, 15s);
-    EXPECT_TRUE(released) << h->agent->log();
+    auto released = h1->client->wait_event("LeaseReleased", {"fs-d"}, 15s);
+    EXPECT_TRUE(released) << h1->agent->log();
     if (released)
         std::cout << "storage back -> VM exited -> lease released " << seconds(t0, released->at) << " s after the hang"
                   << std::endl;
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
 }
 
 // Lines of sanlock's log (where the helper's output goes) that say the
@@ -397,15 +492,15 @@ int helper_actions(const Host &h, const std::string &machine, const std::string 
 // machine that is gone (orphans keep a failed lockspace), and must join
 // again once the storage is back.
 TEST_F(StorageLoss, AnAgentRestartedDuringTheFailureDoesNotActAgain) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
     Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-e.log");
     Child paused({"/bin/sleep", "600"}, {}, root->path() + "/fs-f.log");
-    ASSERT_EQ(h->machined->create_machine("fs-e", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_EQ(h->machined->create_machine("fs-f", paused.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-e"}, 10s)) << h->agent->log();
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-f"}, 10s)) << h->agent->log();
+    ASSERT_EQ(h1->machined->create_machine("fs-e", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_EQ(h1->machined->create_machine("fs-f", paused.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-e"}, 10s)) << h1->agent->log();
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-f"}, 10s)) << h1->agent->log();
 
-    kill_agent(*h);
+    kill_agent(*h1);
     auto t0 = Clock::now();
     fs->set("eio");
     int st = vm.wait(slow(60s));
@@ -416,22 +511,22 @@ TEST_F(StorageLoss, AnAgentRestartedDuringTheFailureDoesNotActAgain) {
     // agent's start must not pause it again in this failure.
     paused.signal(SIGCONT);
 
-    h->agent->start();
+    h1->agent->start();
     auto restarted = Clock::now();
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "failed", slow(30s))) << h->agent->log();
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "failed", slow(30s))) << h1->agent->log();
     fs->set("ok");
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(120s))) << h1->agent->log();
     auto joined = Clock::now();
-    EXPECT_EQ(helper_actions(*h, "fs-e", "poweroff"), 1);
-    EXPECT_EQ(helper_actions(*h, "fs-f", "pause"), 1);
-    EXPECT_EQ(h->agent->log().find("lock failure: fs-e"), std::string::npos) << h->agent->log();
-    EXPECT_EQ(h->agent->log().find("lock failure: fs-f: pause done"), std::string::npos) << h->agent->log();
+    EXPECT_EQ(helper_actions(*h1, "fs-e", "poweroff"), 1);
+    EXPECT_EQ(helper_actions(*h1, "fs-f", "pause"), 1);
+    EXPECT_EQ(h1->agent->log().find("lock failure: fs-e"), std::string::npos) << h1->agent->log();
+    EXPECT_EQ(h1->agent->log().find("lock failure: fs-f: pause done"), std::string::npos) << h1->agent->log();
     EXPECT_NE(process_state(paused.pid()), 'T') << "paused a second time";
     // The paused machine kept running: its disk is leased again.
     EXPECT_TRUE(eventually([&] {
-        auto leases = h->client->ListLeases();
+        auto leases = h1->client->ListLeases();
         return leases.size() == 1;
-    }, 20s)) << h->agent->log();
+    }, 20s)) << h1->agent->log();
     std::cout << "agent killed; storage EIO -> VM stopped by the helper " << seconds(t0, stopped)
               << " s; agent restarted at " << seconds(t0, restarted) << " s; joined again "
               << seconds(t0, joined) << " s" << std::endl;
@@ -451,11 +546,11 @@ pid_t bus_name_owner_pid(const std::string &address, const std::string &name) {
 // KillMachine cannot complete, so it does not tell the helper "ok"; the
 // helper acts on the VM directly (its cgroup, or its leader by pidfd).
 TEST_F(StorageLoss, WhenMachinedHangsTheHelperStopsTheVmDirectly) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
     Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-g.log");
-    ASSERT_EQ(h->machined->create_machine("fs-g", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-g"}, 10s)) << h->agent->log();
-    pid_t machined = bus_name_owner_pid(h->machined->address(), "org.freedesktop.machine1");
+    ASSERT_EQ(h1->machined->create_machine("fs-g", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-g"}, 10s)) << h1->agent->log();
+    pid_t machined = bus_name_owner_pid(h1->machined->address(), "org.freedesktop.machine1");
     ASSERT_GT(machined, 0);
 
     ASSERT_EQ(kill(machined, SIGSTOP), 0);
@@ -465,31 +560,31 @@ TEST_F(StorageLoss, WhenMachinedHangsTheHelperStopsTheVmDirectly) {
     auto stopped = Clock::now();
     kill(machined, SIGCONT);
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
-    EXPECT_NE(read_file(h->dir + "/sanlock/sanlock.log")
+    EXPECT_NE(read_file(h1->dir + "/sanlock/sanlock.log")
                   .find("lock-failure action poweroff for machine fs-g: done directly"),
               std::string::npos);
     std::cout << "machined hung, agent running: storage EIO -> VM stopped directly by the helper "
               << seconds(t0, stopped) << " s" << std::endl;
     // machined answers again: the machine is gone, its lease released, the
     // lockspace joined again once the storage is back.
-    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"fs-g"}, 30s)) << h->agent->log();
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"fs-g"}, 30s)) << h1->agent->log();
     fs->set("ok");
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
 }
 
 // As WithTheAgentKilled... with storage that hangs instead of failing:
 // sanlock's renewals time out rather than fail. The VM is stopped while
 // host 2 is still refused its disk.
 TEST_F(StorageLoss, WithTheAgentKilledAndStorageHungTheVmIsStoppedWhileHost2IsStillRefused) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
-    Host h2(root->path(), *root / "backing", 2);
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
+    Host &h2 = test_host(2, *root / "backing");
     ASSERT_TRUE(h2.client->wait_property("LockspaceState", "joined", 120s)) << h2.agent->log();
     Child vm({"/bin/sleep", "600"}, {}, root->path() + "/fs-h.log");
-    ASSERT_EQ(h->machined->create_machine("fs-h", vm.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-h"}, 10s)) << h->agent->log();
+    ASSERT_EQ(h1->machined->create_machine("fs-h", vm.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-h"}, 10s)) << h1->agent->log();
     const std::string disk = root->path() + "/images/fs-h.img";
 
-    kill_agent(*h);
+    kill_agent(*h1);
     auto t0 = Clock::now();
     fs->set("hang");
     int st = vm.wait(slow(60s));
@@ -503,8 +598,8 @@ TEST_F(StorageLoss, WithTheAgentKilledAndStorageHungTheVmIsStoppedWhileHost2IsSt
               << " s; host 2 not given the disk at " << seconds(t0, Clock::now()) << " s (" << refused << ")"
               << std::endl;
     fs->set("ok");
-    h->agent->start();
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
+    h1->agent->start();
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(120s))) << h1->agent->log();
 }
 
 // --- lease versions: a paused VM never resumes over another host's writes ---------
@@ -519,8 +614,8 @@ TEST_F(StorageLoss, WithTheAgentKilledAndStorageHungTheVmIsStoppedWhileHost2IsSt
 // lease moved on, so fs-s stays paused for good, is reported stale, and
 // host 2's data stays as host 2 wrote it.
 TEST_F(StorageLoss, APausedVmWhoseDiskAnotherHostTookIsStaleForGoodOneNobodyTouchedResumes) {
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(90s))) << h->agent->log();
-    Host h2(root->path(), *root / "backing", 2);
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(90s))) << h1->agent->log();
+    Host &h2 = test_host(2, *root / "backing");
     ASSERT_TRUE(h2.client->wait_property("LockspaceState", "joined", 120s)) << h2.agent->log();
     std::filesystem::create_directories(*root / "images");
     const std::string stale_disk = root->path() + "/images/fs-s.img", fresh_disk = root->path() + "/images/fs-r.img";
@@ -530,28 +625,28 @@ TEST_F(StorageLoss, APausedVmWhoseDiskAnotherHostTookIsStaleForGoodOneNobodyTouc
                      {}, root->path() + "/" + name + ".log");
     };
     Child stale = vm("fs-s", stale_disk), fresh = vm("fs-r", fresh_disk);
-    ASSERT_EQ(h->machined->create_machine("fs-s", stale.pid()).rfind("o ", 0), 0u);
-    ASSERT_EQ(h->machined->create_machine("fs-r", fresh.pid()).rfind("o ", 0), 0u);
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-s"}, 10s)) << h->agent->log();
-    ASSERT_TRUE(h->client->wait_for("LeaseAcquired", {"fs-r"}, 10s)) << h->agent->log();
-    const uint64_t stale_held = std::get<3>(h->client->InspectDisk(stale_disk));
-    const uint64_t fresh_held = std::get<3>(h->client->InspectDisk(fresh_disk));
+    ASSERT_EQ(h1->machined->create_machine("fs-s", stale.pid()).rfind("o ", 0), 0u);
+    ASSERT_EQ(h1->machined->create_machine("fs-r", fresh.pid()).rfind("o ", 0), 0u);
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-s"}, 10s)) << h1->agent->log();
+    ASSERT_TRUE(h1->client->wait_for("LeaseAcquired", {"fs-r"}, 10s)) << h1->agent->log();
+    const uint64_t stale_held = std::get<3>(h1->client->InspectDisk(stale_disk));
+    const uint64_t fresh_held = std::get<3>(h1->client->InspectDisk(fresh_disk));
 
     auto t0 = Clock::now();
     fs->set("eio");
     for (const char *name : {"fs-s", "fs-r"})
-        ASSERT_TRUE(h->client->wait_for("LockFailure", {name, "__LIBVIRT__DISKS__", "pause"}, slow(60s)))
-            << name << "\n" << h->agent->log();
+        ASSERT_TRUE(h1->client->wait_for("LockFailure", {name, "__LIBVIRT__DISKS__", "pause"}, slow(60s)))
+            << name << "\n" << h1->agent->log();
     ASSERT_TRUE(eventually([&] { return process_state(stale.pid()) == 'T' && process_state(fresh.pid()) == 'T'; },
                            10s));
     // The state file says what they held and at which version.
-    std::string saved = read_file(h->dir + "/agent/runtime/leases");
+    std::string saved = read_file(h1->dir + "/agent/runtime/leases");
     EXPECT_NE(saved.find("paused fs-s "), std::string::npos) << saved;
     EXPECT_NE(saved.find("pin fs-r "), std::string::npos) << saved;
 
-    kill_agent(*h);
-    h->agent->start();
-    EXPECT_TRUE(h->client->wait_property("LockspaceState", "failed", slow(30s))) << h->agent->log();
+    kill_agent(*h1);
+    h1->agent->start();
+    EXPECT_TRUE(h1->client->wait_property("LockspaceState", "failed", slow(30s))) << h1->agent->log();
 
     // Host 2 may take fs-s's disk once it has declared host 1 dead.
     std::optional<Clock::time_point> taken;
@@ -570,38 +665,38 @@ TEST_F(StorageLoss, APausedVmWhoseDiskAnotherHostTookIsStaleForGoodOneNobodyTouc
 
     fs->set("ok");
     auto healed = Clock::now();
-    ASSERT_TRUE(h->client->wait_property("LockspaceState", "joined", slow(120s))) << h->agent->log();
-    auto stale_event = h->client->wait_event("MachineStale", {"fs-s", stale_disk}, 30s);
-    ASSERT_TRUE(stale_event) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_property("LockspaceState", "joined", slow(120s))) << h1->agent->log();
+    auto stale_event = h1->client->wait_event("MachineStale", {"fs-s", stale_disk}, 30s);
+    ASSERT_TRUE(stale_event) << h1->agent->log();
     EXPECT_EQ(stale_event->args[2], "0") << "the lease is free now; who took it is not known";
-    ASSERT_TRUE(h->client->wait_for("MachineResumed", {"fs-r"}, 30s)) << h->agent->log();
+    ASSERT_TRUE(h1->client->wait_for("MachineResumed", {"fs-r"}, 30s)) << h1->agent->log();
     EXPECT_TRUE(eventually([&] { return process_state(fresh.pid()) != 'T'; }, 10s)) << "fs-r was not resumed";
-    const uint64_t fresh_back = std::get<3>(h->client->InspectDisk(fresh_disk));
+    const uint64_t fresh_back = std::get<3>(h1->client->InspectDisk(fresh_disk));
     EXPECT_EQ(fresh_back, fresh_held + 1) << "taken back once, by this host";
     EXPECT_EQ(host2_took, stale_held + 1);
-    EXPECT_EQ(std::get<3>(h->client->InspectDisk(stale_disk)), host2_took) << "host 1 took the stale disk after all";
+    EXPECT_EQ(std::get<3>(h1->client->InspectDisk(stale_disk)), host2_took) << "host 1 took the stale disk after all";
 
     // fs-s stays paused, and host 2's data stays as it wrote it: waited for
     // as long as a resume (fs-r's took well under a second) would take.
-    EXPECT_FALSE(h->client->wait_for("MachineResumed", {"fs-s"}, 3s));
+    EXPECT_FALSE(h1->client->wait_for("MachineResumed", {"fs-s"}, 3s));
     EXPECT_EQ(process_state(stale.pid()), 'T') << "fs-s was resumed";
     EXPECT_EQ(read_file(stale_disk), marker);
-    for (const auto &m : h->client->ListMachines()) {
+    for (const auto &m : h1->client->ListMachines()) {
         if (m.get<0>() == "fs-s") {
             EXPECT_FALSE(m.get<5>()) << "a stale machine is not protected";
         }
     }
     std::string status;
-    run({required_env("VMLEASECTL"), "--no-pager", "status"}, {{"DBUS_SYSTEM_BUS_ADDRESS", h->bus_address}}, &status,
+    run({required_env("VMLEASECTL"), "--no-pager", "status"}, {{"DBUS_SYSTEM_BUS_ADDRESS", h1->bus_address}}, &status,
         30s);
     EXPECT_NE(status.find("Stale: fs-s"), std::string::npos) << status;
     EXPECT_NE(status.find("  " + stale_disk + ": stale: "), std::string::npos) << status;
-    std::string log = h->agent->log();
+    std::string log = h1->agent->log();
     EXPECT_NE(log.find("machine fs-s is STALE"), std::string::npos) << log;
     EXPECT_NE(log.find("machine fs-r resumed"), std::string::npos) << log;
     // An admin (or orchestrator) cannot resume it either.
     std::string message;
-    EXPECT_EQ(error_of([&] { h->client->ResumeMachine("fs-s", {}); }, &message), "org.vmlease.Error.LeaseStale");
+    EXPECT_EQ(error_of([&] { h1->client->ResumeMachine("fs-s", {}); }, &message), "org.vmlease.Error.LeaseStale");
     EXPECT_EQ(process_state(stale.pid()), 'T');
     std::cout << "lease versions: fs-s held at " << stale_held << ", host 2 took it at " << host2_took
               << " -> fs-s stale; fs-r held at " << fresh_held << ", taken back at " << fresh_back
@@ -614,7 +709,7 @@ TEST_F(StorageLoss, APausedVmWhoseDiskAnotherHostTookIsStaleForGoodOneNobodyTouc
             std::cout << "journal: " << message << std::endl;
     stale.signal(SIGKILL);
     fresh.signal(SIGKILL);
-    EXPECT_TRUE(h->client->wait_for("LeaseReleased", {"fs-r"}, 20s));
+    EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {"fs-r"}, 20s));
 }
 
 }  // namespace

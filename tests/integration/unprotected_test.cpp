@@ -80,13 +80,6 @@ protected:
         EXPECT_TRUE(h1->client->wait_for("LeaseReleased", {name, disk}, 10s));
         return std::chrono::steady_clock::now();
     }
-    static bool listed_protected(Host &h, const std::string &machine) {
-        for (const auto &m : h.client->ListMachines())
-            if (m.get<0>() == machine)
-                return m.get<5>();
-        ADD_FAILURE() << machine << " not listed";
-        return false;
-    }
     static std::string ctl(Host &h, const std::vector<std::string> &args) {
         std::vector<std::string> argv{required_env("VMLEASECTL")};
         argv.insert(argv.end(), args.begin(), args.end());
@@ -195,7 +188,8 @@ TEST_F(Unprotected, UnderPauseAMachineIsFrozenWhileTheDiskIsHeldElsewhereAndThaw
     ASSERT_FALSE(HasFailure());
     ASSERT_TRUE(eventually([&] { return frozen(vm.pid()) == "1"; }, 10s)) << h2->agent->log();
     EXPECT_TRUE(vm.running());
-    // A stray SIGCONT does not undo the freezer.
+    // A stray SIGCONT does not undo the freezer (the kernel's answer: the
+    // cgroup stays frozen whatever signal its tasks get).
     kill(vm.pid(), SIGCONT);
     std::this_thread::sleep_for(300ms);
     EXPECT_EQ(frozen(vm.pid()), "1");

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <optional>
@@ -80,7 +81,9 @@ class Vmleasectl : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         site = std::make_unique<Site>("vmlease-ctl");
-        host = std::make_unique<Host>(site->root.path(), site->lease_dir(), 1);
+        HostOptions o;
+        o.extra_yaml = "cleanup_min_age: 0\n";  // CleanupReportsHonestly
+        host = std::make_unique<Host>(site->root.path(), site->lease_dir(), 1, o);
         ASSERT_TRUE(host->client->wait_property("LockspaceState", "joined")) << host->agent->log();
     }
     static void TearDownTestSuite() {
@@ -409,21 +412,40 @@ TEST_F(Vmleasectl, RegisterMachinesReleaseMachine) {
 
 // --- cleanup -------------------------------------------------------------------
 
-// Only the client's side: what cleanup deletes is the cleanup test's business.
+// What cleanup lists and removes (the host runs with cleanup_min_age 0, so an
+// unused lease file qualifies at once); which files qualify is the cleanup
+// test's business.
 TEST_F(Vmleasectl, CleanupReportsHonestly) {
-    for (bool dry : {true, false}) {
-        std::vector<std::string> args{"--json=short", "cleanup"};
-        if (dry)
-            args.push_back("--dry-run");
-        CtlResult r = ctl(args);
-        ASSERT_EQ(r.status, 0) << r;
-        json j = parse_json(r.out);
-        EXPECT_EQ(j["dry_run"], dry) << j;
-        EXPECT_TRUE(j["removed"].is_array()) << j;
-        CtlResult text = ctl({"cleanup", "--dry-run"});
-        EXPECT_EQ(text.status, 0) << text;
-        EXPECT_TRUE(contains(lines_of(text.out).back(), "would be removed.")) << text;
-    }
+    host->client->AcquireDisk("gone", "/srv/ctl-unused.img", "exclusive", {});
+    host->client->ReleaseDisk("gone", "/srv/ctl-unused.img");
+    const std::string file = std::get<1>(host->client->InspectDisk("/srv/ctl-unused.img"));
+    auto listed = [&](const json &removed) {
+        return std::find(removed.begin(), removed.end(), json(file)) != removed.end();
+    };
+
+    CtlResult dry = ctl({"--json=short", "cleanup", "--dry-run"});
+    ASSERT_EQ(dry.status, 0) << dry;
+    json j = parse_json(dry.out);
+    EXPECT_EQ(j["dry_run"], true) << j;
+    EXPECT_TRUE(listed(j["removed"])) << j;
+    const size_t would = j["removed"].size();
+    CtlResult text = ctl({"cleanup", "--dry-run"});
+    EXPECT_EQ(text.status, 0) << text;
+    EXPECT_TRUE(contains(text.out, "Would remove " + file + "\n")) << text;
+    EXPECT_EQ(lines_of(text.out).back(), std::to_string(would) + (would == 1 ? " lease file" : " lease files") +
+                                             " would be removed.")
+        << text;
+    EXPECT_TRUE(std::filesystem::exists(file));
+
+    CtlResult done = ctl({"--json=short", "cleanup"});
+    ASSERT_EQ(done.status, 0) << done;
+    j = parse_json(done.out);
+    EXPECT_EQ(j["dry_run"], false) << j;
+    EXPECT_TRUE(listed(j["removed"])) << j;
+    EXPECT_FALSE(std::filesystem::exists(file));
+    CtlResult again = ctl({"cleanup"});
+    EXPECT_EQ(again.status, 0) << again;
+    EXPECT_EQ(lines_of(again.out).back(), "0 lease files removed.") << again;
 }
 
 // --- monitor -------------------------------------------------------------------

@@ -73,7 +73,8 @@ def check(ok, what):
 
 def disk_info(d, extra=None):
     """extra (udev-testbed's KEY=VALUE words): path=ID_PATH (by-path name),
-    path=- (none), serial=- (no ID_SERIAL, no scsi by-id link), id_serial=
+    path=- (none), path2=ID (a second by-path link, as a disk reached
+    through two HBAs has), serial=- (no ID_SERIAL, no scsi by-id link), id_serial=
     (ID_SERIAL as scsi_id gives it, e.g. a WWID "3600a0b8..."), wwn=ID_WWN
     (property and wwn link), dm_uuid=/dm_name= (device-mapper properties and
     their by-id link)."""
@@ -87,6 +88,7 @@ def disk_info(d, extra=None):
         syspath='/sys/devices/pci0000:00/%s/virtio2/%s/%s/%s/block/%s' % (PCI, host, tgt, hctl, name),
         id_path=None if id_path == '-' else id_path,
         by_path=None if id_path == '-' else '/dev/disk/by-path/' + id_path,
+        by_path2='/dev/disk/by-path/' + extra['path2'] if 'path2' in extra else None,
         by_id=None if extra.get('serial') == '-' else '/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_%s' % serial,
         serial=None if extra.get('serial') == '-' else serial,
         id_serial=extra.get('id_serial'),
@@ -102,7 +104,7 @@ def disk_info(d, extra=None):
 
 
 def links_of(i):
-    return [l for l in (i['by_path'], i['by_id'], i['wwn']) if l]
+    return [l for l in (i['by_path'], i['by_id'], i['wwn'], i['by_path2']) if l]
 
 
 def add_disk(tb, d, udev_db=None, extra=None):
