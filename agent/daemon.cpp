@@ -713,6 +713,11 @@ void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
         for (const auto &[name, m] : tracker_.machines())
             if (!m.reserved && std::find(names.begin(), names.end(), name) == names.end())
                 gone.push_back(name);
+        std::string ended;
+        for (const auto &name : gone)
+            ended += (ended.empty() ? "" : ", ") + name;
+        log_info("systemd-machined listed " + std::to_string(names.size()) + " machine(s)" +
+                 (ended.empty() ? "" : "; ended meanwhile: " + ended));
         for (const auto &name : gone)
             machine_gone(name);
     }

@@ -50,4 +50,10 @@ void FaultFs::set(const std::string &mode) {
         throw std::runtime_error("cannot switch faultfs to " + mode);
 }
 
+unsigned FaultFs::hung() const {
+    std::string state = read_file(mountpoint_ + "/.faultfs");
+    size_t at = state.find("hung=");
+    return at == std::string::npos ? 0 : static_cast<unsigned>(std::stoul(state.substr(at + 5)));
+}
+
 }  // namespace vmtest

@@ -14,8 +14,11 @@ public:
     FaultFs(const std::string &backing, const std::string &mountpoint, const std::string &log);
     // Heals (so nothing stays hung), then unmounts.
     ~FaultFs();
-    // "ok", "eio" or "hang"; in force when this returns.
+    // "ok", "eio", "hang", "hangmeta" or "hang NAME" (only the file NAME
+    // hangs); in force when this returns.
     void set(const std::string &mode);
+    // Requests blocked right now (the "hung=" of the control file).
+    unsigned hung() const;
     const std::string &mountpoint() const { return mountpoint_; }
 
 private:

@@ -624,10 +624,17 @@ DbusMock::~DbusMock() { stop(); }
 Journald::Journald(const std::string &dir) : dir_(dir) {
     std::filesystem::create_directories(dir);
     child_ = Child({required_env("JOURNAL_ENV"), "start"}, {}, dir + "/journald.log");
-    // Up once its native socket is there, seen from inside its namespace.
+    // Up once its native socket is there, seen from inside its own namespace
+    // (not the host's, which may have a journald of its own).
+    const std::string pid = std::to_string(child_.pid());
+    auto ns_of = [](const std::string &p) {
+        std::error_code ec;
+        return std::filesystem::read_symlink(p, ec).string();
+    };
     bool up = eventually([&] {
-        return run({"/usr/bin/nsenter", "-t", std::to_string(child_.pid()), "-m", "--", "/usr/bin/test", "-S",
-                    "/run/systemd/journal/socket"}) == 0;
+        return ns_of("/proc/" + pid + "/ns/mnt") != ns_of("/proc/self/ns/mnt") &&
+               run({"/usr/bin/nsenter", "-t", pid, "-m", "--", "/usr/bin/test", "-S", "/run/systemd/journal/socket"}) ==
+                   0;
     }, 15s);
     if (!up)
         fail("systemd-journald did not start:\n" + tail_of(dir + "/journald.log"));

@@ -93,6 +93,9 @@ int run(std::vector<std::string> argv, std::map<std::string, std::string> env = 
 // The one way a test acts as another user: `argv` prefixed with setpriv,
 // which drops to uid and gid `id` with no supplementary groups before it
 // runs (for Child and run). kNobody is the unprivileged caller of the tests.
+// The program is run as that user, so it and the directories above it (the
+// source and build trees) must be searchable by everyone, as a clone under
+// /tmp or /work is; tests/install/check-install copies what it runs.
 inline constexpr unsigned kNobody = 65534;
 std::vector<std::string> as_user(unsigned id, std::vector<std::string> argv);
 

@@ -137,6 +137,14 @@ protected:
         test_hosts.push_back(std::make_unique<Host>(root->path(), its_lease_dir, host_id, options));
         return *test_hosts.back();
     }
+    // Stop the test's own hosts now (checked first), before something they
+    // use goes: a mount, a journald. TearDown does it otherwise.
+    static void stop_test_hosts() {
+        for (const auto &h : test_hosts)
+            h->check();
+        while (!test_hosts.empty())
+            test_hosts.pop_back();
+    }
     static void TearDownTestSuite() {
         while (!hosts.empty())
             hosts.pop_back();  // the last started stops first
@@ -152,8 +160,7 @@ protected:
                 for (const auto &h : *list)
                     if (h->agent)
                         std::cerr << "--- vmleased log (" << h->dir << ") ---\n" << h->agent->log() << std::endl;
-        while (!test_hosts.empty())
-            test_hosts.pop_back();
+        stop_test_hosts();
     }
 
     static inline std::unique_ptr<TempDir> root;

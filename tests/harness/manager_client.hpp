@@ -75,7 +75,6 @@ public:
             out.push_back(a.get<0>());
         return out;
     }
-    // Wait until a property of org.vmlease.Manager has a value (re-read on every PropertiesChanged).
     // Wait until a PropertiesChanged signal announces `value` for property `name`
     // (not merely that the property now reads so: the signal itself).
     bool wait_changed(const std::string &name, const std::string &value,
@@ -90,6 +89,7 @@ public:
             return false;
         });
     }
+    // Wait until a property of org.vmlease.Manager has a value (re-read on every PropertiesChanged).
     bool wait_property(const std::string &name, const std::string &value,
                        std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
         auto current = [&] { return Get("org.vmlease.Manager", name).get<std::string>(); };

@@ -293,6 +293,7 @@ TEST_F(Adversary, NoLeaseIsTakenThatTheStateFileDoesNotName) {
         EXPECT_NE(read_file(runtime + "/leases").find(second), std::string::npos);
         h3.client->ReleaseMachine("owner");
     }
+    stop_test_hosts();  // host 3 writes its state file on the way out
     umount2(runtime.c_str(), MNT_DETACH);
 }
 

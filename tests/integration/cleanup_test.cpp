@@ -1,9 +1,11 @@
 // Safe cleanup of unused lease files (CleanupLeases, vmleasectl cleanup):
 // two simulated hosts share a lease directory; host 1 cleans up while host 2
 // holds leases. Nothing in use anywhere may be deleted.
+#include "faultfs.hpp"
 #include "host.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -26,7 +28,13 @@ protected:
         make_site("vml-cleanup");
         start_hosts({o, HostOptions{}});
     }
+    // A test host's faultfs outlives the test body: hosts stop in TearDown first.
+    void TearDown() override {
+        HostsSuite::TearDown();
+        faulty.reset();
+    }
     static std::string file_of(Host &h, const std::string &d) { return std::get<1>(h.client->InspectDisk(d)); }
+    static inline std::unique_ptr<FaultFs> faulty;
     static std::vector<std::string> sorted(std::vector<std::string> v) {
         std::sort(v.begin(), v.end());
         return v;
@@ -119,7 +127,11 @@ TEST_F(Cleanup, AFileItCannotHandleFailsTheCallNamingItAndTheCountRemoved) {
     std::string message;
     EXPECT_EQ(error_of([&] { h1->client->CleanupLeases(false); }, &message), "org.vmlease.Error.Failed");
     EXPECT_NE(message.find("could not clean up 1 lease file(s): " + bogus + ": "), std::string::npos) << message;
-    EXPECT_NE(message.find("; removed 1 other(s)"), std::string::npos) << message;
+    // Other files earlier tests left unused are removed too: at least this one.
+    const size_t at = message.find("; removed ");
+    ASSERT_NE(at, std::string::npos) << message;
+    EXPECT_GE(std::stoul(message.substr(at + 10)), 1u) << message;
+    EXPECT_NE(message.find(" other(s)", at), std::string::npos) << message;
     EXPECT_FALSE(std::filesystem::exists(unused_file)) << "the file it could handle was not removed";
     EXPECT_EQ(read_file(bogus), std::string(4096, 'z')) << "the file it could not handle was changed";
 
@@ -130,6 +142,47 @@ TEST_F(Cleanup, AFileItCannotHandleFailsTheCallNamingItAndTheCountRemoved) {
         << out;
     EXPECT_NE(out.find(bogus), std::string::npos) << out;
     std::filesystem::remove(bogus);
+}
+
+// The cleanup deletes a file only if its path still names the file whose
+// lease it took: one put in its place meanwhile (another host's new lease
+// file for that disk, a restore from backup) is left alone. Host 3's lease
+// directory is faultfs over another backing directory, so that sanlock's read
+// of exactly that file can be held while the file is replaced.
+TEST_F(Cleanup, AFileReplacedWhileItsLeaseIsBeingTakenIsNotDeleted) {
+    faulty = std::make_unique<FaultFs>(*root / "backing-r", *root / "leases-r", *root / "faultfs-r.log");
+    FaultFs &fs = *faulty;
+    HostOptions o;
+    o.extra_yaml = "cleanup_min_age: 0\n";
+    Host &h3 = test_host(3, fs.mountpoint(), o);
+    ASSERT_TRUE(h3.client->wait_property("LockspaceState", "joined")) << h3.agent->log();
+    h3.client->AcquireDisk("vm-r", disk("r"), "exclusive", kNoOptions);
+    h3.client->ReleaseDisk("vm-r", disk("r"));
+    const std::string file = file_of(h3, disk("r"));
+    const std::string name = std::filesystem::path(file).filename();
+
+    fs.set("hang " + name);
+    Child cleanup({required_env("VMLEASECTL"), "--no-ask-password", "cleanup"},
+                  {{"DBUS_SYSTEM_BUS_ADDRESS", h3.bus_address}}, *root / "cleanup-r.log");
+    // The cleanup has looked at the file and sanlock is reading it to take its lease.
+    ASSERT_TRUE(eventually([&] { return fs.hung() > 0; }, 10s)) << read_file(*root / "faultfs-r.log");
+    // Meanwhile another file takes its place: same content, another inode.
+    // Done in the backing directory, as another host would on the shared
+    // storage (through the mount, the rename would wait for the file's hung read).
+    const std::string backing = *root / "backing-r";
+    std::filesystem::copy_file(backing + "/" + name, backing + "/replacement");
+    std::filesystem::rename(backing + "/replacement", backing + "/" + name);
+    struct stat replaced {};
+    ASSERT_EQ(stat(file.c_str(), &replaced), 0);
+    fs.set("ok");
+
+    ASSERT_NE(cleanup.wait(30s), -1) << read_file(cleanup.log_path());
+    const std::string out = read_file(cleanup.log_path());
+    EXPECT_EQ(cleanup.status(), 0) << out;
+    EXPECT_EQ(out.find(file), std::string::npos) << "the cleanup reported the replaced file removed:\n" << out;
+    struct stat now {};
+    ASSERT_EQ(stat(file.c_str(), &now), 0) << "the file put in place of the checked one was deleted";
+    EXPECT_EQ(now.st_ino, replaced.st_ino);
 }
 
 TEST_F(Cleanup, SanlockRunningWithoutItsWatchdogIsWarnedAbout) {

@@ -239,7 +239,7 @@ TEST_F(LeaseApi, ReloadAppliesAGoodFileAndABadOneKeepsTheOldOne) {
         auto files = client().CleanupLeases(true);
         return std::find(files.begin(), files.end(), file) != files.end();
     };
-    ASSERT_FALSE(would_remove()) << "the default cleanup_min_age is a day";
+    ASSERT_FALSE(would_remove()) << "the default cleanup_min_age is an hour";
 
     // A good file is applied.
     write_file(path, good + "cleanup_min_age: 0\n");
@@ -258,11 +258,19 @@ TEST_F(LeaseApi, ReloadAppliesAGoodFileAndABadOneKeepsTheOldOne) {
 
     // SIGHUP: the same rejection, in the log; the configuration in force stays.
     write_file(path, in_force + "on_conflict: sometimes\n");
+    const std::string rejected = "configuration rejected, the old one stays in force: " + path + ":" +
+                                 std::to_string(bad_line) + ":";
+    auto rejections = [&] {
+        const std::string log = host->agent->log();
+        size_t n = 0;
+        for (size_t at = 0; (at = log.find(rejected, at)) != std::string::npos; at++)
+            n++;
+        return n;
+    };
+    const size_t before_sighup = rejections();  // the Reload above logged one
     host->agent->child().signal(SIGHUP);
-    EXPECT_TRUE(eventually([&] {
-        return host->agent->log().find("configuration rejected, the old one stays in force: " + path + ":" +
-                                       std::to_string(bad_line) + ":") != std::string::npos;
-    }, 10s)) << host->agent->log();
+    EXPECT_TRUE(eventually([&] { return rejections() == before_sighup + 1; }, 10s)) << host->agent->log();
+    EXPECT_NE(host->agent->log().find("sometimes"), std::string::npos) << host->agent->log();
     EXPECT_TRUE(host->agent->child().running());
     EXPECT_TRUE(would_remove()) << "a file rejected on SIGHUP changed the configuration in force";
 

@@ -42,6 +42,10 @@
  *   echo hangmeta > MNT/.faultfs  as hang, and every stat/lookup of a path
  *                              other than the root blocks too (a dead NFS
  *                              server: even stat(2) of a file never returns)
+ *   echo hang NAME > MNT/.faultfs  as hang, but only for the file NAME (the
+ *                              last component of its path): other files'
+ *                              I/O passes through (e.g. one lease file hangs
+ *                              while the lockspace is renewed)
  *   echo ok   > MNT/.faultfs   pass through; releases hung requests
  *   cat MNT/.faultfs           "mode=hang hung=3 hung_total=17 eio_total=0
  *                               io_total=412\n" (hung = blocked right now)
@@ -115,6 +119,7 @@ static struct fuse_session *session;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mode_changed;
 static enum mode cur_mode = MODE_OK;
+static char only_name[NAME_MAX + 1]; /* "hang NAME": only this file hangs */
 static unsigned long hung_now, hung_total, eio_total, io_total;
 
 #define FS_OPT(t, p) { t, offsetof(__typeof__(opts), p), 1 }
@@ -153,8 +158,12 @@ static void set_mode(enum mode m)
 	fprintf(stderr, "faultfs: mode %s\n", mode_names[m]);
 }
 
-static int hangs(enum mode m, int meta)
+static int hangs(enum mode m, int meta, const char *path)
 {
+	if (m == MODE_HANG && !meta && only_name[0]) {
+		const char *base = path ? strrchr(path, '/') : NULL;
+		return base && !strcmp(base + 1, only_name);
+	}
 	return m == MODE_HANG_META || (m == MODE_HANG && !meta);
 }
 
@@ -163,16 +172,16 @@ static int hangs(enum mode m, int meta)
  * is hang (data only) or hangmeta (both), then fails with EIO in eio mode
  * (data only).  Returns 0 (go ahead) or a negative errno.
  */
-static int gate_wait(int meta)
+static int gate_wait(int meta, const char *path)
 {
 	int rv = 0;
 
 	pthread_mutex_lock(&mu);
 	io_total++;
-	if (hangs(cur_mode, meta)) {
+	if (hangs(cur_mode, meta, path)) {
 		hung_now++;
 		hung_total++;
-		while (hangs(cur_mode, meta)) {
+		while (hangs(cur_mode, meta, path)) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			ts.tv_nsec += 200 * 1000 * 1000;
@@ -200,9 +209,9 @@ static int gate_wait(int meta)
 	return rv;
 }
 
-static int gate_io(void)
+static int gate_io(const char *path)
 {
-	return gate_wait(0);
+	return gate_wait(0, path);
 }
 
 /* Gate for open/create/truncate: EIO in eio mode, never hangs. */
@@ -263,7 +272,7 @@ static int ff_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	/* hangmeta: a stat (lookup) of anything but the root hangs too, like a
 	 * dead NFS server's, for tests of callers that name a path on it. */
 	if (strcmp(path, "/")) {
-		int g = gate_wait(1);
+		int g = gate_wait(1, path);
 		if (g < 0)
 			return g;
 	}
@@ -447,7 +456,7 @@ static int ff_read(const char *path, char *buf, size_t size, off_t off,
 {
 	if (fi->fh == CTL_FH)
 		return ctl_read(buf, size, off);
-	int rv = gate_io();
+	int rv = gate_io(path);
 	if (rv)
 		return rv;
 	ssize_t n = pread(fi->fh, buf, size, off);
@@ -459,12 +468,27 @@ static int ff_write(const char *path, const char *buf, size_t size, off_t off,
 {
 	if (fi->fh == CTL_FH) {
 		enum mode m;
+		size_t n = size;
+		while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\0'))
+			n--;
+		if (n > 5 && !memcmp(buf, "hang ", 5) && n - 5 <= NAME_MAX &&
+		    !memchr(buf + 5, '/', n - 5)) {
+			pthread_mutex_lock(&mu);
+			memcpy(only_name, buf + 5, n - 5);
+			only_name[n - 5] = '\0';
+			pthread_mutex_unlock(&mu);
+			set_mode(MODE_HANG);
+			return size;
+		}
 		if (parse_mode(buf, size, &m) < 0)
 			return -EINVAL;
+		pthread_mutex_lock(&mu);
+		only_name[0] = '\0';
+		pthread_mutex_unlock(&mu);
 		set_mode(m);
 		return size;
 	}
-	int rv = gate_io();
+	int rv = gate_io(path);
 	if (rv)
 		return rv;
 	ssize_t n = pwrite(fi->fh, buf, size, off);
@@ -492,7 +516,7 @@ static int ff_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	if (fi->fh == CTL_FH)
 		return 0;
-	int rv = gate_io();
+	int rv = gate_io(path);
 	if (rv)
 		return rv;
 	rv = datasync ? fdatasync(fi->fh) : fsync(fi->fh);
@@ -504,7 +528,7 @@ static int ff_fallocate(const char *path, int mode, off_t off, off_t len,
 {
 	if (fi->fh == CTL_FH)
 		return -EOPNOTSUPP;
-	int rv = gate_io();
+	int rv = gate_io(path);
 	if (rv)
 		return rv;
 	return fallocate(fi->fh, mode, off, len) < 0 ? -errno : 0;
