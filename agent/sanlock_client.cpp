@@ -102,7 +102,10 @@ FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_
         out.detail = "cannot create a file in " + s.lease_dir + ": " + strerror(-fd);
         return out;
     }
-    if (ftruncate(fd, kLeaseFileSize) < 0 || fchown(fd, s.lease_uid, s.lease_gid) < 0 || fsync(fd) < 0) {
+    // 0660 whatever the umask (the unit's UMask=0007 gives it; a hand-started
+    // vmleased's 022 would not): libvirt's hosts write these files as the group.
+    if (ftruncate(fd, kLeaseFileSize) < 0 || fchown(fd, s.lease_uid, s.lease_gid) < 0 || fchmod(fd, 0660) < 0 ||
+        fsync(fd) < 0) {
         out.io_errno = errno;
         out.detail = "cannot prepare " + tmp + ": " + strerror(out.io_errno);
     }

@@ -89,6 +89,15 @@ TEST_F(LeaseApi, AcquireListInspectRelease) {
 
     // The lease file exists, 1 MiB, and sanlock itself says this host holds the resource.
     EXPECT_EQ(std::filesystem::file_size(lease_dir + "/" + kResource), 1u << 20);
+    // It and the lockspace belong to lease_file_user/lease_file_group (root
+    // here), mode 0660 whatever vmleased's umask (the tests run it with 022).
+    for (const std::string &file : {lease_dir + "/" + kResource, lease_dir + "/__LIBVIRT__DISKS__"}) {
+        struct stat st {};
+        ASSERT_EQ(stat(file.c_str(), &st), 0) << file;
+        EXPECT_EQ(st.st_mode & 07777, 0660u) << file;
+        EXPECT_EQ(st.st_uid, 0u) << file;
+        EXPECT_EQ(st.st_gid, 0u) << file;
+    }
     std::string status;
     ASSERT_EQ(run({required_env("SANLOCK"), "client", "status"}, host->sanlock.env(), &status), 0);
     EXPECT_NE(status.find("r __LIBVIRT__DISKS__:" + kResource), std::string::npos) << status;
@@ -159,6 +168,22 @@ TEST_F(LeaseApi, SharedLeaseHasSeveralOwners) {
     client().ReleaseDisk("vm1", disk);
     EXPECT_EQ(client().ListLeases().size(), 1u);
     EXPECT_EQ(client().ListLeases()[0].get<2>(), "vm2");
+}
+
+// THREAT-MODEL, row "lockfailure socket, plan file": what the killpath helper
+// reads and talks to, and the state file, reach only root: root's, with no
+// group or other permission bits (the socket is bound under umask 0077, so
+// 0700; the files are written 0600), whatever vmleased's umask (022 here).
+TEST_F(LeaseApi, TheLockFailureSocketThePlanAndTheStateFileReachOnlyRoot) {
+    const std::string runtime = host->dir + "/agent/runtime/";
+    client().AcquireDisk("planned", "/srv/planned.img", "exclusive", kNoOptions);
+    ASSERT_TRUE(eventually([&] { return std::filesystem::exists(runtime + "lockfailure-plan"); }, 10s));
+    for (const char *name : {"lockfailure.sock", "lockfailure-plan", "leases"}) {
+        struct stat st {};
+        ASSERT_EQ(stat((runtime + name).c_str(), &st), 0) << name;
+        EXPECT_EQ(st.st_mode & 0077, 0u) << name << ": mode " << std::oct << (st.st_mode & 07777);
+        EXPECT_EQ(st.st_uid, 0u) << name;
+    }
 }
 
 TEST_F(LeaseApi, ReleaseMachineReleasesEveryLeaseOfTheOwner) {
@@ -322,6 +347,11 @@ TEST(VmleasedLockspace, UnjoinableLockspaceIsReportedAndRetried) {
     EXPECT_EQ(error_of([&] { h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions); }),
               "org.vmlease.Error.LockspaceUnavailable");
     EXPECT_TRUE(h.agent->child().running());
+    // vmleasectl(1): status exits 0 whenever vmleased answered, whatever the lockspace's state.
+    std::string status;
+    EXPECT_EQ(run({required_env("VMLEASECTL"), "status"}, {{"DBUS_SYSTEM_BUS_ADDRESS", h.bus_address}}, &status), 0)
+        << status;
+    EXPECT_NE(status.find("failed"), std::string::npos) << status;
 
     // The storage shows up: the agent rejoins by itself.
     h.client->clear_events();

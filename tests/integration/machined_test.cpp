@@ -279,6 +279,14 @@ TEST_F(Machined, RegisterMachineIsAllOrNothingAndChecksItsArguments) {
     const std::string invalid = "org.freedesktop.DBus.Error.InvalidArgs";
     EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{free_disk, "exclusive"}, {free_disk, "shared"}}, {}); }),
               invalid);
+    // Two names of one disk (a symlink and its target) are that disk listed twice.
+    const std::string target = image("two-names.img"), link = *root / "link-to-two-names.img";
+    std::filesystem::create_symlink(target, link);
+    std::string twice;
+    EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{target, "exclusive"}, {link, "exclusive"}}, {}); },
+                       &twice),
+              invalid);
+    EXPECT_NE(twice.find("are the same disk"), std::string::npos) << twice;
     EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{free_disk, "rw"}}, {}); }), invalid);
     EXPECT_EQ(error_of([&] { h1->client->RegisterMachine("vm-x", {{"relative.img", "exclusive"}}, {}); }), invalid);
     EXPECT_EQ(error_of([&] {
