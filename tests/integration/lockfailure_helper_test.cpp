@@ -1,5 +1,6 @@
 // vmlease-lockfailure on its own, without the agent (no lockfailure.sock):
-// the fallback that applies the plan. A private bus with a machined stand-in
+// the fallback that applies the plan. A private system bus (dbus-test-runner's,
+// tests/support/under-dbus-test-runner) with a machined stand-in
 // (tests/support/machined_template.py) that either answers or, SIGSTOPped,
 // takes every call and never answers; machines are child processes
 // (/bin/sleep), some of them in a cgroup named after their scope when this
@@ -137,8 +138,7 @@ void end(Child &c) {
 class LockFailureHelper : public ::testing::Test {
 protected:
     void SetUp() override {
-        bus = std::make_unique<DbusDaemon>(root / "bus");
-        machined = std::make_unique<DbusMock>(root / "machined", bus->address(), required_env("MACHINED_TEMPLATE"),
+        machined = std::make_unique<DbusMock>(root / "machined", bus_address, required_env("MACHINED_TEMPLATE"),
                                               "org.freedesktop.machine1");
         runtime = root / "runtime";
         std::filesystem::create_directories(runtime);
@@ -146,7 +146,6 @@ protected:
     void TearDown() override {
         kill(machined->pid(), SIGCONT);
         machined.reset();
-        bus.reset();
     }
     // Runs the helper to its end; returns its exit status and log.
     int run_helper(std::string &log, const std::string &name, std::chrono::milliseconds timeout = 60s) {
@@ -157,14 +156,17 @@ protected:
     }
     void add_machine(const std::string &name, pid_t leader) {
         std::string out;
-        run({"/usr/bin/busctl", "--address=" + bus->address(), "call", "org.freedesktop.machine1",
+        run({"/usr/bin/busctl", "--address=" + bus_address, "call", "org.freedesktop.machine1",
              "/org/freedesktop/machine1", "org.freedesktop.DBus.Mock", "AddMachine", "su", name,
              std::to_string(leader)},
             {}, &out, 10s);
     }
 
     TempDir root{"vml-lfhelper"};
-    std::unique_ptr<DbusDaemon> bus;
+    // The one private system bus dbus-test-runner started for this suite
+    // (tests/support/under-dbus-test-runner); each case starts its own
+    // machined stand-in on it.
+    std::string bus_address = required_env("DBUS_SYSTEM_BUS_ADDRESS");
     std::unique_ptr<DbusMock> machined;
     std::string runtime;
 };
@@ -176,7 +178,7 @@ TEST_F(LockFailureHelper, TwentyMachinesAreStoppedWithin5sWhileMachinedHangs) {
     if (!cgroups.available())
         std::cout << "no cgroup of our own here: every machine is acted on through its leader" << std::endl;
     std::vector<Vm> vms(20);
-    std::string plan = "vmlease-lockfailure-plan 2\nbus " + bus->address() + "\n";
+    std::string plan = "vmlease-lockfailure-plan 2\nbus " + bus_address + "\n";
     for (int i = 0; i < 20; i++) {
         Vm &vm = vms[i];
         vm.name = (i < 10 ? "vm-0" : "vm-") + std::to_string(i);
@@ -290,7 +292,7 @@ TEST_F(LockFailureHelper, TwentyMachinesAreStoppedWithin5sWhileMachinedHangs) {
 TEST_F(LockFailureHelper, MachinedDoesTheWorkWhenItAnswers) {
     std::vector<Vm> vms(4);
     const char *actions[] = {"poweroff", "terminate", "pause", "poweroff"};
-    std::string plan = "vmlease-lockfailure-plan 2\nbus " + bus->address() + "\n";
+    std::string plan = "vmlease-lockfailure-plan 2\nbus " + bus_address + "\n";
     for (int i = 0; i < 4; i++) {
         Vm &vm = vms[i];
         vm.name = "m-" + std::to_string(i);
@@ -327,7 +329,7 @@ TEST_F(LockFailureHelper, AnOldRecordIsNotTrusted) {
     vm.name = "again", vm.action = "poweroff";
     vm.child = start_vm(root.path(), vm.name, false);
     write_file(runtime + "/lockfailure-plan",
-               "vmlease-lockfailure-plan 2\nbus " + bus->address() + "\n" + plan_line(vm, "-"));
+               "vmlease-lockfailure-plan 2\nbus " + bus_address + "\n" + plan_line(vm, "-"));
     std::string record = runtime + "/lockfailure-acted";
     write_file(record, "machine again poweroff\n");
     std::string log;
