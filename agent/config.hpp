@@ -75,8 +75,10 @@ struct Config {
     // every lease it held is taken back at the version it had; a lease
     // someone took meanwhile keeps it paused for good ("stale").
     bool resume_after_lockfailure = true;
-    std::string lease_file_user = "root";
-    std::string lease_file_group = "root";
+    // Empty: the user and group sanlock runs as by default ("sanlock" when
+    // both exist, as sanlock's own daemon decides; else root).
+    std::string lease_file_user;
+    std::string lease_file_group;
     Discovery discovery;
     std::vector<MachineRule> machines;
     std::string lockfailure_helper;  // empty: the installed vmlease-lockfailure

@@ -44,6 +44,8 @@ std::string env_or(const char *name, const char *fallback) {
     return s.substr(0, s.find(':'));
 }
 
+// The user and group sanlock runs as unless told otherwise (-U/-G).
+constexpr const char *kSanlockUser = "sanlock";
 // How often the open files of running machines are looked at again, so
 // disks hot-plugged into a running VM are protected too.
 constexpr uint64_t kScanIntervalUsec = 2 * 1000000;
@@ -118,12 +120,22 @@ SanlockSettings sanlock_settings_for(const Config &config) {
     s.host_id = config.host_id;
     s.io_timeout = config.io_timeout;
     const std::string where = config.sources.empty() ? std::string("configuration") : config.sources.front();
-    struct passwd *pw = getpwnam(config.lease_file_user.c_str());
+    // Left unset, the lease files belong to whom sanlock runs as when not
+    // told otherwise (sanlock's main.c: user and group "sanlock" if both
+    // exist, else root), so the distribution's sanlock can open them.
+    const bool sanlock_user = getpwnam(kSanlockUser) && getgrnam(kSanlockUser);
+    const std::string user = !config.lease_file_user.empty() ? config.lease_file_user
+                             : sanlock_user                  ? kSanlockUser
+                                                             : "root";
+    const std::string group = !config.lease_file_group.empty() ? config.lease_file_group
+                              : sanlock_user                   ? kSanlockUser
+                                                               : "root";
+    struct passwd *pw = getpwnam(user.c_str());
     if (!pw)
-        throw ConfigError(where + ": lease_file_user: no user \"" + config.lease_file_user + "\" on this host");
-    struct group *gr = getgrnam(config.lease_file_group.c_str());
+        throw ConfigError(where + ": lease_file_user: no user \"" + user + "\" on this host");
+    struct group *gr = getgrnam(group.c_str());
     if (!gr)
-        throw ConfigError(where + ": lease_file_group: no group \"" + config.lease_file_group + "\" on this host");
+        throw ConfigError(where + ": lease_file_group: no group \"" + group + "\" on this host");
     s.lease_uid = pw->pw_uid;
     s.lease_gid = gr->gr_gid;
     s.killpath = config.lockfailure_helper.empty() ? VMLEASE_LOCKFAILURE_HELPER : config.lockfailure_helper;
@@ -1133,13 +1145,15 @@ Step Daemon::reconcile() {
     }
     SavedState deferred;
     Step step = tracker_.restore(saved, now_realtime_seconds(), machines_known_ ? nullptr : &deferred);
-    size_t adopting = 0, releasing = 0;
-    for (const auto &e : step.effects) {
-        if (std::holds_alternative<AcquireEffect>(e))
-            adopting++;
-        else if (std::get<ReleaseEffect>(e).orphan)
+    // Counted in leases, as the saved state is: one orphan release per lease
+    // whose owner is gone, the deferred ones kept, every other one taken back
+    // (a machine's disks may be acquired together, so effects are no count).
+    size_t releasing = 0;
+    for (const auto &e : step.effects)
+        if (std::holds_alternative<ReleaseEffect>(e) && std::get<ReleaseEffect>(e).orphan)
             releasing++;
-    }
+    size_t kept = std::min(saved.leases.size(), releasing + deferred.leases.size());
+    size_t adopting = saved.leases.size() - kept;
     if (!saved.leases.empty())
         log_notice("reconciling " + std::to_string(saved.leases.size()) + " lease(s) held before this start: " +
                    std::to_string(adopting) + " taken back, " + std::to_string(releasing) +

@@ -4,6 +4,7 @@
 #include "version.hpp"
 
 #include <getopt.h>
+#include <systemd/sd-daemon.h>
 
 #include <cstdio>
 #include <exception>
@@ -37,7 +38,14 @@ int main(int argc, char **argv) {
         vmlease::Daemon daemon(options);
         return daemon.run();
     } catch (const vmlease::ConfigError &e) {
-        vmlease::log_error(std::string("invalid configuration: ") + e.what());
+        const std::string message = std::string("invalid configuration: ") + e.what();
+        vmlease::log_error(message);
+        // systemd keeps the unit's status text after the exit: `systemctl
+        // status` shows it, and vmleasectl reads it (StatusText) to tell a
+        // client at once why the D-Bus activation it asked for failed. The
+        // barrier: systemd must have read it before it sees the exit.
+        sd_notify(0, ("STATUS=" + message).c_str());
+        sd_notify_barrier(0, 1000000);
         return 78;  // EX_CONFIG: systemd shows it as "configuration error"
     } catch (const std::exception &e) {
         vmlease::log_error(std::string("fatal: ") + e.what());

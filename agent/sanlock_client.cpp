@@ -112,8 +112,16 @@ FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_
     close(fd);
     if (out.ok()) {
         out.sanlock_rv = format(tmp);
-        if (out.sanlock_rv < 0)
+        if (out.sanlock_rv < 0) {
             out.detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(out.sanlock_rv);
+            // sanlock reports a file it may not open as -ENODEV (or -EACCES).
+            if (out.sanlock_rv == -ENODEV || out.sanlock_rv == -EACCES || out.sanlock_rv == -EPERM)
+                out.detail += "; the likely cause: sanlock, which opens the file itself, runs as a user that may not "
+                              "open it (vmleased made it uid " + std::to_string(s.lease_uid) + ", gid " +
+                              std::to_string(s.lease_gid) + ", mode 0660): set lease_file_user and lease_file_group "
+                              "in /etc/vmlease/vmlease.yaml to the user and group sanlock runs as (sanlock -U/-G; "
+                              "\"sanlock\" for the distribution's sanlock.service)";
+        }
         else
             out.sanlock_rv = 0;
     }

@@ -1,5 +1,7 @@
 #include "sanlock_watchdog.hpp"
 
+#include "version.hpp"
+
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -56,7 +58,7 @@ std::optional<std::string> sanlock_watchdog_warning(const std::string &run_dir, 
         return std::nullopt;
     return "sanlock runs without its watchdog (-w 0 or use_watchdog = 0): a host that loses its lease storage "
            "and cannot stop its VMs in time is not reset, so another host may take their disks while they still "
-           "write. Enable wdmd and sanlock's watchdog (SANLOCKOPTS=\"-w 1\" in /etc/default/sanlock).";
+           "write. Enable wdmd and sanlock's watchdog: " VMLEASE_SANLOCK_WATCHDOG_ADVICE ".";
 }
 
 }  // namespace vmlease

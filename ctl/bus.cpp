@@ -1,7 +1,9 @@
 #include "bus.hpp"
 
 #include <cstring>
+#include <ctime>
 #include <map>
+#include <optional>
 
 namespace vmleasectl {
 namespace {
@@ -106,6 +108,164 @@ const std::map<std::string, ErrorAdvice> kAdvice = {
      {kExitFailure, "vmleased does not know this call; is it older than vmleasectl?", true}},
 };
 
+// --- D-Bus activation, watched ----------------------------------------------
+// A call to an org.vmlease without an owner makes the bus ask systemd to start
+// vmlease.service. When that start fails (vmleased exits on a configuration
+// error), systemd 252 does not tell dbus-daemon (systemd issue #28877): the
+// caller waits for the bus's activation timeout (25 s) to learn nothing, and
+// every call in those 25 s joins the same dead activation. So the first call
+// is preceded by the same activation, watched through systemd's job signals:
+// - the start job fails (JobRemoved, result not "done"): said at once;
+// - no start job and the unit not starting within 1 s: the bus is still
+//   waiting on an earlier start that failed: said too, with what to do;
+// the reason in both cases from what systemd keeps (vmleased's status text
+// names the configuration file and line). Without systemd on the bus, the
+// call activates vmleased by itself, as it always did.
+
+constexpr const char *kUnit = "vmlease.service";
+constexpr const char *kSystemd = "org.freedesktop.systemd1";
+constexpr const char *kSystemdPath = "/org/freedesktop/systemd1";
+constexpr const char *kSystemdManager = "org.freedesktop.systemd1.Manager";
+constexpr const char *kBusDriver = "org.freedesktop.DBus";
+constexpr uint64_t kNoJobUsec = 1000000;
+
+struct Activation {
+    bool done = false;
+    bool job_seen = false;
+    std::string failed_result;               // JobRemoved's result, when not "done"
+    sd_bus_error error = SD_BUS_ERROR_NULL;  // StartServiceByName's error
+};
+
+int on_job_new(sd_bus_message *m, void *userdata, sd_bus_error *) {
+    uint32_t id = 0;
+    const char *job = nullptr, *unit = nullptr;
+    if (sd_bus_message_read(m, "uos", &id, &job, &unit) >= 0 && strcmp(unit, kUnit) == 0)
+        static_cast<Activation *>(userdata)->job_seen = true;
+    return 0;
+}
+
+int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *) {
+    auto *a = static_cast<Activation *>(userdata);
+    uint32_t id = 0;
+    const char *job = nullptr, *unit = nullptr, *result = nullptr;
+    if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) >= 0 && strcmp(unit, kUnit) == 0) {
+        a->job_seen = true;
+        if (strcmp(result, "done") != 0) {
+            a->failed_result = result;
+            a->done = true;
+        }
+    }
+    return 0;
+}
+
+int on_started(sd_bus_message *m, void *userdata, sd_bus_error *) {
+    auto *a = static_cast<Activation *>(userdata);
+    if (sd_bus_message_is_method_error(m, nullptr))
+        sd_bus_error_copy(&a->error, sd_bus_message_get_error(m));
+    a->done = true;
+    return 0;
+}
+
+std::string unit_property(sd_bus *bus, const char *interface, const char *name) {
+    char *path = nullptr, *value = nullptr;
+    if (sd_bus_path_encode("/org/freedesktop/systemd1/unit", kUnit, &path) < 0)
+        return "";
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    int r = sd_bus_get_property_string(bus, kSystemd, path, interface, name, &error, &value);
+    sd_bus_error_free(&error);
+    free(path);
+    std::string out = r >= 0 && value ? value : "";
+    free(value);
+    return out;
+}
+
+// "vmleased could not be started (vmlease.service failed): <its status text>".
+Failure start_failure(sd_bus *bus, const std::string &how, const std::string &then) {
+    std::string status = unit_property(bus, "org.freedesktop.systemd1.Service", "StatusText");
+    return {kExitFailure, "vmleased could not be started (" + std::string(kUnit) + " " + how + ")" +
+                              (status.empty() ? "" : ": " + status) + "; " + then};
+}
+
+uint64_t monotonic_usec() {
+    struct timespec ts {};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+bool name_has_owner(sd_bus *bus, bool &has_owner) {
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message *reply = nullptr;
+    int owner = 0;
+    int r = sd_bus_call_method(bus, kBusDriver, "/org/freedesktop/DBus", kBusDriver, "NameHasOwner", &error, &reply,
+                               "s", kService);
+    if (r >= 0)
+        r = sd_bus_message_read(reply, "b", &owner);
+    sd_bus_message_unref(reply);
+    sd_bus_error_free(&error);
+    has_owner = owner;
+    return r >= 0;
+}
+
+void activate_watched(sd_bus *bus) {
+    bool has_owner = false;
+    if (!name_has_owner(bus, has_owner) || has_owner)
+        return;
+    Activation a;
+    sd_bus_slot *new_slot = nullptr, *removed_slot = nullptr, *start_slot = nullptr;
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    int r = sd_bus_match_signal(bus, &new_slot, kSystemd, kSystemdPath, kSystemdManager, "JobNew", on_job_new, &a);
+    if (r >= 0)
+        r = sd_bus_match_signal(bus, &removed_slot, kSystemd, kSystemdPath, kSystemdManager, "JobRemoved",
+                                on_job_removed, &a);
+    if (r >= 0)
+        r = sd_bus_call_method(bus, kSystemd, kSystemdPath, kSystemdManager, "Subscribe", &error, nullptr, "");
+    sd_bus_error_free(&error);
+    if (r >= 0)
+        r = sd_bus_call_method_async(bus, &start_slot, kBusDriver, "/org/freedesktop/DBus", kBusDriver,
+                                     "StartServiceByName", on_started, &a, "su", kService, 0u);
+    uint64_t now = monotonic_usec();
+    const uint64_t no_job_by = now + kNoJobUsec;
+    bool stale = false;
+    while (r >= 0 && !a.done) {
+        r = sd_bus_process(bus, nullptr);
+        if (r != 0)
+            continue;
+        now = monotonic_usec();
+        if (!a.job_seen && now >= no_job_by) {
+            // The bus asked systemd nothing: it still waits on an earlier start.
+            std::string state = unit_property(bus, "org.freedesktop.systemd1.Unit", "ActiveState");
+            if (state != "activating" && state != "active" && state != "reloading") {
+                stale = true;
+                break;
+            }
+            a.job_seen = true;  // starting already, for someone else: wait for it
+        }
+        r = sd_bus_wait(bus, a.job_seen ? UINT64_MAX : no_job_by - now);
+    }
+    sd_bus_slot_unref(new_slot);
+    sd_bus_slot_unref(removed_slot);
+    sd_bus_slot_unref(start_slot);
+    const char *name = a.error.name ? a.error.name : "";
+    std::optional<Failure> failure;
+    if (stale)
+        failure = start_failure(bus, "is " + unit_property(bus, "org.freedesktop.systemd1.Unit", "ActiveState"),
+                                "the bus is still waiting on that start (for up to 25 s); once the cause is fixed, "
+                                "`systemctl start vmlease`");
+    else if (!a.failed_result.empty())
+        failure = start_failure(bus, "start job " + a.failed_result,
+                                "see `systemctl status vmlease` and `journalctl -u vmlease`, and once the cause is "
+                                "fixed, `systemctl start vmlease`");
+    // An activation that failed or timed out is not asked for again by the
+    // call; any other answer (not activatable here, ...) is the call's to give.
+    else if (strncmp(name, "org.freedesktop.DBus.Error.Spawn.", 33) == 0 ||
+             strcmp(name, "org.freedesktop.DBus.Error.TimedOut") == 0 ||
+             strcmp(name, "org.freedesktop.DBus.Error.NoReply") == 0)
+        failure = failure_from_error(&a.error, "cannot start vmleased");
+    sd_bus_error_free(&a.error);
+    if (failure)
+        throw *failure;
+}
+
 }  // namespace
 
 void check(int r, const std::string &what) {
@@ -146,6 +306,11 @@ Failure failure_from_error(const sd_bus_error *error, const std::string &what) {
 }
 
 Json call_method(sd_bus *bus, const MethodCall &call) {
+    static sd_bus *activated = nullptr;
+    if (activated != bus) {
+        activated = bus;
+        activate_watched(bus);
+    }
     sd_bus_message *raw = nullptr;
     check(sd_bus_message_new_method_call(bus, &raw, kService, call.path.c_str(), call.interface, call.member), call.what);
     MessagePtr m(raw);

@@ -147,8 +147,9 @@ TEST(ConfigParse, DefaultsWhenOnlyHostIdIsGiven) {
     EXPECT_TRUE(c.auto_disk_leases);
     EXPECT_EQ(c.on_conflict, ConflictAction::Terminate);
     EXPECT_EQ(c.on_lockfailure, LockFailureAction::Poweroff);
-    EXPECT_EQ(c.lease_file_user, "root");
-    EXPECT_EQ(c.lease_file_group, "root");
+    // Unset: vmleased follows sanlock's own default user (see lease-api).
+    EXPECT_EQ(c.lease_file_user, "");
+    EXPECT_EQ(c.lease_file_group, "");
     EXPECT_EQ(c.lockfailure_helper, "");
     EXPECT_TRUE(c.discovery.open_files);
     // As the man page and the shipped file say (not compared with Config's own default).
