@@ -18,6 +18,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
@@ -120,24 +121,36 @@ SanlockSettings sanlock_settings_for(const Config &config) {
     s.host_id = config.host_id;
     s.io_timeout = config.io_timeout;
     const std::string where = config.sources.empty() ? std::string("configuration") : config.sources.front();
-    // Left unset, the lease files belong to whom sanlock runs as when not
-    // told otherwise (sanlock's main.c: user and group "sanlock" if both
-    // exist, else root), so the distribution's sanlock can open them.
+    // Left unset, lease files belong to whom the running sanlock daemon runs
+    // as, so that it can open them: it chowns its socket to that user and
+    // group (-U/-G, uname/gname in sanlock.conf, else "sanlock" when that
+    // user and group exist). Before sanlock is up, its own default rule.
+    struct stat sock {};
+    const bool sanlock_up = stat((sanlock_run_dir_from_env() + "/sanlock.sock").c_str(), &sock) == 0;
     const bool sanlock_user = getpwnam(kSanlockUser) && getgrnam(kSanlockUser);
-    const std::string user = !config.lease_file_user.empty() ? config.lease_file_user
-                             : sanlock_user                  ? kSanlockUser
-                                                             : "root";
-    const std::string group = !config.lease_file_group.empty() ? config.lease_file_group
-                              : sanlock_user                   ? kSanlockUser
-                                                               : "root";
-    struct passwd *pw = getpwnam(user.c_str());
-    if (!pw)
-        throw ConfigError(where + ": lease_file_user: no user \"" + user + "\" on this host");
-    struct group *gr = getgrnam(group.c_str());
-    if (!gr)
-        throw ConfigError(where + ": lease_file_group: no group \"" + group + "\" on this host");
-    s.lease_uid = pw->pw_uid;
-    s.lease_gid = gr->gr_gid;
+    s.lease_uid = sanlock_up ? sock.st_uid : sanlock_user ? getpwnam(kSanlockUser)->pw_uid : 0;
+    s.lease_gid = sanlock_up ? sock.st_gid : sanlock_user ? getgrnam(kSanlockUser)->gr_gid : 0;
+    // "No such user" is the file's error; a failed lookup (NSS not up yet)
+    // is not, and must not stop a restart (exit status 78 is never retried).
+    if (!config.lease_file_user.empty()) {
+        errno = 0;
+        struct passwd *pw = getpwnam(config.lease_file_user.c_str());
+        if (!pw && errno != 0 && errno != ENOENT && errno != ESRCH)
+            throw std::runtime_error("cannot look up user \"" + config.lease_file_user + "\": " + strerror(errno));
+        if (!pw)
+            throw ConfigError(where + ": lease_file_user: no user \"" + config.lease_file_user + "\" on this host");
+        s.lease_uid = pw->pw_uid;
+    }
+    if (!config.lease_file_group.empty()) {
+        errno = 0;
+        struct group *gr = getgrnam(config.lease_file_group.c_str());
+        if (!gr && errno != 0 && errno != ENOENT && errno != ESRCH)
+            throw std::runtime_error("cannot look up group \"" + config.lease_file_group + "\": " + strerror(errno));
+        if (!gr)
+            throw ConfigError(where + ": lease_file_group: no group \"" + config.lease_file_group +
+                              "\" on this host");
+        s.lease_gid = gr->gr_gid;
+    }
     s.killpath = config.lockfailure_helper.empty() ? VMLEASE_LOCKFAILURE_HELPER : config.lockfailure_helper;
     // sanlock passes the helper at most 127 bytes of arguments.
     std::string args = runtime_directory();
@@ -395,7 +408,7 @@ std::optional<ApiError> Daemon::reload() {
     try {
         next = load_config(options_.config_path);
         next_settings = sanlock_settings_for(next);
-    } catch (const ConfigError &e) {
+    } catch (const std::exception &e) {  // a ConfigError, or a user lookup that failed
         log_error(std::string("configuration rejected, the old one stays in force: ") + e.what());
         return ApiError{ErrorKind::ConfigInvalid, e.what()};
     }

@@ -112,16 +112,9 @@ FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_
     close(fd);
     if (out.ok()) {
         out.sanlock_rv = format(tmp);
-        if (out.sanlock_rv < 0) {
-            out.detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(out.sanlock_rv);
-            // sanlock reports a file it may not open as -ENODEV (or -EACCES).
-            if (out.sanlock_rv == -ENODEV || out.sanlock_rv == -EACCES || out.sanlock_rv == -EPERM)
-                out.detail += "; the likely cause: sanlock, which opens the file itself, runs as a user that may not "
-                              "open it (vmleased made it uid " + std::to_string(s.lease_uid) + ", gid " +
-                              std::to_string(s.lease_gid) + ", mode 0660): set lease_file_user and lease_file_group "
-                              "in /etc/vmlease/vmlease.yaml to the user and group sanlock runs as (sanlock -U/-G; "
-                              "\"sanlock\" for the distribution's sanlock.service)";
-        }
+        if (out.sanlock_rv < 0)
+            out.detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(out.sanlock_rv) +
+                         sanlock_open_hint(out.sanlock_rv, tmp);
         else
             out.sanlock_rv = 0;
     }
@@ -134,6 +127,24 @@ FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_
 }
 
 }  // namespace
+
+std::string sanlock_open_hint(int rv, const std::string &path) {
+    if (rv != -ENODEV && rv != -EACCES && rv != -EPERM)
+        return "";
+    struct stat st {};
+    std::string file = stat(path.c_str(), &st) == 0
+                           ? "it is uid " + std::to_string(st.st_uid) + ", gid " + std::to_string(st.st_gid) +
+                                 ", mode " + [&] {
+                                     char m[8];
+                                     snprintf(m, sizeof m, "%04o", st.st_mode & 07777);
+                                     return std::string(m);
+                                 }()
+                           : std::string("it could not be looked at: ") + strerror(errno);
+    return "; the likely cause: sanlock opens the file itself and runs as a user that may not open it (" + file +
+           "): lease files must belong to the user or group sanlock runs as, with the same uid and gid on every "
+           "host; set lease_file_user and lease_file_group in /etc/vmlease/vmlease.yaml to them (unset, vmleased "
+           "uses the owner of sanlock's socket)";
+}
 
 std::string sanlock_strerror(int rv) {
     std::string code = std::to_string(rv);

@@ -29,6 +29,11 @@ struct SanlockSettings {
 inline constexpr off_t kLeaseFileSize = 1 << 20;
 
 std::string sanlock_strerror(int rv);
+// When sanlock fails on `path` with `rv`: if that is how sanlock reports a
+// file it may not open (-ENODEV, -EACCES, -EPERM), what to check (the file's
+// owner and mode against the user sanlock runs as; lease_file_user and
+// lease_file_group), starting with "; "; else "".
+std::string sanlock_open_hint(int rv, const std::string &path);
 
 // What preparing a lease or lockspace file came to. A file-system error and
 // sanlock's answer are kept apart: an EEXIST from creating a file is not

@@ -234,7 +234,7 @@ void SanlockEffector::join_lockspace(bool after_failure, std::function<void(Join
                 detail = "lockspace " + s.lockspace + " is still being removed after its failure";
             else if (rv < 0)
                 detail = "sanlock could not join lockspace " + s.lockspace + " as host " + std::to_string(s.host_id) +
-                         ": " + sanlock_strerror(rv);
+                         ": " + sanlock_strerror(rv) + sanlock_open_hint(rv, s.lease_dir + "/" + s.lockspace);
         }
         if (rv == -ECONNREFUSED)  // a socket nobody listens on: sanlock stopped or crashed
             detail = "the sanlock daemon is not running (" + sanlock_strerror(rv) + "); waiting for it";

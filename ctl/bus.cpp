@@ -130,22 +130,32 @@ constexpr const char *kBusDriver = "org.freedesktop.DBus";
 constexpr uint64_t kNoJobUsec = 1000000;
 
 struct Activation {
+    std::string systemd;  // systemd's unique name: signals from anyone else are ignored
     bool done = false;
     bool job_seen = false;
     std::string failed_result;               // JobRemoved's result, when not "done"
     sd_bus_error error = SD_BUS_ERROR_NULL;  // StartServiceByName's error
 };
 
+// Any client may send a signal, even to us alone: only systemd's count.
+bool from_systemd(sd_bus_message *m, const Activation &a) {
+    const char *sender = sd_bus_message_get_sender(m);
+    return sender && a.systemd == sender;
+}
+
 int on_job_new(sd_bus_message *m, void *userdata, sd_bus_error *) {
+    auto *a = static_cast<Activation *>(userdata);
     uint32_t id = 0;
     const char *job = nullptr, *unit = nullptr;
-    if (sd_bus_message_read(m, "uos", &id, &job, &unit) >= 0 && strcmp(unit, kUnit) == 0)
-        static_cast<Activation *>(userdata)->job_seen = true;
+    if (from_systemd(m, *a) && sd_bus_message_read(m, "uos", &id, &job, &unit) >= 0 && strcmp(unit, kUnit) == 0)
+        a->job_seen = true;
     return 0;
 }
 
 int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *) {
     auto *a = static_cast<Activation *>(userdata);
+    if (!from_systemd(m, *a))
+        return 0;
     uint32_t id = 0;
     const char *job = nullptr, *unit = nullptr, *result = nullptr;
     if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) >= 0 && strcmp(unit, kUnit) == 0) {
@@ -165,6 +175,32 @@ int on_started(sd_bus_message *m, void *userdata, sd_bus_error *) {
     a->done = true;
     return 0;
 }
+
+std::string unit_path() {
+    char *path = nullptr;
+    if (sd_bus_path_encode("/org/freedesktop/systemd1/unit", kUnit, &path) < 0)
+        return "";
+    std::string out = path;
+    free(path);
+    return out;
+}
+
+// The id of the job the unit has queued or running, 0 for none.
+uint32_t unit_job(sd_bus *bus) {
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_message *reply = nullptr;
+    uint32_t id = 0;
+    const char *job = nullptr;
+    if (sd_bus_get_property(bus, kSystemd, unit_path().c_str(), "org.freedesktop.systemd1.Unit", "Job", &error,
+                            &reply, "(uo)") >= 0)
+        sd_bus_message_read(reply, "(uo)", &id, &job);
+    sd_bus_message_unref(reply);
+    sd_bus_error_free(&error);
+    return id;
+}
+
+// The unit is being started or runs (its start may still end well).
+bool unit_starting(sd_bus *bus);
 
 std::string unit_property(sd_bus *bus, const char *interface, const char *name) {
     char *path = nullptr, *value = nullptr;
@@ -192,6 +228,11 @@ uint64_t monotonic_usec() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
+bool unit_starting(sd_bus *bus) {
+    std::string state = unit_property(bus, "org.freedesktop.systemd1.Unit", "ActiveState");
+    return unit_job(bus) != 0 || state == "activating" || state == "active" || state == "reloading";
+}
+
 bool name_has_owner(sd_bus *bus, bool &has_owner) {
     sd_bus_error error = SD_BUS_ERROR_NULL;
     sd_bus_message *reply = nullptr;
@@ -213,9 +254,21 @@ void activate_watched(sd_bus *bus) {
     Activation a;
     sd_bus_slot *new_slot = nullptr, *removed_slot = nullptr, *start_slot = nullptr;
     sd_bus_error error = SD_BUS_ERROR_NULL;
-    int r = sd_bus_match_signal(bus, &new_slot, kSystemd, kSystemdPath, kSystemdManager, "JobNew", on_job_new, &a);
+    sd_bus_message *owner = nullptr;
+    const char *unique = nullptr;
+    int r = sd_bus_call_method(bus, kBusDriver, "/org/freedesktop/DBus", kBusDriver, "GetNameOwner", &error, &owner,
+                               "s", kSystemd);
     if (r >= 0)
-        r = sd_bus_match_signal(bus, &removed_slot, kSystemd, kSystemdPath, kSystemdManager, "JobRemoved",
+        r = sd_bus_message_read(owner, "s", &unique);
+    if (r >= 0)
+        a.systemd = unique;
+    sd_bus_message_unref(owner);
+    sd_bus_error_free(&error);
+    if (r >= 0)
+        r = sd_bus_match_signal(bus, &new_slot, a.systemd.c_str(), kSystemdPath, kSystemdManager, "JobNew",
+                                on_job_new, &a);
+    if (r >= 0)
+        r = sd_bus_match_signal(bus, &removed_slot, a.systemd.c_str(), kSystemdPath, kSystemdManager, "JobRemoved",
                                 on_job_removed, &a);
     if (r >= 0)
         r = sd_bus_call_method(bus, kSystemd, kSystemdPath, kSystemdManager, "Subscribe", &error, nullptr, "");
@@ -228,17 +281,25 @@ void activate_watched(sd_bus *bus) {
     bool stale = false;
     while (r >= 0 && !a.done) {
         r = sd_bus_process(bus, nullptr);
-        if (r != 0)
+        if (r != 0) {
+            // A job of the unit that ended badly is its start's failure only
+            // if nothing else is starting it (a canceled stop job is not).
+            if (a.done && !a.failed_result.empty() && unit_starting(bus)) {
+                a.done = false;
+                a.failed_result.clear();
+            }
             continue;
+        }
         now = monotonic_usec();
         if (!a.job_seen && now >= no_job_by) {
-            // The bus asked systemd nothing: it still waits on an earlier start.
-            std::string state = unit_property(bus, "org.freedesktop.systemd1.Unit", "ActiveState");
-            if (state != "activating" && state != "active" && state != "reloading") {
+            // The bus asked systemd nothing: it still waits on an earlier
+            // start, unless the unit is starting anyway (a queued start job
+            // our request joined, waiting for the units it comes after).
+            if (!unit_starting(bus)) {
                 stale = true;
                 break;
             }
-            a.job_seen = true;  // starting already, for someone else: wait for it
+            a.job_seen = true;
         }
         r = sd_bus_wait(bus, a.job_seen ? UINT64_MAX : no_job_by - now);
     }

@@ -46,15 +46,26 @@ def _remove_cgroup(name):
         top = os.path.join(root, name)
         if not os.path.isdir(top):
             continue
-        # Whatever outlived the container (its nspawn killed, say) goes.
+        # Whatever outlived the container (its nspawn killed, say) goes;
+        # cgroup.events says when the last process is gone.
         kill = os.path.join(top, 'cgroup.kill')
         if os.path.exists(kill):
             try:
                 with open(kill, 'w') as f:
                     f.write('1')
-                time.sleep(0.2)
             except OSError:
                 pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    with open(os.path.join(top, 'cgroup.events')) as f:
+                        if 'populated 0' in f.read():
+                            break
+                except OSError:
+                    break
+                time.sleep(0.05)
+            else:
+                print(f'hostlib: processes left in {top} after 10 s', flush=True)
         for d, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count('/')):
             try:
                 os.rmdir(d)
@@ -136,20 +147,26 @@ class Host:
     def stop(self, timeout=40):
         if self.nspawn is None:
             return
-        if self.nspawn.poll() is None:
-            # sanlock ignores SIGTERM while it has a lockspace, and its unit
-            # does not SIGKILL it: without this the stop waits 90 s.
-            self.run(['sanlock', 'shutdown', '-f', '1', '-w', '1'], check=False, timeout=20)
-            # SIGTERM to nspawn = a clean poweroff of the container.
-            self.nspawn.send_signal(signal.SIGTERM)
-            try:
-                self.nspawn.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.nspawn.kill()
-                self.nspawn.wait()
-        self.log.close()
-        _remove_cgroup(self.cgroup)
-        self.nspawn = None
+        try:
+            if self.nspawn.poll() is None and self.init_pid:
+                # sanlock ignores SIGTERM while it has a lockspace, and its
+                # unit does not SIGKILL it: without this the stop waits 90 s.
+                try:
+                    self.run(['sanlock', 'shutdown', '-f', '1', '-w', '1'], check=False, timeout=20)
+                except HostError as e:
+                    print(f'hostlib: {e}', flush=True)
+            if self.nspawn.poll() is None:
+                # SIGTERM to nspawn = a clean poweroff of the container.
+                self.nspawn.send_signal(signal.SIGTERM)
+                try:
+                    self.nspawn.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.nspawn.kill()
+                    self.nspawn.wait()
+        finally:
+            self.log.close()
+            _remove_cgroup(self.cgroup)
+            self.nspawn = None
 
     def console_tail(self, lines=30):
         try:

@@ -3,9 +3,7 @@
 #include "host.hpp"
 
 #include <gtest/gtest.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -93,14 +91,14 @@ TEST_F(LeaseApi, AcquireListInspectRelease) {
     // The lease file exists, 1 MiB, and sanlock itself says this host holds the resource.
     EXPECT_EQ(std::filesystem::file_size(lease_dir + "/" + kResource), 1u << 20);
     // It and the lockspace belong to the default lease_file_user and
-    // lease_file_group: whom the distribution's sanlock runs as (user and group
-    // "sanlock" when both exist, as sanlock decides; installed here with the
-    // sanlock package), mode 0660 whatever vmleased's umask (022 here).
-    struct passwd *sanlock_user = getpwnam("sanlock");
-    struct group *sanlock_group = getgrnam("sanlock");
-    const uid_t uid = sanlock_user && sanlock_group ? sanlock_user->pw_uid : 0;
-    const gid_t gid = sanlock_user && sanlock_group ? sanlock_group->gr_gid : 0;
-    std::cout << "lease files expected owned by " << uid << ":" << gid << "\n";
+    // lease_file_group: whom the sanlock daemon runs as, read from its socket
+    // (root here: the test daemons run with -U root -G root, although this
+    // host has a user "sanlock"), mode 0660 whatever vmleased's umask (022).
+    struct stat sock {};
+    ASSERT_EQ(stat((host->sanlock.run_dir() + "/sanlock.sock").c_str(), &sock), 0);
+    std::cout << "sanlock runs as " << sock.st_uid << ":" << sock.st_gid << "\n";
+    const uid_t uid = sock.st_uid;
+    const gid_t gid = sock.st_gid;
     for (const std::string &file : {lease_dir + "/" + kResource, lease_dir + "/__LIBVIRT__DISKS__"}) {
         struct stat st {};
         ASSERT_EQ(stat(file.c_str(), &st), 0) << file;
