@@ -114,6 +114,21 @@ std::vector<std::string> Daemon::warnings() const {
 }
 std::string state_directory() { return env_or("STATE_DIRECTORY", "/var/lib/vmlease"); }
 
+// The id of a user or group the configuration names. "No such name" is the
+// file's error; a lookup that fails (NSS not up yet) is not, and must not
+// stop a restart (exit status 78 is never retried).
+template <typename Entry, typename Id>
+Id id_of(Entry *(*get)(const char *), Id Entry::*id, const std::string &name, const char *key, const char *noun,
+         const std::string &where) {
+    errno = 0;
+    Entry *e = get(name.c_str());
+    if (!e && errno != 0 && errno != ENOENT && errno != ESRCH)
+        throw std::runtime_error(std::string("cannot look up ") + noun + " \"" + name + "\": " + strerror(errno));
+    if (!e)
+        throw ConfigError(where + ": " + key + ": no " + noun + " \"" + name + "\" on this host");
+    return e->*id;
+}
+
 SanlockSettings sanlock_settings_for(const Config &config) {
     SanlockSettings s;
     s.lease_dir = config.lease_dir;
@@ -130,27 +145,10 @@ SanlockSettings sanlock_settings_for(const Config &config) {
     const bool sanlock_user = getpwnam(kSanlockUser) && getgrnam(kSanlockUser);
     s.lease_uid = sanlock_up ? sock.st_uid : sanlock_user ? getpwnam(kSanlockUser)->pw_uid : 0;
     s.lease_gid = sanlock_up ? sock.st_gid : sanlock_user ? getgrnam(kSanlockUser)->gr_gid : 0;
-    // "No such user" is the file's error; a failed lookup (NSS not up yet)
-    // is not, and must not stop a restart (exit status 78 is never retried).
-    if (!config.lease_file_user.empty()) {
-        errno = 0;
-        struct passwd *pw = getpwnam(config.lease_file_user.c_str());
-        if (!pw && errno != 0 && errno != ENOENT && errno != ESRCH)
-            throw std::runtime_error("cannot look up user \"" + config.lease_file_user + "\": " + strerror(errno));
-        if (!pw)
-            throw ConfigError(where + ": lease_file_user: no user \"" + config.lease_file_user + "\" on this host");
-        s.lease_uid = pw->pw_uid;
-    }
-    if (!config.lease_file_group.empty()) {
-        errno = 0;
-        struct group *gr = getgrnam(config.lease_file_group.c_str());
-        if (!gr && errno != 0 && errno != ENOENT && errno != ESRCH)
-            throw std::runtime_error("cannot look up group \"" + config.lease_file_group + "\": " + strerror(errno));
-        if (!gr)
-            throw ConfigError(where + ": lease_file_group: no group \"" + config.lease_file_group +
-                              "\" on this host");
-        s.lease_gid = gr->gr_gid;
-    }
+    if (!config.lease_file_user.empty())
+        s.lease_uid = id_of(getpwnam, &passwd::pw_uid, config.lease_file_user, "lease_file_user", "user", where);
+    if (!config.lease_file_group.empty())
+        s.lease_gid = id_of(getgrnam, &group::gr_gid, config.lease_file_group, "lease_file_group", "group", where);
     s.killpath = config.lockfailure_helper.empty() ? VMLEASE_LOCKFAILURE_HELPER : config.lockfailure_helper;
     // sanlock passes the helper at most 127 bytes of arguments.
     std::string args = runtime_directory();
