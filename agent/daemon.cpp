@@ -141,10 +141,15 @@ SanlockSettings sanlock_settings_for(const Config &config) {
     // group (-U/-G, uname/gname in sanlock.conf, else "sanlock" when that
     // user and group exist). Before sanlock is up, its own default rule.
     struct stat sock {};
-    const bool sanlock_up = stat((sanlock_run_dir_from_env() + "/sanlock.sock").c_str(), &sock) == 0;
-    const bool sanlock_user = getpwnam(kSanlockUser) && getgrnam(kSanlockUser);
-    s.lease_uid = sanlock_up ? sock.st_uid : sanlock_user ? getpwnam(kSanlockUser)->pw_uid : 0;
-    s.lease_gid = sanlock_up ? sock.st_gid : sanlock_user ? getgrnam(kSanlockUser)->gr_gid : 0;
+    if (stat((sanlock_run_dir_from_env() + "/sanlock.sock").c_str(), &sock) == 0) {
+        s.lease_uid = sock.st_uid;
+        s.lease_gid = sock.st_gid;
+    } else if (struct passwd *pw = getpwnam(kSanlockUser); pw) {
+        if (struct group *gr = getgrnam(kSanlockUser); gr) {
+            s.lease_uid = pw->pw_uid;
+            s.lease_gid = gr->gr_gid;
+        }
+    }
     if (!config.lease_file_user.empty())
         s.lease_uid = id_of(getpwnam, &passwd::pw_uid, config.lease_file_user, "lease_file_user", "user", where);
     if (!config.lease_file_group.empty())

@@ -152,6 +152,8 @@ int on_job_new(sd_bus_message *m, void *userdata, sd_bus_error *) {
     return 0;
 }
 
+bool unit_starting(sd_bus *bus);
+
 int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *) {
     auto *a = static_cast<Activation *>(userdata);
     if (!from_systemd(m, *a))
@@ -160,7 +162,9 @@ int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *) {
     const char *job = nullptr, *unit = nullptr, *result = nullptr;
     if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) >= 0 && strcmp(unit, kUnit) == 0) {
         a->job_seen = true;
-        if (strcmp(result, "done") != 0) {
+        // A job of the unit that ended badly is its start's failure only if
+        // nothing else is starting it (a canceled stop job is not).
+        if (strcmp(result, "done") != 0 && !unit_starting(sd_bus_message_get_bus(m))) {
             a->failed_result = result;
             a->done = true;
         }
@@ -199,17 +203,11 @@ uint32_t unit_job(sd_bus *bus) {
     return id;
 }
 
-// The unit is being started or runs (its start may still end well).
-bool unit_starting(sd_bus *bus);
-
 std::string unit_property(sd_bus *bus, const char *interface, const char *name) {
-    char *path = nullptr, *value = nullptr;
-    if (sd_bus_path_encode("/org/freedesktop/systemd1/unit", kUnit, &path) < 0)
-        return "";
+    char *value = nullptr;
     sd_bus_error error = SD_BUS_ERROR_NULL;
-    int r = sd_bus_get_property_string(bus, kSystemd, path, interface, name, &error, &value);
+    int r = sd_bus_get_property_string(bus, kSystemd, unit_path().c_str(), interface, name, &error, &value);
     sd_bus_error_free(&error);
-    free(path);
     std::string out = r >= 0 && value ? value : "";
     free(value);
     return out;
@@ -228,6 +226,7 @@ uint64_t monotonic_usec() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
+// The unit is being started or runs (its start may still end well).
 bool unit_starting(sd_bus *bus) {
     std::string state = unit_property(bus, "org.freedesktop.systemd1.Unit", "ActiveState");
     return unit_job(bus) != 0 || state == "activating" || state == "active" || state == "reloading";
@@ -281,15 +280,8 @@ void activate_watched(sd_bus *bus) {
     bool stale = false;
     while (r >= 0 && !a.done) {
         r = sd_bus_process(bus, nullptr);
-        if (r != 0) {
-            // A job of the unit that ended badly is its start's failure only
-            // if nothing else is starting it (a canceled stop job is not).
-            if (a.done && !a.failed_result.empty() && unit_starting(bus)) {
-                a.done = false;
-                a.failed_result.clear();
-            }
+        if (r != 0)
             continue;
-        }
         now = monotonic_usec();
         if (!a.job_seen && now >= no_job_by) {
             // The bus asked systemd nothing: it still waits on an earlier
