@@ -2,6 +2,8 @@
 
 #include "atomic_file.hpp"
 #include "bus_event_source.hpp"
+#include "core/lock_failure_effect.hpp"
+#include "core/owner_name.hpp"
 #include "core/sanlock_codes.hpp"
 #include "disk_discovery.hpp"
 #include "disk_path.hpp"
@@ -307,9 +309,7 @@ void Daemon::release(RequestId id, const std::string &owner, const std::string &
     if (!registry_.find(resource) && to_restore_)
         for (const auto &l : to_restore_->leases)
             if (l.resource == resource) {
-                std::string owners;
-                for (const auto &o : l.owners)
-                    owners += (owners.empty() ? "" : ", ") + o;
+                std::string owners = join_owners(l.owners);
                 Step step;
                 step.replies.push_back({id,
                                         ApiError{ErrorKind::LeaseHeld,
@@ -1249,9 +1249,7 @@ void Daemon::lock_failure(const std::string &how) {
     }
     apply(registry_.set_lockspace_state(LockspaceState::Failed));
     for (const auto &owner : registry_.owners())
-        if (const Machine *m = tracker_.find(owner); m && !m->reserved &&
-            (m->on_lockfailure == LockFailureAction::Poweroff || m->on_lockfailure == LockFailureAction::Terminate ||
-             m->on_lockfailure == LockFailureAction::Restart))
+        if (const Machine *m = tracker_.find(owner); m && !m->reserved && effect_for(m->on_lockfailure).stops_machine)
             stopping_.insert(owner);
     apply(tracker_.lock_failed());
     failure_acted_ = true;

@@ -153,14 +153,13 @@ std::string ask_machined(const std::string &bus_address, const std::vector<Work 
     for (Work *w : work) {
         const auto &m = *w->entry;
         sd_bus_message *call = nullptr;
-        const bool terminate = m.action == "terminate" || m.action == "restart";
+        const LockFailureEffect &effect = m.effect();
         r = sd_bus_message_new_method_call(bus, &call, "org.freedesktop.machine1", "/org/freedesktop/machine1",
                                            "org.freedesktop.machine1.Manager",
-                                           terminate ? "TerminateMachine" : "KillMachine");
+                                           effect.terminate ? "TerminateMachine" : "KillMachine");
         if (r >= 0)
-            r = terminate ? sd_bus_message_append(call, "s", m.machine.c_str())
-                          : sd_bus_message_append(call, "ssi", m.machine.c_str(), "all",
-                                                  m.action == "pause" ? SIGSTOP : SIGKILL);
+            r = effect.terminate ? sd_bus_message_append(call, "s", m.machine.c_str())
+                                 : sd_bus_message_append(call, "ssi", m.machine.c_str(), "all", effect.signal);
         // A floating slot: the bus owns it, and `w` outlives the bus.
         if (r >= 0)
             r = sd_bus_call_async(bus, nullptr, call, on_reply, w, kMachinedTimeoutUsec);
@@ -289,14 +288,18 @@ const char *signame(int sig) {
     return sig == SIGKILL ? "SIGKILL" : sig == SIGTERM ? "SIGTERM" : sig == SIGSTOP ? "SIGSTOP" : "signal";
 }
 
+// Whether the entry's action does anything to the machine (not ignore).
+bool acts(const LockFailurePlan::Entry &m) { return m.effect().terminate || m.effect().signal != 0; }
+
 // Applies the action without machined. For terminate/restart, leaves in `w`
 // what to SIGKILL later.
 Outcome act_directly(const std::string &root, Work &w) {
     const auto &m = *w.entry;
     int leader = open_leader(m);
     std::string cgroup = machine_cgroup(root, m, leader);
-    const bool pause = m.action == "pause", poweroff = m.action == "poweroff";
-    const int sig = poweroff ? SIGKILL : pause ? SIGSTOP : SIGTERM;
+    const LockFailureEffect &effect = m.effect();
+    const bool pause = effect.signal == SIGSTOP, poweroff = effect.signal == SIGKILL;
+    const int sig = effect.terminate ? SIGTERM : effect.signal;
     Outcome o;
     if (!cgroup.empty()) {
         std::string how;
@@ -438,7 +441,7 @@ int fall_back(const std::string &runtime_dir) {
     // 1. machined, all at once (ignore needs no call).
     std::vector<Work *> ask;
     for (auto &w : work)
-        if (w.entry->action != "ignore")
+        if (acts(*w.entry))
             ask.push_back(&w);
     if (!ask.empty()) {
         std::string trouble = ask_machined(plan->bus_address, ask);
@@ -448,7 +451,7 @@ int fall_back(const std::string &runtime_dir) {
     // 2. directly, where machined did not do it.
     std::string root = cgroup2_root();
     for (auto &w : work) {
-        if (w.entry->action == "ignore")
+        if (!acts(*w.entry))
             w.outcome = {"nothing to do (on_lockfailure: ignore)", true, false};
         else if (w.machined_error.empty())
             w.outcome = {"done through machined", true, false};

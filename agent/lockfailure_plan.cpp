@@ -8,6 +8,7 @@
 #include <charconv>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <system_error>
 
 namespace vmlease {
@@ -15,9 +16,7 @@ namespace {
 
 constexpr const char *kHeader = "vmlease-lockfailure-plan 2";
 
-bool known_action(const std::string &a) {
-    return a == "poweroff" || a == "terminate" || a == "pause" || a == "ignore" || a == "restart";
-}
+bool known_action(const std::string &a) { return lock_failure_action_from_string(a).has_value(); }
 
 template <typename T> bool parse_number(const std::string &s, T &out) {
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -44,6 +43,13 @@ struct Fd {
 }
 
 }  // namespace
+
+const LockFailureEffect &LockFailurePlan::Entry::effect() const {
+    auto a = lock_failure_action_from_string(action);
+    if (!a)
+        throw std::invalid_argument("unknown on_lockfailure action \"" + action + "\" in the plan");
+    return effect_for(*a);
+}
 
 // One line per item; machine names never contain spaces (check_owner_name),
 // nor do unit names (systemd escapes them).

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "core/lock_failure_effect.hpp"
+
 namespace vmlease {
 
 struct LockFailurePlan {
@@ -27,6 +29,8 @@ struct LockFailurePlan {
         uint32_t leader = 0;      // the machine's leader pid; 0: unknown
         uint64_t start_time = 0;  // the leader's start time (field 22 of /proc/PID/stat); 0: unknown
         std::string unit;         // its systemd unit, e.g. machine-vm1.scope; may be empty
+        // What `action` does (a read plan's actions are all known ones).
+        const LockFailureEffect &effect() const;
     };
     std::vector<Entry> machines;
 };

@@ -1,6 +1,7 @@
 #include "manager_object.hpp"
 
 #include "core/authorization_table.hpp"
+#include "core/owner_name.hpp"
 #include "disk_path.hpp"
 #include "udev_disk_namer.hpp"
 #include "log.hpp"
@@ -9,13 +10,6 @@
 
 namespace vmlease {
 namespace {
-
-// A value echoed back in an error message is cut so a 10,000-character
-// argument does not come back as a 10,000-character error.
-std::string quoted(const std::string &s) {
-    constexpr size_t kMax = 64;
-    return "\"" + (s.size() > kMax ? s.substr(0, kMax) + "..." : s) + "\"";
-}
 
 sdbus::Error to_dbus(const ApiError &e) { return sdbus::Error(error_name(e.kind), e.message); }
 
@@ -59,68 +53,6 @@ void guarded(Result &result, const char *method, Body body) {
 
 }  // namespace
 
-std::string lease_object_path(const std::string &resource) { return std::string(kManagerPath) + "/lease/" + resource; }
-
-std::string check_owner_name(const std::string &owner) {
-    if (owner.empty())
-        return "owner is empty";
-    if (owner.size() > kMaxOwnerLength)
-        return "owner is " + std::to_string(owner.size()) + " characters long; the limit is " +
-               std::to_string(kMaxOwnerLength);
-    if (owner.front() == '-' || owner.front() == '.')
-        return "owner " + quoted(owner) + " starts with '" + owner.front() + "'";
-    for (unsigned char c : owner) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                  c == '.' || c == ':' || c == '@' || c == '+';
-        if (!ok)
-            return "owner " + quoted(owner) + " contains a character other than A-Z a-z 0-9 - _ . : @ +";
-    }
-    return {};
-}
-
-// ---------------------------------------------------------------------------
-
-LeaseObject::LeaseObject(sdbus::IConnection &connection, const Lease &lease, std::string lease_file)
-    : AdaptorInterfaces(connection, lease_object_path(lease.resource)), lease_(lease), lease_file_(std::move(lease_file)) {
-    registerAdaptor();
-    emitInterfacesAddedSignal({org::vmlease::Lease_adaptor::INTERFACE_NAME});
-}
-
-LeaseObject::~LeaseObject() {
-    try {
-        emitInterfacesRemovedSignal({org::vmlease::Lease_adaptor::INTERFACE_NAME});
-    } catch (const std::exception &e) {
-        log_warning(std::string("cannot announce removal of a lease object: ") + e.what());
-    }
-    unregisterAdaptor();
-}
-
-std::string LeaseObject::Owner() {
-    std::string out;
-    for (const auto &o : lease_.owners)
-        out += (out.empty() ? "" : ",") + o;
-    return out;
-}
-
-std::vector<sdbus::Struct<std::string, std::string>> LeaseObject::Aliases() {
-    std::vector<sdbus::Struct<std::string, std::string>> out;
-    for (const auto &a : lease_.aliases)
-        out.push_back({a, lease_resource_name(a)});
-    return out;
-}
-
-void LeaseObject::update(const Lease &lease) {
-    bool owners_changed = lease.owners != lease_.owners;
-    bool state_changed = lease.state != lease_.state;
-    lease_ = lease;
-    std::vector<std::string> changed;
-    if (owners_changed)
-        changed.push_back("Owner");
-    if (state_changed)
-        changed.push_back("State");
-    if (!changed.empty())
-        emitPropertiesChangedSignal(org::vmlease::Lease_adaptor::INTERFACE_NAME, changed);
-}
 
 // ---------------------------------------------------------------------------
 

@@ -11,13 +11,14 @@
 #include "core/lease_registry.hpp"
 #include "core/machine_tracker.hpp"
 #include "disk_resolver.hpp"
+#include "lease_object.hpp"
 #include "machine_object.hpp"
 #include "polkit_authorizer.hpp"
-#include "org_vmlease_Lease_adaptor.h"
 #include "org_vmlease_Manager_adaptor.h"
 #include "lease_cleanup.hpp"
 #include "sanlock_client.hpp"
 #include "udev_monitor.hpp"
+#include "vmlease_names.hpp"
 
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -29,18 +30,12 @@
 
 namespace vmlease {
 
-inline constexpr const char *kBusName = "org.vmlease";
-inline constexpr const char *kManagerPath = "/org/vmlease";
-inline constexpr const char *kManagerInterface = "org.vmlease.Manager";
-inline constexpr size_t kMaxOwnerLength = 255;
+using names::kBusName;
+using names::kManagerInterface;
+using names::kManagerPath;
 // InspectDisk reads a lease file through sanlock for anyone who asks.
 inline constexpr size_t kMaxInspectionsPerCaller = 4;
 inline constexpr size_t kMaxInspections = 32;
-
-std::string lease_object_path(const std::string &resource);
-
-// Why an owner name is unacceptable, or empty if it is fine.
-std::string check_owner_name(const std::string &owner);
 
 // What the D-Bus layer needs from the rest of the daemon.
 class ManagerBackend {
@@ -62,26 +57,6 @@ public:
     virtual const LeaseRegistry &registry() const = 0;
     virtual const MachineTracker &tracker() const = 0;
     virtual const SanlockSettings &sanlock_settings() const = 0;
-};
-
-class LeaseObject final : public sdbus::AdaptorInterfaces<org::vmlease::Lease_adaptor, sdbus::ManagedObject_adaptor,
-                                                          sdbus::Properties_adaptor> {
-public:
-    LeaseObject(sdbus::IConnection &connection, const Lease &lease, std::string lease_file);
-    ~LeaseObject();
-    void update(const Lease &lease);
-
-private:
-    std::string Disk() override { return lease_.disk; }
-    std::string Resource() override { return lease_.resource; }
-    std::string LeaseFile() override { return lease_file_; }
-    std::string Owner() override;
-    std::string Mode() override { return to_string(lease_.mode); }
-    std::string State() override { return to_string(lease_.state); }
-    std::vector<sdbus::Struct<std::string, std::string>> Aliases() override;
-
-    Lease lease_;
-    std::string lease_file_;
 };
 
 class ManagerObject final : public sdbus::AdaptorInterfaces<org::vmlease::Manager_adaptor, sdbus::ObjectManager_adaptor,

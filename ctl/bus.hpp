@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cli.hpp"
+#include "vmlease_names.hpp"
 
 #include <systemd/sd-bus.h>
 
@@ -12,9 +13,9 @@
 
 namespace vmleasectl {
 
-inline constexpr const char *kService = "org.vmlease";
-inline constexpr const char *kManagerPath = "/org/vmlease";
-inline constexpr const char *kManagerInterface = "org.vmlease.Manager";
+inline constexpr const char *kService = vmlease::names::kBusName;
+using vmlease::names::kManagerInterface;
+using vmlease::names::kManagerPath;
 inline constexpr const char *kPropertiesInterface = "org.freedesktop.DBus.Properties";
 
 // Reads may use sd-bus's default (25 s); taking a lease can wait for sanlock

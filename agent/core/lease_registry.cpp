@@ -1,5 +1,6 @@
 #include "lease_registry.hpp"
 
+#include "owner_name.hpp"
 #include "sanlock_codes.hpp"
 
 #include "disk_path.hpp"
@@ -14,13 +15,6 @@ namespace {
 
 bool has_owner(const Lease &l, const std::string &owner) {
     return std::find(l.owners.begin(), l.owners.end(), owner) != l.owners.end();
-}
-
-std::string join(const std::vector<std::string> &v) {
-    std::string out;
-    for (const auto &s : v)
-        out += (out.empty() ? "" : ", ") + s;
-    return out;
 }
 
 }  // namespace
@@ -42,7 +36,7 @@ const Lease *LeaseRegistry::find(const std::string &resource) const {
 }
 
 ApiError LeaseRegistry::held_error(const Lease &lease, const std::string &disk) const {
-    std::string who = lease.owners.empty() ? "another request" : "owner " + join(lease.owners);
+    std::string who = lease.owners.empty() ? "another request" : "owner " + join_owners(lease.owners);
     return {ErrorKind::LeaseHeld, "disk " + disk + " is held on this host (host id " + std::to_string(host_id_) +
                                       ") by " + who + " in " + to_string(lease.mode) + " mode"};
 }
@@ -137,7 +131,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         if (other)
             return fail(ErrorKind::LeaseHeld, "disk " + disk + " is also named " + alias + ", held on this host (host id " +
                                                   std::to_string(host_id_) + ") by " +
-                                                  (other->owners.empty() ? "another request" : "owner " + join(other->owners)));
+                                                  (other->owners.empty() ? "another request" : "owner " + join_owners(other->owners)));
         if (taken.size() < kMaxAliases)
             taken.push_back(alias);
     }
@@ -184,7 +178,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
             for (const auto &w : pending.acquirers)
                 owners.push_back(w.owner);
             return fail(ErrorKind::LeaseHeld, "disk " + disk + " is being acquired on this host by owner " +
-                                                  join(owners) + " in " + to_string(lease.mode) + " mode");
+                                                  join_owners(owners) + " in " + to_string(lease.mode) + " mode");
         }
         pending.acquirers.push_back({id, owner, mode, may_adopt, owner_pid, aliases, pins});
         return step;

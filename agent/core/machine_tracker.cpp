@@ -1,6 +1,7 @@
 #include "machine_tracker.hpp"
 
 #include "disk_path.hpp"
+#include "lock_failure_effect.hpp"
 
 #include <fnmatch.h>
 
@@ -1038,39 +1039,24 @@ Step MachineTracker::retry_failed() {
     return finish(std::move(step));
 }
 
-namespace {
-bool stops_machine(LockFailureAction a) {
-    return a == LockFailureAction::Poweroff || a == LockFailureAction::Terminate || a == LockFailureAction::Restart;
-}
-}  // namespace
-
 void MachineTracker::apply_lock_failure_action(Step &step, const std::string &owner, const Machine &m) {
     LockFailureChange change{owner, to_string(m.on_lockfailure), ""};
-    switch (m.on_lockfailure) {
-    case LockFailureAction::Poweroff:
-        step.machine_effects.push_back(MachineEffect::kill(owner, SIGKILL));
-        break;
-    case LockFailureAction::Terminate:
+    const LockFailureEffect &effect = effect_for(m.on_lockfailure);
+    if (effect.terminate)
         step.machine_effects.push_back(MachineEffect::terminate(owner));
-        break;
-    case LockFailureAction::Pause:
-        step.machine_effects.push_back(MachineEffect::kill(owner, SIGSTOP));
+    else if (effect.signal != 0)
+        step.machine_effects.push_back(MachineEffect::kill(owner, effect.signal));
+    if (effect.signal == SIGSTOP)
         if (auto it = machines_.find(owner); it != machines_.end())
             it->second.stopped = true;
-        break;
-    case LockFailureAction::Ignore:
-        break;
-    case LockFailureAction::Restart: {
+    if (effect.restarts_unit) {
         const std::string &unit = m.info.unit;
         bool service = unit.size() > 8 && unit.compare(unit.size() - 8, 8, ".service") == 0;
-        step.machine_effects.push_back(MachineEffect::terminate(owner));
         if (service)
             restart_units_.push_back(unit);
         else
             change.note = "unit " + (unit.empty() ? std::string("(none)") : unit) +
                           " is not a service, so restart acts as terminate";
-        break;
-    }
     }
     step.lock_failures.push_back(change);
 }
@@ -1089,7 +1075,7 @@ Step MachineTracker::lock_failed() {
         // in D state on its own storage, must not be declared clear, or
         // sanlock stops escalating and disarms its watchdog while the VM's
         // pending writes can still land after another host took the disk.
-        if (it != machines_.end() && !it->second.reserved && stops_machine(it->second.on_lockfailure)) {
+        if (it != machines_.end() && !it->second.reserved && effect_for(it->second.on_lockfailure).stops_machine) {
             for (auto &d : it->second.disks)
                 if (d.state == MachineDisk::State::Held)
                     d.error = "the lockspace failed; the lease stays held until the machine is gone";
@@ -1184,7 +1170,7 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
             // and did not get to it): its action now.
             if (mit != machines_.end() && !mit->second.reserved && !acted.count(owner) && told.insert(owner).second)
                 apply_lock_failure_action(step, owner, mit->second);
-            if (mit != machines_.end() && !mit->second.reserved && stops_machine(mit->second.on_lockfailure)) {
+            if (mit != machines_.end() && !mit->second.reserved && effect_for(mit->second.on_lockfailure).stops_machine) {
                 later.owners.push_back(owner);
                 if (!still_running.owner(owner))
                     still_running.owners.push_back({owner, SavedOwner::Kind::Machine, 0});
