@@ -8,6 +8,7 @@
 #include "disk_discovery.hpp"
 #include "disk_path.hpp"
 #include "udev_disk_namer.hpp"
+#include "journal.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
 #include "open_file_scanner.hpp"
@@ -114,7 +115,6 @@ std::vector<std::string> Daemon::warnings() const {
                     " (vmleasectl status says why)");
     return w;
 }
-std::string state_directory() { return env_or("STATE_DIRECTORY", "/var/lib/vmlease"); }
 
 // The id of a user or group the configuration names. "No such name" is the
 // file's error; a lookup that fails (NSS not up yet) is not, and must not
@@ -484,7 +484,7 @@ void Daemon::apply(Step step) {
         carry_out(effect);
     }
 
-    log_changes(step);
+    journal::record(step, tracker_, registry_, settings_.lockspace);
     if (manager_)
         manager_->publish(step);
     if (step.lockspace_state_changed)
@@ -520,12 +520,7 @@ void Daemon::apply(Step step) {
     for (const auto &f : step.lock_failures)
         if (std::none_of(step.machine_effects.begin(), step.machine_effects.end(),
                          [&](const MachineEffect &e) { return e.machine == f.owner; }))
-            log_message(f.action == "ignore" ? LOG_ALERT : LOG_WARNING,
-                        "lock failure: " + f.owner + ": " + f.action + "; its leases are released" +
-                            (f.action == "ignore" ? " and it keeps running UNPROTECTED" : ""),
-                        {{"OWNER", f.owner}, {"ACTION", f.action}, {"RESULT", "leases released"},
-                         {"LOCKSPACE", settings_.lockspace}},
-                        message_id::kLockFailureAction);
+            journal::lock_failure_released(f, settings_.lockspace);
     if (!followup.empty())
         apply(std::move(followup));
 }
@@ -534,13 +529,7 @@ void Daemon::carry_out(const MachineEffect &effect, const LockFailureChange *fai
     MachinedClient::Done done;
     if (failure)
         done = [this, f = *failure](const std::string &error) {
-            std::string result = error.empty() ? "done" : "failed: " + error;
-            log_message(error.empty() ? LOG_WARNING : LOG_CRIT,
-                        "lock failure: " + f.owner + ": " + f.action + " " + result +
-                            (f.note.empty() ? "" : " (" + f.note + ")"),
-                        {{"OWNER", f.owner}, {"ACTION", f.action}, {"RESULT", result},
-                         {"LOCKSPACE", settings_.lockspace}},
-                        message_id::kLockFailureAction);
+            journal::lock_failure_action(f, error, settings_.lockspace);
             lock_failure_action_done(f, error.empty());
         };
     if (!machined_) {
@@ -842,8 +831,10 @@ int Daemon::on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 void Daemon::carry_out(const SanlockEffect &effect) {
     if (const auto *a = std::get_if<AcquireEffect>(&effect)) {
         effector_->acquire(*a, [this, resource = a->resource](SanlockOutcome out) {
+            // Logged where it is handled: the journal entry of the conflict or
+            // unprotected machine it becomes, or the caller's error reply.
             if (out.rv < 0)
-                log_warning("sanlock acquire of " + resource + " failed: " + out.detail, {{"RESOURCE", resource}});
+                log_debug("sanlock acquire of " + resource + " failed: " + out.detail, {{"RESOURCE", resource}});
             apply(registry_.acquire_done(resource, out));
             // sanlock lists the lockspace but is killing its clients (it
             // failed while this agent was not running, or before the
@@ -859,77 +850,6 @@ void Daemon::carry_out(const SanlockEffect &effect) {
             apply(registry_.release_done(resource, out));
         });
     }
-}
-
-namespace {
-const char *conflict_outcome(const Machine *m) {
-    if (!m || m->on_conflict == ConflictAction::Terminate)
-        return "; terminating the machine";
-    if (m->on_conflict == ConflictAction::Pause)
-        return "; freezing the machine until the lease is free (on_conflict=pause)";
-    return "; on_conflict=warn leaves the machine running, retrying with back-off";
-}
-}  // namespace
-
-void Daemon::log_changes(const Step &step) {
-    for (const auto &c : step.changes) {
-        bool acquired = c.kind == LeaseChange::Kind::Acquired;
-        log_message(LOG_INFO,
-                    std::string(acquired ? "lease acquired" : "lease released") + " on " + c.lease.disk + " for " +
-                        c.owner,
-                    {{"OWNER", c.owner}, {"DISK", c.lease.disk}, {"RESOURCE", c.lease.resource}},
-                    acquired ? message_id::kLeaseAcquired : message_id::kLeaseReleased);
-    }
-    for (const auto &c : step.conflicts)
-        log_message(LOG_WARNING,
-                    "disk " + c.disk + " of machine " + c.machine + " is held by host " +
-                        std::to_string(c.holder_host_id) +
-                        conflict_outcome(tracker_.find(c.machine)),
-                    {{"OWNER", c.machine}, {"DISK", c.disk}, {"HOLDER_HOST_ID", std::to_string(c.holder_host_id)}},
-                    message_id::kLeaseConflict);
-    for (const auto &u : step.unprotected) {
-        const Machine *m = tracker_.find(u.machine);
-        std::string grace = m ? std::to_string(m->unprotected_grace) : "?";
-        if (u.action.empty())
-            log_message(LOG_WARNING,
-                        "machine " + u.machine + " is not protected: " + u.reason +
-                            "; retrying with back-off, on_unprotected=" +
-                            (m ? to_string(m->on_unprotected) : "?") + " after " + grace + " s",
-                        {{"OWNER", u.machine}, {"DISK", u.disk}, {"REASON", u.reason}},
-                        message_id::kMachineUnprotected);
-        else
-            log_message(u.action == "warn" ? LOG_ALERT : LOG_CRIT,
-                        "machine " + u.machine + " stayed unprotected for " + grace + " s (" + u.reason +
-                            "); on_unprotected=" + u.action +
-                            (u.action == "terminate" ? ": terminating it"
-                             : u.action == "pause"   ? ": freezing it until its leases are held"
-                                                     : ": it keeps running UNPROTECTED"),
-                        {{"OWNER", u.machine}, {"DISK", u.disk}, {"REASON", u.reason}, {"ACTION", u.action}},
-                        message_id::kMachineUnprotected);
-    }
-    for (const auto &st : step.stale) {
-        const Machine *m = tracker_.find(st.machine);
-        bool paused = m && (m->frozen || m->stopped);
-        log_message(LOG_CRIT,
-                    "machine " + st.machine + " is STALE: the lease of disk " + st.disk + " was taken by " +
-                        (st.holder_host_id ? "host " + std::to_string(st.holder_host_id)
-                                           : std::string("another host (it is free now)")) +
-                        " since the machine last held it, so the disk may hold writes the machine has not seen. " +
-                        (paused ? "It stays paused and vmlease will not resume it: resuming it would overwrite them. "
-                                  "Kill it (machinectl kill --signal=SIGKILL " + st.machine +
-                                  "): a graceful stop would let it write first"
-                                : "It ran meanwhile: on_conflict applies to it"),
-                    {{"OWNER", st.machine}, {"DISK", st.disk}, {"HOLDER_HOST_ID", std::to_string(st.holder_host_id)}},
-                    message_id::kMachineStale);
-    }
-    for (const auto &r : step.resumed)
-        log_message(LOG_NOTICE, "machine " + r.machine + " resumed: " + r.reason,
-                    {{"OWNER", r.machine}, {"REASON", r.reason}}, message_id::kMachineResumed);
-    if (step.lockspace_state_changed)
-        log_message(LOG_NOTICE,
-                    "lockspace " + settings_.lockspace + " is " + to_string(registry_.lockspace_state()),
-                    {{"LOCKSPACE", settings_.lockspace}, {"LOCKSPACE_STATE", to_string(registry_.lockspace_state())}},
-                    message_id::kLockspaceState);
 }
 
 void Daemon::notify_status() {

@@ -30,10 +30,8 @@ struct DaemonOptions {
     unsigned sanlock_connections = 4;
 };
 
-// Paths that follow the environment ($RUNTIME_DIRECTORY, $STATE_DIRECTORY) as
-// systemd sets them, with the FHS defaults otherwise.
+// The runtime directory: $RUNTIME_DIRECTORY as systemd sets it, else /run/vmlease.
 std::string runtime_directory();
-std::string state_directory();
 
 // Settings for the sanlock layer derived from a configuration; throws
 // ConfigError if a user or group does not exist on this host.
@@ -89,7 +87,6 @@ private:
 
     void apply(Step step);
     void carry_out(const SanlockEffect &effect);
-    void log_changes(const Step &step);
     void start_join();
     void join_finished(SanlockEffector::JoinOutcome out);
     // vmlease-holder goes once no lease of this host is left in the failed

@@ -56,7 +56,6 @@ public:
     void clean_up(std::set<std::string> held_here, uint32_t min_age_seconds, bool dry_run,
                   std::function<void(CleanupResult)> done);
 
-    const SanlockSettings &settings() const { return settings_; }
 
 private:
     struct Lane {
