@@ -8,6 +8,7 @@
 #include "disk_discovery.hpp"
 #include "disk_path.hpp"
 #include "udev_disk_namer.hpp"
+#include "guarded.hpp"
 #include "journal.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
@@ -457,9 +458,9 @@ void Daemon::apply(Step step) {
     }
     // Before anyone hears of a new lease: the helper's fallback covers it.
     // Before sanlock is asked for one: a crash cannot leave it unattributed.
-    bool acquiring = std::any_of(step.effects.begin(), step.effects.end(),
+    bool acquiring = std::any_of(step.sanlock_effects.begin(), step.sanlock_effects.end(),
                                  [](const SanlockEffect &e) { return std::holds_alternative<AcquireEffect>(e); });
-    if (!step.changes.empty() || !step.machine_changes.empty() || acquiring)
+    if (!step.lease_changes.empty() || !step.machine_changes.empty() || acquiring)
         write_lockfailure_plan();
     std::string unsaved;
     if (acquiring || !step.lock_failures.empty() || !step.stale.empty())
@@ -467,10 +468,10 @@ void Daemon::apply(Step step) {
         // versions a paused machine's leases must be taken back at, and
         // that it must never be resumed, survive a crash right after.
         unsaved = save_state();
-    else if (!step.changes.empty() || !step.machine_changes.empty())
+    else if (!step.lease_changes.empty() || !step.machine_changes.empty())
         save_state_soon();
     // sanlock first: its calls are the slow part and run on other threads.
-    for (const auto &effect : step.effects) {
+    for (const auto &effect : step.sanlock_effects) {
         const auto *a = std::get_if<AcquireEffect>(&effect);
         if (a && !unsaved.empty()) {
             // A lease the state file does not name would be unattributable
@@ -816,13 +817,11 @@ void Daemon::scan_machine(const std::string &name) {
 
 int Daemon::on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    try {
-        // A machine whose last scan is still running is not scanned again.
+    // A machine whose last scan is still running is not scanned again.
+    run_guarded("scanning machines", [&] {
         for (const auto &[name, m] : self->tracker_.machines())
             self->scan_machine(name);
-    } catch (const std::exception &e) {
-        log_error(std::string("scanning machines failed: ") + e.what());
-    }
+    });
     sd_event_source_set_time(s, usec + kScanIntervalUsec);
     sd_event_source_set_enabled(s, SD_EVENT_ON);
     return 0;
@@ -944,12 +943,8 @@ void Daemon::schedule_rejoin() {
 
 int Daemon::on_rejoin_timer(sd_event_source *, uint64_t, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    try {
-        self->start_join();
-    } catch (const std::exception &e) {
-        log_error(std::string("rejoining the lockspace failed: ") + e.what());
+    if (!run_guarded("rejoining the lockspace", [&] { self->start_join(); }))
         self->schedule_rejoin();
-    }
     return 0;
 }
 
@@ -1032,11 +1027,7 @@ void Daemon::save_state_soon() {
 }
 
 int Daemon::on_save_state(sd_event_source *, void *userdata) {
-    try {
-        static_cast<Daemon *>(userdata)->save_state();
-    } catch (const std::exception &e) {
-        log_error(std::string("writing the lease state failed: ") + e.what());
-    }
+    run_guarded("writing the lease state", [&] { static_cast<Daemon *>(userdata)->save_state(); });
     return 0;
 }
 
@@ -1072,7 +1063,7 @@ Step Daemon::reconcile() {
         SavedState running;
         Step step = tracker_.restore_after_failure(saved, acted_by_helper_, running);
         failure_acted_ = true;
-        log_notice("the lockspace failed while vmleased was not running: " + std::to_string(step.effects.size()) +
+        log_notice("the lockspace failed while vmleased was not running: " + std::to_string(step.sanlock_effects.size()) +
                    " orphan lease(s) given back, " + std::to_string(running.leases.size()) +
                    " kept until their machines are gone");
         if (!running.leases.empty())
@@ -1085,7 +1076,7 @@ Step Daemon::reconcile() {
     // whose owner is gone, the deferred ones kept, every other one taken back
     // (a machine's disks may be acquired together, so effects are no count).
     size_t releasing = 0;
-    for (const auto &e : step.effects)
+    for (const auto &e : step.sanlock_effects)
         if (std::holds_alternative<ReleaseEffect>(e) && std::get<ReleaseEffect>(e).orphan)
             releasing++;
     size_t kept = std::min(saved.leases.size(), releasing + deferred.leases.size());
@@ -1120,11 +1111,7 @@ void Daemon::watch_sanlock(int fd) {
 
 int Daemon::on_sanlock_watch(sd_event_source *, int, uint32_t, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    try {
-        self->sanlock_gone();
-    } catch (const std::exception &e) {
-        log_error(std::string("handling the sanlock daemon's stop failed: ") + e.what());
-    }
+    run_guarded("handling the sanlock daemon's stop", [&] { self->sanlock_gone(); });
     return 0;
 }
 

@@ -16,7 +16,7 @@ const char *conflict_outcome(const Machine *m) {
 
 void record(const Step &step, const MachineTracker &machines, const LeaseRegistry &registry,
           const std::string &lockspace) {
-    for (const auto &c : step.changes) {
+    for (const auto &c : step.lease_changes) {
         bool acquired = c.kind == LeaseChange::Kind::Acquired;
         log_message(LOG_INFO,
                     std::string(acquired ? "lease acquired" : "lease released") + " on " + c.lease.disk + " for " +

@@ -562,7 +562,7 @@ void ManagerObject::publish(const Step &step) {
     list_cache_.reset();  // every change to the registry comes through here
     // Objects first: a reply may name one. Then the replies, so callers do
     // not wait for the signals; then the signals.
-    for (const auto &change : step.changes)
+    for (const auto &change : step.lease_changes)
         emit_safely("lease object change", [&] { sync_lease_objects(change); });
     for (const auto &change : step.machine_changes)
         emit_safely("machine object change", [&] { sync_machine_objects(change); });
@@ -585,7 +585,7 @@ void ManagerObject::publish(const Step &step) {
             it->second); });
         pending_.erase(it);
     }
-    for (const auto &change : step.changes) {
+    for (const auto &change : step.lease_changes) {
         sdbus::ObjectPath path(lease_object_path(change.lease.resource));
         if (change.kind == LeaseChange::Kind::Acquired)
             emit_safely("LeaseAcquired", [&] { emitLeaseAcquired(change.owner, change.lease.disk, path); });

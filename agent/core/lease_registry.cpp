@@ -157,7 +157,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         if (mode == LeaseMode::Shared && lease.mode == LeaseMode::Shared) {
             lease.owners.push_back(owner);
             step.replies.push_back({id, std::nullopt, resource});
-            step.changes.push_back({LeaseChange::Kind::Acquired, owner, lease});
+            step.lease_changes.push_back({LeaseChange::Kind::Acquired, owner, lease});
             return step;
         }
         return fail(ErrorKind::LeaseHeld, held_error(lease, disk).message);
@@ -233,7 +233,7 @@ Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk,
     Pending &pending = pending_[resource];
     pending.acquirers.push_back(waiter);
     pending.adopting = waiter.may_adopt;
-    step.effects.push_back(acquire_effect(lease, owner_pid, waiter.may_adopt, waiter.pins));
+    step.sanlock_effects.push_back(acquire_effect(lease, owner_pid, waiter.may_adopt, waiter.pins));
     return step;
 }
 
@@ -243,7 +243,7 @@ void LeaseRegistry::grant(Step &step, Lease &lease, const std::vector<Waiter> &w
     for (const auto &w : waiters) {
         if (!has_owner(lease, w.owner)) {
             lease.owners.push_back(w.owner);
-            step.changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
+            step.lease_changes.push_back({LeaseChange::Kind::Acquired, w.owner, lease});
         }
         step.replies.push_back({w.request, std::nullopt, lease.resource});
     }
@@ -290,7 +290,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     if (outcome.rv == 0 && waiters.empty()) {
         // Everyone who wanted it let go while sanlock was busy: give it back.
         lease.state = LeaseState::Releasing;
-        step.effects.push_back(release_effect(lease));
+        step.sanlock_effects.push_back(release_effect(lease));
         return step;
     }
     if (outcome.rv == 0 && outcome.io_errno == 0) {
@@ -337,7 +337,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
             pending.acquirers = entitled;
             pending.adopting = true;
             lease.mode = entitled.front().mode;
-            step.effects.push_back(acquire_effect(lease, entitled.front().owner_pid, true, entitled.front().pins));
+            step.sanlock_effects.push_back(acquire_effect(lease, entitled.front().owner_pid, true, entitled.front().pins));
             return step;
         }
         leases_.erase(it);
@@ -428,7 +428,7 @@ Step LeaseRegistry::release(RequestId id, const std::string &owner, const std::s
         leases_[resource] = lease;
         multi_[id] = MultiRelease{1, std::nullopt};
         pending_[resource].releasers.push_back({id, owner});
-        step.effects.push_back(ReleaseEffect{resource, true});
+        step.sanlock_effects.push_back(ReleaseEffect{resource, true});
         return step;
     }
     if (it == leases_.end() || !has_owner(it->second, owner)) {
@@ -476,7 +476,7 @@ Step LeaseRegistry::remove_owner(RequestId id, const std::string &owner, Lease &
     }
     if (lease.owners.size() > 1) {
         lease.owners.erase(std::find(lease.owners.begin(), lease.owners.end(), owner));
-        step.changes.push_back({LeaseChange::Kind::Released, owner, lease});
+        step.lease_changes.push_back({LeaseChange::Kind::Released, owner, lease});
         finish_release_part(step, id, std::nullopt, lease.resource);
         return step;
     }
@@ -484,7 +484,7 @@ Step LeaseRegistry::remove_owner(RequestId id, const std::string &owner, Lease &
         // Not ours in sanlock: forget it, the VM's own client keeps holding it.
         Lease gone = lease;
         gone.owners.clear();
-        step.changes.push_back({LeaseChange::Kind::Released, owner, gone, true});
+        step.lease_changes.push_back({LeaseChange::Kind::Released, owner, gone, true});
         std::string resource = lease.resource;
         leases_.erase(resource);
         finish_release_part(step, id, std::nullopt, resource);
@@ -492,7 +492,7 @@ Step LeaseRegistry::remove_owner(RequestId id, const std::string &owner, Lease &
     }
     lease.state = LeaseState::Releasing;
     pending_[lease.resource].releasers.push_back({id, owner});
-    step.effects.push_back(release_effect(lease));
+    step.sanlock_effects.push_back(release_effect(lease));
     return step;
 }
 
@@ -533,7 +533,7 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
         for (size_t i = 0; i < pending.releasers.size(); i++) {
             const auto &r = pending.releasers[i];
             if (i == 0)
-                step.changes.push_back({LeaseChange::Kind::Released, r.owner, gone, true});
+                step.lease_changes.push_back({LeaseChange::Kind::Released, r.owner, gone, true});
             finish_release_part(step, r.request, std::nullopt, resource);
         }
         leases_.erase(it);
@@ -599,7 +599,7 @@ Step LeaseRegistry::release_orphan(const std::string &resource, const std::strin
     lease.state = LeaseState::Releasing;
     leases_[resource] = lease;
     index_aliases(lease);
-    step.effects.push_back(release_effect(lease, true));
+    step.sanlock_effects.push_back(release_effect(lease, true));
     return step;
 }
 
@@ -609,7 +609,7 @@ Step LeaseRegistry::all_leases_lost() {
         Lease gone = lease;
         gone.owners.clear();
         for (size_t i = 0; i < lease.owners.size(); i++)
-            step.changes.push_back({LeaseChange::Kind::Released, lease.owners[i], gone, i + 1 == lease.owners.size()});
+            step.lease_changes.push_back({LeaseChange::Kind::Released, lease.owners[i], gone, i + 1 == lease.owners.size()});
         auto p = pending_.find(resource);
         if (p == pending_.end())
             continue;

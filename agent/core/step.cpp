@@ -24,14 +24,14 @@ void move_into(std::vector<T> &to, std::vector<T> &from) {
 }  // namespace
 
 void Step::append(Step &&o) {
-    move_into(effects, o.effects);
+    move_into(sanlock_effects, o.sanlock_effects);
     move_into(machine_effects, o.machine_effects);
     move_into(grace_timers, o.grace_timers);
     move_into(retry_timers, o.retry_timers);
     move_into(protection_timers, o.protection_timers);
     move_into(unprotected, o.unprotected);
     move_into(replies, o.replies);
-    move_into(changes, o.changes);
+    move_into(lease_changes, o.lease_changes);
     move_into(conflicts, o.conflicts);
     move_into(machine_changes, o.machine_changes);
     move_into(lock_failures, o.lock_failures);
@@ -41,7 +41,7 @@ void Step::append(Step &&o) {
 }
 
 bool Step::empty() const {
-    return effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && changes.empty() &&
+    return sanlock_effects.empty() && machine_effects.empty() && grace_timers.empty() && replies.empty() && lease_changes.empty() &&
            conflicts.empty() && machine_changes.empty() && lock_failures.empty() && stale.empty() && resumed.empty() &&
            retry_timers.empty() && protection_timers.empty() && unprotected.empty() && !lockspace_state_changed;
 }

@@ -189,14 +189,14 @@ struct MachineChange {
 };
 
 struct Step {
-    std::vector<SanlockEffect> effects;
+    std::vector<SanlockEffect> sanlock_effects;
     std::vector<MachineEffect> machine_effects;
     std::vector<GraceTimer> grace_timers;
     std::vector<RetryTimer> retry_timers;
     std::vector<ProtectionTimer> protection_timers;
     std::vector<UnprotectedChange> unprotected;
     std::vector<Reply> replies;
-    std::vector<LeaseChange> changes;
+    std::vector<LeaseChange> lease_changes;
     std::vector<ConflictChange> conflicts;
     std::vector<MachineChange> machine_changes;
     std::vector<LockFailureChange> lock_failures;

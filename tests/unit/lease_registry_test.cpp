@@ -39,7 +39,7 @@ protected:
 
     void hold(const std::string &owner, LeaseMode mode = LeaseMode::Exclusive, RequestId id = 1) {
         Step s = reg.acquire(id, owner, kDisk, kRes, mode);
-        ASSERT_EQ(s.effects.size(), 1u);
+        ASSERT_EQ(s.sanlock_effects.size(), 1u);
         Step d = reg.acquire_done(kRes, ok());
         ASSERT_EQ(d.replies.size(), 1u);
         ASSERT_FALSE(d.replies[0].error);
@@ -49,7 +49,7 @@ protected:
 TEST_F(Registry, AcquireNeedsJoinedLockspace) {
     LeaseRegistry fresh(1);
     Step s = fresh.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive);
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     ASSERT_TRUE(only_reply(s).error);
     EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LockspaceUnavailable);
     EXPECT_TRUE(fresh.leases().empty());
@@ -57,8 +57,8 @@ TEST_F(Registry, AcquireNeedsJoinedLockspace) {
 
 TEST_F(Registry, AcquireAsksSanlockThenRepliesAndAnnounces) {
     Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive);
-    ASSERT_EQ(s.effects.size(), 1u);
-    auto *a = std::get_if<AcquireEffect>(&s.effects[0]);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    auto *a = std::get_if<AcquireEffect>(&s.sanlock_effects[0]);
     ASSERT_NE(a, nullptr);
     EXPECT_EQ(a->resource, kRes);
     EXPECT_TRUE(s.replies.empty());
@@ -67,24 +67,24 @@ TEST_F(Registry, AcquireAsksSanlockThenRepliesAndAnnounces) {
     Step d = reg.acquire_done(kRes, ok());
     EXPECT_EQ(only_reply(d).request, 7u);
     EXPECT_FALSE(only_reply(d).error);
-    ASSERT_EQ(d.changes.size(), 1u);
-    EXPECT_EQ(d.changes[0].kind, LeaseChange::Kind::Acquired);
-    EXPECT_EQ(d.changes[0].owner, "vm1");
+    ASSERT_EQ(d.lease_changes.size(), 1u);
+    EXPECT_EQ(d.lease_changes[0].kind, LeaseChange::Kind::Acquired);
+    EXPECT_EQ(d.lease_changes[0].owner, "vm1");
     EXPECT_EQ(reg.find(kRes)->state, LeaseState::Held);
 }
 
 TEST_F(Registry, SameOwnerTwiceIsIdempotent) {
     hold("vm1");
     Step s = reg.acquire(2, "vm1", kDisk, kRes, LeaseMode::Exclusive);
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     EXPECT_FALSE(only_reply(s).error);
-    EXPECT_TRUE(s.changes.empty());
+    EXPECT_TRUE(s.lease_changes.empty());
 }
 
 TEST_F(Registry, SecondOwnerOnThisHostGetsLeaseHeldNamingTheOwner) {
     hold("vm1");
     Step s = reg.acquire(2, "vm2", kDisk, kRes, LeaseMode::Exclusive);
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     ASSERT_TRUE(only_reply(s).error);
     EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LeaseHeld);
     EXPECT_NE(only_reply(s).error->message.find("vm1"), std::string::npos);
@@ -98,11 +98,11 @@ TEST_F(Registry, ConcurrentRequestWhileAcquiringIsRefusedForAnotherOwner) {
     EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LeaseHeld);
     // the same owner asking again waits for the same sanlock call
     Step again = reg.acquire(3, "vm1", kDisk, kRes, LeaseMode::Exclusive);
-    EXPECT_TRUE(again.effects.empty());
+    EXPECT_TRUE(again.sanlock_effects.empty());
     EXPECT_TRUE(again.replies.empty());
     Step d = reg.acquire_done(kRes, ok());
     EXPECT_EQ(d.replies.size(), 2u);
-    EXPECT_EQ(d.changes.size(), 1u);
+    EXPECT_EQ(d.lease_changes.size(), 1u);
 }
 
 TEST_F(Registry, HeldElsewhereNamesTheHolderAndForgetsTheLease) {
@@ -111,7 +111,7 @@ TEST_F(Registry, HeldElsewhereNamesTheHolderAndForgetsTheLease) {
     ASSERT_TRUE(only_reply(d).error);
     EXPECT_EQ(kind_of(only_reply(d)), ErrorKind::LeaseHeld);
     EXPECT_NE(only_reply(d).error->message.find("host id 2"), std::string::npos);
-    EXPECT_TRUE(d.changes.empty());
+    EXPECT_TRUE(d.lease_changes.empty());
     EXPECT_EQ(reg.find(kRes), nullptr);
 }
 
@@ -133,15 +133,15 @@ TEST_F(Registry, OtherSanlockErrorsAreSanlockFailure) {
 TEST_F(Registry, ReleaseGoesToSanlockAndRemovesTheLease) {
     hold("vm1");
     Step s = reg.release(5, "vm1", kRes);
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_TRUE(std::holds_alternative<ReleaseEffect>(s.effects[0]));
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::holds_alternative<ReleaseEffect>(s.sanlock_effects[0]));
     EXPECT_TRUE(s.replies.empty());
     EXPECT_EQ(reg.find(kRes)->state, LeaseState::Releasing);
     Step d = reg.release_done(kRes, ok());
     EXPECT_FALSE(only_reply(d).error);
-    ASSERT_EQ(d.changes.size(), 1u);
-    EXPECT_EQ(d.changes[0].kind, LeaseChange::Kind::Released);
-    EXPECT_TRUE(d.changes[0].lease_gone);
+    ASSERT_EQ(d.lease_changes.size(), 1u);
+    EXPECT_EQ(d.lease_changes[0].kind, LeaseChange::Kind::Released);
+    EXPECT_TRUE(d.lease_changes[0].lease_gone);
     EXPECT_EQ(reg.find(kRes), nullptr);
 }
 
@@ -160,7 +160,7 @@ TEST_F(Registry, ReleaseOverABrokenConnectionKeepsTheLeaseHeld) {
     Step d = reg.release_done(kRes, fail(-EPIPE));
     ASSERT_TRUE(only_reply(d).error);
     EXPECT_EQ(kind_of(only_reply(d)), ErrorKind::SanlockFailure);
-    EXPECT_TRUE(d.changes.empty());
+    EXPECT_TRUE(d.lease_changes.empty());
     ASSERT_NE(reg.find(kRes), nullptr);
     EXPECT_EQ(reg.find(kRes)->state, LeaseState::Held);
     EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm1"});
@@ -169,7 +169,7 @@ TEST_F(Registry, ReleaseOverABrokenConnectionKeepsTheLeaseHeld) {
 TEST_F(Registry, ReleaseByWrongOwnerIsNoSuchLease) {
     hold("vm1");
     Step s = reg.release(5, "vm2", kRes);
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::NoSuchLease);
     EXPECT_EQ(reg.find(kRes)->state, LeaseState::Held);
 }
@@ -177,19 +177,19 @@ TEST_F(Registry, ReleaseByWrongOwnerIsNoSuchLease) {
 TEST_F(Registry, SharedLeaseIsReleasedWhenTheLastOwnerGoes) {
     hold("vm1", LeaseMode::Shared);
     Step s = reg.acquire(2, "vm2", kDisk, kRes, LeaseMode::Shared);
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     EXPECT_FALSE(only_reply(s).error);
     EXPECT_EQ(reg.find(kRes)->owners.size(), 2u);
 
     Step r1 = reg.release(3, "vm1", kRes);
-    EXPECT_TRUE(r1.effects.empty());
+    EXPECT_TRUE(r1.sanlock_effects.empty());
     EXPECT_FALSE(only_reply(r1).error);
-    EXPECT_FALSE(r1.changes.at(0).lease_gone);
+    EXPECT_FALSE(r1.lease_changes.at(0).lease_gone);
 
     Step r2 = reg.release(4, "vm2", kRes);
-    EXPECT_EQ(r2.effects.size(), 1u);
+    EXPECT_EQ(r2.sanlock_effects.size(), 1u);
     Step d = reg.release_done(kRes, ok());
-    EXPECT_TRUE(d.changes.at(0).lease_gone);
+    EXPECT_TRUE(d.lease_changes.at(0).lease_gone);
 }
 
 TEST_F(Registry, ExclusiveRefusedWhileSharedHeldHere) {
@@ -203,10 +203,10 @@ TEST_F(Registry, AcquireDuringReleaseIsRetriedAfterIt) {
     reg.release(5, "vm1", kRes);
     Step s = reg.acquire(6, "vm2", kDisk, kRes, LeaseMode::Exclusive);
     EXPECT_TRUE(s.replies.empty());
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     Step d = reg.release_done(kRes, ok());
-    ASSERT_EQ(d.effects.size(), 1u);  // vm2's acquire starts now
-    EXPECT_TRUE(std::holds_alternative<AcquireEffect>(d.effects[0]));
+    ASSERT_EQ(d.sanlock_effects.size(), 1u);  // vm2's acquire starts now
+    EXPECT_TRUE(std::holds_alternative<AcquireEffect>(d.sanlock_effects[0]));
     Step a = reg.acquire_done(kRes, ok());
     EXPECT_EQ(only_reply(a).request, 6u);
     EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm2"});
@@ -218,7 +218,7 @@ TEST_F(Registry, ReleaseOwnerReleasesEverythingThenRepliesOnce) {
     reg.acquire(2, "vm1", disk2, res2, LeaseMode::Exclusive);
     reg.acquire_done(res2, ok());
     Step s = reg.release_owner(9, "vm1");
-    EXPECT_EQ(s.effects.size(), 2u);
+    EXPECT_EQ(s.sanlock_effects.size(), 2u);
     EXPECT_TRUE(s.replies.empty());
     Step d1 = reg.release_done(kRes, ok());
     EXPECT_TRUE(d1.replies.empty());
@@ -239,9 +239,9 @@ TEST_F(Registry, ReleasingAnOwnerWhoseAcquireIsInFlightGivesTheLeaseBack) {
             EXPECT_FALSE(reply.error);
     }
     Step d = reg.acquire_done(kRes, ok());
-    ASSERT_EQ(d.effects.size(), 1u);
-    EXPECT_TRUE(std::holds_alternative<ReleaseEffect>(d.effects[0]));
-    EXPECT_TRUE(d.changes.empty());
+    ASSERT_EQ(d.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::holds_alternative<ReleaseEffect>(d.sanlock_effects[0]));
+    EXPECT_TRUE(d.lease_changes.empty());
     reg.release_done(kRes, ok());
     EXPECT_EQ(reg.find(kRes), nullptr);
 }
@@ -259,16 +259,16 @@ TEST(LeaseRegistryOrphans, AnOrphanIsReleasedQuietlyAndAnAcquireWaitsForIt) {
     reg.set_lockspace_state(LockspaceState::Joined);
     std::string res = lease_resource_name("/srv/o.img");
     Step s = reg.release_orphan(res, "/srv/o.img");
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_TRUE(std::get<ReleaseEffect>(s.effects[0]).orphan);
-    EXPECT_TRUE(s.changes.empty());
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::get<ReleaseEffect>(s.sanlock_effects[0]).orphan);
+    EXPECT_TRUE(s.lease_changes.empty());
     Step waiting = reg.acquire(5, "vm", "/srv/o.img", res, LeaseMode::Exclusive);
-    EXPECT_TRUE(waiting.effects.empty());
+    EXPECT_TRUE(waiting.sanlock_effects.empty());
     Step done = reg.release_done(res, {0, {}, ""});
-    EXPECT_TRUE(std::none_of(done.changes.begin(), done.changes.end(),
+    EXPECT_TRUE(std::none_of(done.lease_changes.begin(), done.lease_changes.end(),
                              [](const LeaseChange &c) { return c.kind == LeaseChange::Kind::Released; }));
-    ASSERT_EQ(done.effects.size(), 1u);
-    EXPECT_EQ(std::get<AcquireEffect>(done.effects[0]).disk, "/srv/o.img");
+    ASSERT_EQ(done.sanlock_effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(done.sanlock_effects[0]).disk, "/srv/o.img");
     // One that failed to release leaves nothing behind in the registry.
     std::string other = lease_resource_name("/srv/p.img");
     reg.release_orphan(other, "/srv/p.img");
@@ -283,21 +283,21 @@ TEST(LeaseRegistryOrphans, AnOrphanIsReleasedQuietlyAndAnAcquireWaitsForIt) {
 // refused, naming this host, and sanlock is not asked to adopt it.
 TEST_F(Registry, AnOrphanIsNotAdoptedForAnOwnerNotEntitledToIt) {
     Step s = reg.acquire(7, "intruder", kDisk, kRes, LeaseMode::Exclusive);
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_FALSE(std::get<AcquireEffect>(s.effects[0]).adopt_orphan);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_FALSE(std::get<AcquireEffect>(s.sanlock_effects[0]).adopt_orphan);
     Step d = reg.acquire_done(kRes, fail(-EUCLEAN));
-    EXPECT_TRUE(d.effects.empty());
+    EXPECT_TRUE(d.sanlock_effects.empty());
     ASSERT_TRUE(only_reply(d).error);
     EXPECT_EQ(kind_of(only_reply(d)), ErrorKind::LeaseHeld);
     EXPECT_EQ(only_reply(d).holders, std::vector<uint64_t>{1});
-    EXPECT_TRUE(d.changes.empty());
+    EXPECT_TRUE(d.lease_changes.empty());
     EXPECT_EQ(reg.find(kRes), nullptr);
 }
 
 TEST_F(Registry, AnOrphanIsAdoptedForTheOwnerEntitledToIt) {
     Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, true);
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_TRUE(std::get<AcquireEffect>(s.effects[0]).adopt_orphan);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::get<AcquireEffect>(s.sanlock_effects[0]).adopt_orphan);
     Step g = reg.acquire_done(kRes, ok());
     EXPECT_FALSE(only_reply(g).error);
     EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm1"});
@@ -311,7 +311,7 @@ TEST_F(Registry, OnlyTheEntitledWaitersTakeOverASharedOrphan) {
     Step d = reg.acquire_done(kRes, fail(-EUCLEAN));
     ASSERT_EQ(d.replies.size(), 1u);
     EXPECT_EQ(d.replies[0].request, 7u);
-    ASSERT_EQ(d.effects.size(), 1u);
+    ASSERT_EQ(d.sanlock_effects.size(), 1u);
     Step g = reg.acquire_done(kRes, ok());
     EXPECT_EQ(only_reply(g).request, 8u);
     EXPECT_EQ(reg.find(kRes)->owners, std::vector<std::string>{"vm1"});
@@ -338,11 +338,11 @@ TEST_F(Registry, AFileSystemErrorIsNotALeaseHeldElsewhere) {
 // orphan of this host, quietly; with no orphan the answer is NoSuchLease.
 TEST_F(Registry, ReleasingADiskNobodyHoldsReleasesAnOrphan) {
     Step s = reg.release(9, "admin", kRes);
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_TRUE(std::get<ReleaseEffect>(s.effects[0]).orphan);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::get<ReleaseEffect>(s.sanlock_effects[0]).orphan);
     Step d = reg.release_done(kRes, fail(1));
     EXPECT_FALSE(only_reply(d).error);
-    EXPECT_TRUE(d.changes.empty());
+    EXPECT_TRUE(d.lease_changes.empty());
     EXPECT_EQ(reg.find(kRes), nullptr);
 
     reg.release(10, "admin", kRes);
@@ -355,9 +355,9 @@ TEST_F(Registry, ReleasingADiskNobodyHoldsReleasesAnOrphan) {
 // in the other mode; asking again would loop for ever.
 TEST_F(Registry, AnAdoptingAcquireRefusedAgainIsNotRetried) {
     Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, true);
-    ASSERT_EQ(s.effects.size(), 1u);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
     Step d = reg.acquire_done(kRes, fail(-EUCLEAN));
-    EXPECT_TRUE(d.effects.empty());
+    EXPECT_TRUE(d.sanlock_effects.empty());
     ASSERT_TRUE(only_reply(d).error);
     EXPECT_EQ(kind_of(only_reply(d)), ErrorKind::SanlockFailure);
     EXPECT_NE(only_reply(d).error->message.find("other than exclusive"), std::string::npos);
@@ -369,8 +369,8 @@ TEST_F(Registry, AnAdoptingAcquireRefusedAgainIsNotRetried) {
 TEST_F(Registry, AliasesAreTakenAndGivenBackWithTheLeaseInOneSanlockCall) {
     const std::string link = "/var/lib/libvirt/link/demo.img";
     Step s = reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link});
-    ASSERT_EQ(s.effects.size(), 1u);
-    auto *a = std::get_if<AcquireEffect>(&s.effects[0]);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    auto *a = std::get_if<AcquireEffect>(&s.sanlock_effects[0]);
     ASSERT_NE(a, nullptr);
     EXPECT_EQ(a->resource, kRes);
     EXPECT_EQ(a->alias_resources, std::vector<std::string>{lease_resource_name(link)});
@@ -382,25 +382,25 @@ TEST_F(Registry, AliasesAreTakenAndGivenBackWithTheLeaseInOneSanlockCall) {
     EXPECT_EQ(saved[0].aliases, std::vector<std::string>{link});
 
     Step r = reg.release(8, "vm1", kRes);
-    ASSERT_EQ(r.effects.size(), 1u);
-    auto *rel = std::get_if<ReleaseEffect>(&r.effects[0]);
+    ASSERT_EQ(r.sanlock_effects.size(), 1u);
+    auto *rel = std::get_if<ReleaseEffect>(&r.sanlock_effects[0]);
     ASSERT_NE(rel, nullptr);
     EXPECT_EQ(rel->alias_resources, std::vector<std::string>{lease_resource_name(link)});
 }
 
 TEST_F(Registry, ANameAnotherLeaseHereHoldsIsThatLeasesDisk) {
     const std::string link = "/var/lib/libvirt/link/demo.img";
-    ASSERT_FALSE(reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link}).effects.empty());
+    ASSERT_FALSE(reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link}).sanlock_effects.empty());
     reg.acquire_done(kRes, ok());
     // Another owner naming the disk by its alias's identity (e.g. with
     // identity: path), or with the same alias under another identity.
     Step s = reg.acquire(8, "vm2", link, lease_resource_name(link), LeaseMode::Exclusive);
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LeaseHeld);
     EXPECT_NE(only_reply(s).error->message.find("vm1"), std::string::npos) << only_reply(s).error->message;
     const std::string other = "/srv/other.img";
     s = reg.acquire(9, "vm2", other, lease_resource_name(other), LeaseMode::Exclusive, 0, false, {link});
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     EXPECT_EQ(kind_of(only_reply(s)), ErrorKind::LeaseHeld);
     EXPECT_EQ(reg.find(lease_resource_name(other)), nullptr);
 }
@@ -410,11 +410,11 @@ TEST_F(Registry, AnAliasTheOwnerHoldsAsALeaseOfItsOwnIsNotTakenTwice) {
     // machine keeps it, and its new identity's lease does not ask for it again.
     const std::string link = "/var/lib/libvirt/link/demo.img";
     const std::string old = lease_resource_name(link);
-    ASSERT_FALSE(reg.acquire(7, "vm1", link, old, LeaseMode::Exclusive).effects.empty());
+    ASSERT_FALSE(reg.acquire(7, "vm1", link, old, LeaseMode::Exclusive).sanlock_effects.empty());
     reg.acquire_done(old, ok());
     Step s = reg.acquire(8, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, false, {link});
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_TRUE(std::get<AcquireEffect>(s.effects[0]).alias_resources.empty());
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::get<AcquireEffect>(s.sanlock_effects[0]).alias_resources.empty());
     reg.acquire_done(kRes, ok());
     EXPECT_TRUE(reg.find(kRes)->aliases.empty());
     EXPECT_EQ(reg.find(old)->owners, std::vector<std::string>{"vm1"});
@@ -426,9 +426,9 @@ TEST_F(Registry, AnOldNameTheOwnersNewLeaseHoldsAsAnAliasIsThatLease) {
     // owner; and later again (a retry after a lock failure).
     const std::string link = "/var/lib/libvirt/link/demo.img";
     const std::string old = lease_resource_name(link);
-    ASSERT_EQ(reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, true, {link}).effects.size(), 1u);
+    ASSERT_EQ(reg.acquire(7, "vm1", kDisk, kRes, LeaseMode::Exclusive, 0, true, {link}).sanlock_effects.size(), 1u);
     Step s = reg.acquire(8, "vm1", link, old, LeaseMode::Exclusive, 0, true);
-    EXPECT_TRUE(s.effects.empty());  // no second sanlock call, no refusal
+    EXPECT_TRUE(s.sanlock_effects.empty());  // no second sanlock call, no refusal
     EXPECT_TRUE(s.replies.empty());  // waits with the lease
     Step d = reg.acquire_done(kRes, ok());
     ASSERT_EQ(d.replies.size(), 2u);
@@ -454,6 +454,6 @@ TEST_F(Registry, AnAliasTheOwnersOwnSanlockClientHoldsIsNotOurs) {
     EXPECT_FALSE(only_reply(d).error);
     EXPECT_TRUE(reg.find(kRes)->aliases.empty());
     Step r = reg.release(8, "vm1", kRes);
-    ASSERT_EQ(r.effects.size(), 1u);
-    EXPECT_TRUE(std::get<ReleaseEffect>(r.effects[0]).alias_resources.empty());
+    ASSERT_EQ(r.sanlock_effects.size(), 1u);
+    EXPECT_TRUE(std::get<ReleaseEffect>(r.sanlock_effects[0]).alias_resources.empty());
 }

@@ -48,7 +48,7 @@ protected:
             for (const auto &r : step.replies)
                 if (is_internal(r.request))
                     next.append(tracker.lease_reply(r));
-            for (const auto &e : step.effects) {
+            for (const auto &e : step.sanlock_effects) {
                 if (auto *a = std::get_if<AcquireEffect>(&e))
                     next.append(reg.acquire_done(a->resource, sanlock_acquire(*a, rv, holders)));
                 else if (auto *r = std::get_if<ReleaseEffect>(&e))
@@ -86,7 +86,7 @@ protected:
             for (const auto &reply : step.replies)
                 if (is_internal(reply.request))
                     next.append(t.lease_reply(reply));
-            for (const auto &e : step.effects)
+            for (const auto &e : step.sanlock_effects)
                 if (auto *a = std::get_if<AcquireEffect>(&e))
                     next.append(r.acquire_done(a->resource, sanlock_acquire(*a, 0, {})));
             all.append(std::move(step));
@@ -120,7 +120,7 @@ TEST_F(Tracker, RuleDisksAreAcquiredForAMatchingMachine) {
     EXPECT_EQ(reg.find(lease_resource_name("/srv/shared.img"))->mode, LeaseMode::Shared);
     EXPECT_EQ(reg.find(lease_resource_name("/dev/disk/by-path/lun-1"))->owners, std::vector<std::string>{"db-1"});
     EXPECT_EQ(machine_state(*m), "running");
-    EXPECT_EQ(s.changes.size(), 2u);
+    EXPECT_EQ(s.lease_changes.size(), 2u);
 }
 
 TEST_F(Tracker, NonMatchingMachineGetsNoRuleDisks) {
@@ -149,7 +149,7 @@ TEST_F(Tracker, DiscoveryTakesWritableIncludedFilesOnly) {
     EXPECT_EQ(m->disks[0].source, MachineDisk::Source::Discovered);
     // Found again on the next scan: nothing new.
     Step again = tracker.files_discovered("web-1", {{"/var/lib/libvirt/images/web.img", true}});
-    EXPECT_TRUE(again.effects.empty());
+    EXPECT_TRUE(again.sanlock_effects.empty());
 }
 
 TEST_F(Tracker, DiscoveryCanBeTurnedOff) {
@@ -197,7 +197,7 @@ TEST_F(Tracker, EverythingIsReleasedWhenTheMachineGoesAway) {
 
 TEST_F(Tracker, AMachineGoneBeforeItsLeaseArrivedGivesItBack) {
     Step pending = tracker.machine_appeared(vm("db-1"));  // acquires in flight
-    ASSERT_EQ(pending.effects.size(), 2u);
+    ASSERT_EQ(pending.sanlock_effects.size(), 2u);
     run(tracker.machine_gone("db-1"));                    // nothing held yet to release
     run(std::move(pending));                              // sanlock answers now
     EXPECT_TRUE(reg.leases().empty());
@@ -238,7 +238,7 @@ TEST_F(Tracker, AReservationTakesAllDisksAndIsBoundWhenTheMachineAppears) {
     EXPECT_EQ(reg.leases().size(), 2u);
 
     Step appear = run(tracker.machine_appeared(vm("vm9")));
-    EXPECT_TRUE(appear.effects.empty());  // nothing taken twice
+    EXPECT_TRUE(appear.sanlock_effects.empty());  // nothing taken twice
     EXPECT_EQ(machine_state(*tracker.find("vm9")), "running");
     EXPECT_TRUE(run(tracker.reservation_expired("vm9")).empty());  // bound: the grace period no longer applies
     EXPECT_EQ(reg.leases().size(), 2u);
@@ -305,7 +305,7 @@ protected:
 
 TEST_F(TrackerWithDevices, ARuleDiskWaitsForItsDeviceAndIsTakenWhenItAppears) {
     Step s = devices.machine_appeared(vm("db-1"));
-    EXPECT_TRUE(s.effects.empty());
+    EXPECT_TRUE(s.sanlock_effects.empty());
     ASSERT_EQ(devices.find("db-1")->disks.size(), 1u);
     EXPECT_EQ(devices.find("db-1")->disks[0].state, MachineDisk::State::Waiting);
     EXPECT_STREQ(to_string(devices.find("db-1")->disks[0].state), "waiting-for-device");
@@ -313,8 +313,8 @@ TEST_F(TrackerWithDevices, ARuleDiskWaitsForItsDeviceAndIsTakenWhenItAppears) {
 
     namer.present = true;
     s = devices.device_appeared();
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_EQ(std::get<AcquireEffect>(s.effects[0]).resource, lease_resource_name(DeviceNamer::kLun));
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(s.sanlock_effects[0]).resource, lease_resource_name(DeviceNamer::kLun));
     EXPECT_EQ(devices.find("db-1")->disks[0].state, MachineDisk::State::Acquiring);
     EXPECT_TRUE(devices.device_appeared().empty());  // taken once
 }
@@ -324,12 +324,12 @@ TEST_F(TrackerWithDevices, DiscoveredDevicesAreMatchedAndLeasedByTheirCanonicalN
     config.machines.clear();
     devices.machine_appeared(vm("web-1"));
     Step s = devices.files_discovered("web-1", {{"/dev/sdc", true}});
-    ASSERT_EQ(s.effects.size(), 1u);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
     EXPECT_EQ(devices.find("web-1")->disks[0].disk, DeviceNamer::kLun);
     // A device path that resolves to nothing is not a disk to protect.
     namer.present = false;
     devices.machine_appeared(vm("web-2"));
-    EXPECT_TRUE(devices.files_discovered("web-2", {{"/dev/sdc", true}}).effects.empty());
+    EXPECT_TRUE(devices.files_discovered("web-2", {{"/dev/sdc", true}}).sanlock_effects.empty());
     EXPECT_TRUE(devices.find("web-2")->disks.empty());
 }
 
@@ -404,7 +404,7 @@ namespace {
 
 size_t orphan_releases(const Step &s) {
     size_t n = 0;
-    for (const auto &e : s.effects)
+    for (const auto &e : s.sanlock_effects)
         if (auto *r = std::get_if<ReleaseEffect>(&e); r && r->orphan)
             n++;
     return n;
@@ -461,7 +461,7 @@ TEST_F(Tracker, ASnapshotNamesEveryOwnerAndWhatKindItIs) {
     // An acquire still with sanlock is remembered too: a crash right after
     // sanlock grants it must not leave a lease nobody can attribute.
     Step pending = reg.acquire(9, "slow", "/srv/slow.img", lease_resource_name("/srv/slow.img"), LeaseMode::Exclusive);
-    ASSERT_EQ(pending.effects.size(), 1u);
+    ASSERT_EQ(pending.sanlock_effects.size(), 1u);
     s = tracker.snapshot({}, 900);
     ASSERT_NE(s.owner("slow"), nullptr);
     // Without a running grace timer (the daemon's), the default grace from now.
@@ -533,8 +533,8 @@ TEST_F(Tracker, WhenSanlockStopsEveryLeaseIsGoneAndTakenAgainAfterTheRejoin) {
     run(tracker.machine_appeared(vm("db-1")));
     ASSERT_EQ(reg.leases().size(), 2u);
     Step lost = tracker.sanlock_lost();
-    EXPECT_EQ(lost.changes.size(), 2u);
-    EXPECT_TRUE(lost.effects.empty()) << "nothing is left in sanlock to release";
+    EXPECT_EQ(lost.lease_changes.size(), 2u);
+    EXPECT_TRUE(lost.sanlock_effects.empty()) << "nothing is left in sanlock to release";
     EXPECT_TRUE(reg.leases().empty());
     for (const auto &d : tracker.find("db-1")->disks)
         EXPECT_EQ(d.state, MachineDisk::State::Failed);
@@ -550,10 +550,10 @@ TEST_F(Tracker, WhenSanlockStopsEveryLeaseIsGoneAndTakenAgainAfterTheRejoin) {
 namespace {
 
 bool adopts(const Step &s) {
-    for (const auto &e : s.effects)
+    for (const auto &e : s.sanlock_effects)
         if (auto *a = std::get_if<AcquireEffect>(&e); a && !a->adopt_orphan)
             return false;
-    return !s.effects.empty();
+    return !s.sanlock_effects.empty();
 }
 
 }  // namespace
@@ -588,7 +588,7 @@ TEST_F(Tracker, AReservationCannotTakeOverAnOrphan) {
 TEST_F(Tracker, APendingIntruderDoesNotGetTheOrphansOwnerTerminated) {
     const std::string lun = "/dev/disk/by-path/lun-1", res = lease_resource_name(lun);
     Step intruder = reg.acquire(5, "intruder", lun, res, LeaseMode::Exclusive);
-    ASSERT_EQ(intruder.effects.size(), 1u);
+    ASSERT_EQ(intruder.sanlock_effects.size(), 1u);
     Step s = tracker.machine_appeared(vm("db-1"));
     EXPECT_TRUE(s.machine_effects.empty());
     Step answered = run(reg.acquire_done(res, {-EUCLEAN, {}, ""}));
@@ -633,7 +633,7 @@ TEST_F(Tracker, AFailedAcquireIsRetriedWithBackOffAndNobodyElseGetsTheDiskMeanwh
     ASSERT_EQ(other.replies.size(), 1u);
     ASSERT_TRUE(other.replies[0].error);
     EXPECT_EQ(kind_of(other.replies[0]), ErrorKind::LeaseHeld);
-    EXPECT_TRUE(other.effects.empty());
+    EXPECT_TRUE(other.sanlock_effects.empty());
 
     // Still failing: the next delay doubles, and nothing is announced again.
     Step again = run(tracker.retry("web-1", disk, s.retry_timers[0].token), -22);
@@ -642,7 +642,7 @@ TEST_F(Tracker, AFailedAcquireIsRetriedWithBackOffAndNobodyElseGetsTheDiskMeanwh
     EXPECT_TRUE(again.unprotected.empty());
     EXPECT_TRUE(again.protection_timers.empty());  // the same stretch
     // A stale timer does nothing.
-    EXPECT_TRUE(tracker.retry("web-1", disk, s.retry_timers[0].token).effects.empty());
+    EXPECT_TRUE(tracker.retry("web-1", disk, s.retry_timers[0].token).sanlock_effects.empty());
 
     // Repaired: held, protected, the stretch over (its timer then does nothing).
     run(tracker.retry("web-1", disk, again.retry_timers[0].token));
@@ -776,11 +776,11 @@ TEST_F(Tracker, ReleasedByAnAdministratorStaysReleasedAndIsNotRetried) {
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Released);
     EXPECT_FALSE(machine_protected(*m));
     EXPECT_FALSE(m->exposed);  // the administrator's choice: no on_unprotected
-    EXPECT_TRUE(tracker.retry("web-1", disk, s.retry_timers[0].token).effects.empty());
+    EXPECT_TRUE(tracker.retry("web-1", disk, s.retry_timers[0].token).sanlock_effects.empty());
     // And the disk is no longer claimed.
     Step other = reg.acquire(7, "other", disk, lease_resource_name(disk), LeaseMode::Exclusive);
     EXPECT_TRUE(other.replies.empty());
-    EXPECT_EQ(other.effects.size(), 1u);
+    EXPECT_EQ(other.sanlock_effects.size(), 1u);
 }
 
 TEST_F(Tracker, AnotherMachineUnderTheSameNameStartsAfresh) {
@@ -893,8 +893,8 @@ TEST_F(Tracker, AReservationDiskRefusedBeforeItsMachineStartedIsAskedForAgainOnc
     const std::string a = "/srv/a.img", b = "/srv/b.img";
     Step r = tracker.reserve(9, "vm-r", {{a, LeaseMode::Exclusive}, {b, LeaseMode::Exclusive}}, 60);
     // a is refused while it is still reserved; b's answer is still out.
-    ASSERT_EQ(r.effects.size(), 2u);
-    Step fa = reg.acquire_done(std::get<AcquireEffect>(r.effects[0]).resource, {-22, {}, ""});
+    ASSERT_EQ(r.sanlock_effects.size(), 2u);
+    Step fa = reg.acquire_done(std::get<AcquireEffect>(r.sanlock_effects[0]).resource, {-22, {}, ""});
     for (const auto &rep : fa.replies)
         run(tracker.lease_reply(rep));
     Step started = run(tracker.machine_appeared(vm("vm-r")));
@@ -912,7 +912,7 @@ TEST_F(Tracker, ADiskWithNoIdentityLeavesItsMachineUnprotectedAndOnUnprotectedAc
     OpenFile f{"/dev/sdx", true};
     f.name = DiskName{DiskName::Kind::Unidentified, "block device /dev/sdx has no stable identity"};
     Step s = run(tracker.files_discovered("web-1", {f}));
-    EXPECT_TRUE(s.effects.empty());  // no lease can protect it
+    EXPECT_TRUE(s.sanlock_effects.empty());  // no lease can protect it
     const Machine *m = tracker.find("web-1");
     ASSERT_EQ(m->disks.size(), 1u);
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Unidentified);
@@ -933,8 +933,8 @@ TEST_F(Tracker, DiscoveryTakesTheAliasesTheVmWasGivenAndMatchesAnyOfItsNames) {
     OpenFile f{"/srv/images/web.img", true};
     f.name = DiskName{DiskName::Kind::Canonical, "/srv/images/web.img", {"/var/lib/libvirt/images/web.img"}};
     Step s = run(tracker.files_discovered("web-1", {f}));
-    ASSERT_EQ(s.effects.size(), 1u);
-    auto &a = std::get<AcquireEffect>(s.effects[0]);
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    auto &a = std::get<AcquireEffect>(s.sanlock_effects[0]);
     EXPECT_EQ(a.resource, lease_resource_name("/srv/images/web.img"));
     EXPECT_EQ(a.alias_resources, std::vector<std::string>{lease_resource_name("/var/lib/libvirt/images/web.img")});
 
@@ -942,20 +942,20 @@ TEST_F(Tracker, DiscoveryTakesTheAliasesTheVmWasGivenAndMatchesAnyOfItsNames) {
     run(tracker.machine_appeared(vm("web-2")));
     OpenFile g{"/srv/images/two.img", true};
     g.name = DiskName{DiskName::Kind::Canonical, "/srv/images/two.img"};
-    EXPECT_TRUE(run(tracker.files_discovered("web-2", {g})).effects.empty());
+    EXPECT_TRUE(run(tracker.files_discovered("web-2", {g})).sanlock_effects.empty());
     ResolvedPatterns resolved{{"/srv/images/*"}, {}};
-    EXPECT_EQ(run(tracker.files_discovered("web-2", {g}, resolved)).effects.size(), 1u);
+    EXPECT_EQ(run(tracker.files_discovered("web-2", {g}, resolved)).sanlock_effects.size(), 1u);
     // And the resolved exclude pattern excludes.
     run(tracker.machine_appeared(vm("web-3")));
     OpenFile h{"/srv/images/tmp-3.img", true};
     h.name = DiskName{DiskName::Kind::Canonical, "/srv/images/tmp-3.img"};
-    EXPECT_TRUE(run(tracker.files_discovered("web-3", {h}, {{"/srv/images/*"}, {"/srv/images/tmp-*"}})).effects.empty());
+    EXPECT_TRUE(run(tracker.files_discovered("web-3", {h}, {{"/srv/images/*"}, {"/srv/images/tmp-*"}})).sanlock_effects.empty());
     // A block device matches through its links.
     config.discovery.include = {"/dev/disk/by-path/*"};
     OpenFile d{"/dev/sdc", true};
     d.name = DiskName{DiskName::Kind::Canonical, "/dev/disk/by-id/wwn-0x5000c5000000000a"};
     d.names = {"/dev/sdc", "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:2:0"};
-    EXPECT_EQ(run(tracker.files_discovered("web-3", {d})).effects.size(), 1u);
+    EXPECT_EQ(run(tracker.files_discovered("web-3", {d})).sanlock_effects.size(), 1u);
 }
 
 TEST_F(Tracker, ARuleWithIdentityPathIsNamedAsWritten) {
@@ -972,8 +972,8 @@ TEST_F(Tracker, ARuleWithIdentityPathIsNamedAsWritten) {
     const Machine *m = devices.find("raw-1");
     ASSERT_EQ(m->disks.size(), 2u);
     EXPECT_EQ(m->disks[0].state, MachineDisk::State::Acquiring);
-    ASSERT_EQ(s.effects.size(), 1u);
-    EXPECT_EQ(std::get<AcquireEffect>(s.effects[0]).resource,
+    ASSERT_EQ(s.sanlock_effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(s.sanlock_effects[0]).resource,
               lease_resource_name("/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:3:0"));
     EXPECT_EQ(m->disks[1].state, MachineDisk::State::Unidentified);
     EXPECT_EQ(m->disks[1].error, "no id /dev/sdq");
@@ -1036,8 +1036,8 @@ TEST_F(Tracker, ARuleDiskThatCannotBeLookedUpIsUnprotectedAndLookedUpAgain) {
     RetryTimer next = second.retry_timers[0];
     flaky.broken = false;
     Step again = t.retry("db-1", next.disk, next.token);
-    ASSERT_EQ(again.effects.size(), 1u);
-    EXPECT_EQ(std::get<AcquireEffect>(again.effects[0]).resource, lease_resource_name("/dev/disk/by-path/lun-1"));
+    ASSERT_EQ(again.sanlock_effects.size(), 1u);
+    EXPECT_EQ(std::get<AcquireEffect>(again.sanlock_effects[0]).resource, lease_resource_name("/dev/disk/by-path/lun-1"));
 }
 
 TEST_F(Tracker, ADiscoveredDiskWithoutIdentityIsLookedAtAgainAtEveryScan) {
@@ -1135,7 +1135,7 @@ TEST_F(Tracker, ALeaseTakenByAnotherHostWhileTheMachineWasPausedMakesItStaleForG
         EXPECT_NE(t.disk, kLun);
     EXPECT_TRUE(m->stopped);
     EXPECT_FALSE(m->exposed);
-    EXPECT_TRUE(run(tracker.retry_failed()).effects.empty());
+    EXPECT_TRUE(run(tracker.retry_failed()).sanlock_effects.empty());
     EXPECT_EQ(reg.find(lun), nullptr) << "nothing took the stale disk's lease for it";
 
     // An admin's ResumeMachine is refused too.
@@ -1152,7 +1152,7 @@ TEST_F(Tracker, ASharedLeaseIsNotPinnedAnExclusiveOneIs) {
     reg.set_lockspace_state(LockspaceState::Joined);
     Step back = tracker.retry_failed();
     std::map<std::string, LeaseVersions> pins;
-    for (const auto &e : back.effects)
+    for (const auto &e : back.sanlock_effects)
         if (auto *a = std::get_if<AcquireEffect>(&e))
             pins[a->disk] = a->pins;
     ASSERT_EQ(pins.size(), 2u);
@@ -1193,7 +1193,7 @@ TEST_F(Tracker, ResumeMachineTakesBackWhatIsMissingAtItsVersionBeforeAnswering) 
     Step asked = tracker.resume(9, "db-1");
     EXPECT_EQ(reply_for(asked, 9), nullptr);
     size_t pinned = 0;
-    for (const auto &e : asked.effects)
+    for (const auto &e : asked.sanlock_effects)
         if (auto *a = std::get_if<AcquireEffect>(&e))
             pinned += a->pins.size();
     EXPECT_EQ(pinned, 1u);
@@ -1231,7 +1231,7 @@ TEST_F(Tracker, PinsAndPausesSurviveARestartOfTheAgent) {
     // its version, before the rules could ask without one.
     Step appeared = next.machine_appeared(vm("db-1"));
     bool pinned = false;
-    for (const auto &e : appeared.effects)
+    for (const auto &e : appeared.sanlock_effects)
         if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
             pinned = a->pins.count(lun) && a->pins.at(lun).lver == 1;
     EXPECT_TRUE(pinned);
@@ -1330,7 +1330,7 @@ TEST_F(Tracker, AReTakeAfterARestartIsPinnedToTheVersionTheStateFileRecorded) {
     next.load_saved(*saved);
     reg2.set_lockspace_state(LockspaceState::Joined);
     LeaseVersions pins;
-    for (const auto &e : next.machine_appeared(vm("db-1")).effects)
+    for (const auto &e : next.machine_appeared(vm("db-1")).sanlock_effects)
         if (auto *a = std::get_if<AcquireEffect>(&e); a && a->resource == lun)
             pins = a->pins;
     EXPECT_EQ(pins, (LeaseVersions{{lun, {1, 0}}}));
@@ -1341,7 +1341,7 @@ TEST_F(Tracker, AReTakeAfterARestartIsPinnedToTheVersionTheStateFileRecorded) {
     reg3.set_lockspace_state(LockspaceState::Joined);
     MachineInfo fresh = vm("db-1");
     fresh.leader = 777;
-    for (const auto &e : other.machine_appeared(fresh).effects) {
+    for (const auto &e : other.machine_appeared(fresh).sanlock_effects) {
         if (auto *a = std::get_if<AcquireEffect>(&e)) {
             EXPECT_TRUE(a->pins.empty()) << a->disk;
         }
