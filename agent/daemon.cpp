@@ -231,7 +231,7 @@ int Daemon::run() {
     effector_ = std::make_unique<SanlockEffector>(settings_, completions_, options_.sanlock_connections);
     signals_ = std::make_unique<SignalGate>(*bus_);
     resolver_ = std::make_unique<DiskResolver>(event_, completions_);
-    manager_ = std::make_unique<ManagerObject>(*bus_, *signals_, *this, VMLEASE_VERSION);
+    manager_ = std::make_unique<ManagerObject>(*bus_, *signals_, *this, *this, *resolver_, VMLEASE_VERSION);
     try {
         lockfailure_listener_ = std::make_unique<LockFailureListener>(
             event_, runtime_directory() + "/" + kLockFailureSocket, [this](LockFailureListener::Reply reply) {
@@ -369,44 +369,25 @@ void Daemon::release_owner(RequestId id, const std::string &owner) { apply(track
 void Daemon::resume(RequestId id, const std::string &owner) { apply(tracker_.resume(id, owner)); }
 
 void Daemon::inspect(RequestId id, const std::string &resource) {
-    effector_->inspect(resource, [this, id, resource](int rv, std::vector<LeaseOwner> owners, uint64_t version) {
-        manager_->answer_inspect(id, resource, rv, owners, version);
-    });
+    effector_->inspect(resource,
+                       [this, id, resource](InspectOutcome out) { apply(registry_.inspected(id, resource, out)); });
 }
 
 void Daemon::clean_up(RequestId id, bool dry_run) {
-    std::set<std::string> held;
-    for (const auto &[resource, lease] : registry_.leases()) {
-        held.insert(resource);
-        for (const auto &alias : alias_resources(lease))
-            held.insert(alias);  // held with it: never a candidate for removal
-    }
-    // A machine's disk it does not hold now (lost in a lock failure, to be
-    // taken back at its version): its lease file is kept, or taking it (a
-    // new version) or making it anew (versions from 0) would hide whether
-    // another host took it meanwhile.
-    for (const auto &[name, m] : tracker_.machines())
-        for (const auto &d : m.disks)
-            if (!d.resource.empty()) {
-                held.insert(d.resource);
-                for (const auto &alias : d.aliases)
-                    held.insert(lease_resource_name(alias));
-            }
-    effector_->clean_up(std::move(held), config_.cleanup_min_age, dry_run, [this, id, dry_run](CleanupResult result) {
-        for (const auto &path : result.removed)
-            log_message(dry_run ? LOG_DEBUG : LOG_NOTICE,
-                        (dry_run ? "would delete unused lease file " : "deleted unused lease file ") + path,
-                        {{"LEASE_FILE", path}, {"RESOURCE", path.substr(path.rfind('/') + 1)}},
-                        dry_run ? nullptr : message_id::kLeaseCleanup);
-        for (const auto &why : result.skipped)
-            log_debug("cleanup kept " + why);
-        for (const auto &error : result.errors)
-            log_error("cleanup: " + error);
-        manager_->answer_cleanup(id, result);
-    });
+    effector_->clean_up(tracker_.resources_in_use(), config_.cleanup_min_age, dry_run,
+                        [this, id, dry_run](CleanupResult result) {
+                            journal::cleanup(result, dry_run);
+                            apply(LeaseRegistry::cleaned_up(id, result));
+                        });
 }
 
-std::optional<ApiError> Daemon::reload() {
+void Daemon::reload(RequestId id) {
+    Step step;
+    step.replies.push_back({id, reload_config(), ""});
+    apply(std::move(step));
+}
+
+std::optional<ApiError> Daemon::reload_config() {
     Config next;
     SanlockSettings next_settings;
     try {
@@ -1294,7 +1275,7 @@ int Daemon::on_signal(sd_event_source *s, const struct signalfd_siginfo *si, voi
     auto *self = static_cast<Daemon *>(userdata);
     try {
         if (si->ssi_signo == SIGHUP) {
-            self->reload();
+            self->reload_config();
             return 0;
         }
         pid_t sender = static_cast<pid_t>(si->ssi_pid);

@@ -37,7 +37,7 @@ std::string runtime_directory();
 // ConfigError if a user or group does not exist on this host.
 SanlockSettings sanlock_settings_for(const Config &config);
 
-class Daemon final : public ManagerBackend, private MachinedClient::Handler {
+class Daemon final : public Requests, public StateView, private MachinedClient::Handler {
 public:
     // Loads the configuration; throws ConfigError on a bad file.
     explicit Daemon(DaemonOptions options);
@@ -47,7 +47,7 @@ public:
     // then the event loop until SIGTERM/SIGINT. Returns the exit status.
     int run();
 
-    // ManagerBackend
+    // Requests
     void acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
                  LeaseMode mode, const std::vector<std::string> &aliases) override;
     void release(RequestId id, const std::string &owner, const std::string &resource) override;
@@ -57,12 +57,12 @@ public:
                  uint32_t grace_seconds) override;
     void inspect(RequestId id, const std::string &resource) override;
     void clean_up(RequestId id, bool dry_run) override;
+    void reload(RequestId id) override;
+    // StateView
     std::vector<std::string> warnings() const override;
-    std::optional<ApiError> reload() override;
     const LeaseRegistry &registry() const override { return registry_; }
     const MachineTracker &tracker() const override { return tracker_; }
     const SanlockSettings &sanlock_settings() const override { return settings_; }
-    DiskResolver &disk_resolver() override { return *resolver_; }
 
 private:
     // MachinedClient::Handler
@@ -85,6 +85,8 @@ private:
     void arm_grace_timer();
     static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
+    // SIGHUP and Reload: the new configuration, or why the old one stays.
+    std::optional<ApiError> reload_config();
     void apply(Step step);
     void carry_out(const SanlockEffect &effect);
     void start_join();

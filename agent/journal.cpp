@@ -92,4 +92,16 @@ void lock_failure_released(const LockFailureChange &f, const std::string &locksp
                 message_id::kLockFailureAction);
 }
 
+void cleanup(const CleanupResult &result, bool dry_run) {
+    for (const auto &path : result.removed)
+        log_message(dry_run ? LOG_DEBUG : LOG_NOTICE,
+                    (dry_run ? "would delete unused lease file " : "deleted unused lease file ") + path,
+                    {{"LEASE_FILE", path}, {"RESOURCE", path.substr(path.rfind('/') + 1)}},
+                    dry_run ? nullptr : message_id::kLeaseCleanup);
+    for (const auto &why : result.skipped)
+        log_debug("cleanup kept " + why);
+    for (const auto &error : result.errors)
+        log_error("cleanup: " + error);
+}
+
 }  // namespace vmlease::journal

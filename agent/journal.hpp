@@ -25,4 +25,8 @@ void lock_failure_action(const LockFailureChange &failure, const std::string &er
 // its leases are released.
 void lock_failure_released(const LockFailureChange &failure, const std::string &lockspace);
 
+// What CleanupLeases removed (or, in a dry run, would remove), kept, and
+// could not handle.
+void cleanup(const CleanupResult &result, bool dry_run);
+
 }  // namespace vmlease::journal

@@ -14,12 +14,6 @@
 
 namespace vmlease {
 
-struct CleanupResult {
-    std::vector<std::string> removed;  // lease file paths (dry run: would be removed)
-    std::vector<std::string> skipped;  // "path: why", for the journal
-    std::vector<std::string> errors;   // "path: what went wrong"
-};
-
 // `held_here`: resources this agent holds (never touched). A dry run takes no
 // lease and deletes nothing: it lists files no host is recorded as owning.
 CleanupResult clean_up_lease_files(const SanlockSettings &s, const std::set<std::string> &held_here,

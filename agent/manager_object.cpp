@@ -56,10 +56,10 @@ void guarded(Result &result, const char *method, Body body) {
 
 // ---------------------------------------------------------------------------
 
-ManagerObject::ManagerObject(sdbus::IConnection &connection, SignalGate &gate, ManagerBackend &backend,
-                             std::string version)
-    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), backend_(backend),
-      authorizer_(connection, gate),
+ManagerObject::ManagerObject(sdbus::IConnection &connection, SignalGate &gate, Requests &requests,
+                             const StateView &state, DiskResolver &resolver, std::string version)
+    : AdaptorInterfaces(connection, kManagerPath), connection_(connection), requests_(requests), state_(state),
+      resolver_(resolver), authorizer_(connection, gate),
       version_(std::move(version)) {
     registerAdaptor();
 }
@@ -170,7 +170,7 @@ void ManagerObject::resolve_disks(RequestId id, const std::string &caller, bool 
                                   std::vector<std::string> paths, bool taking,
                                   std::function<void(const std::vector<DiskName> &disks)> go) {
     std::vector<std::string> asked = paths;
-    backend_.disk_resolver().resolve(
+    resolver_.resolve(
         caller, authorized, std::move(paths),
         [this, id, taking, asked = std::move(asked), go = std::move(go)](DiskResolver::Outcome outcome) {
             if (outcome.error)
@@ -215,7 +215,7 @@ void ManagerObject::AcquireDisk(sdbus::Result<sdbus::ObjectPath> &&result, std::
         authorize(id, "AcquireDisk", {{"owner", owner}, {"disk", path}},
                   [this, id, owner, path, mode = *parsed, from = caller()] {
                       resolve_disks(id, from, true, {path}, true, [this, id, owner, mode](const auto &disks) {
-                          backend_.acquire(id, owner, disks[0].value, lease_resource_name(disks[0].value), mode,
+                          requests_.acquire(id, owner, disks[0].value, lease_resource_name(disks[0].value), mode,
                                            disks[0].aliases);
                       });
                   });
@@ -240,11 +240,11 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
                           names.insert(names.end(), disks[0].aliases.begin(), disks[0].aliases.end());
                           names.push_back(path);
                           for (const auto &name : names)
-                              if (const Lease *held = backend_.registry().find(lease_resource_name(name));
+                              if (const Lease *held = state_.registry().find(lease_resource_name(name));
                                   held && std::find(held->owners.begin(), held->owners.end(), owner) != held->owners.end())
-                                  return backend_.release(id, owner, held->resource);
-                          if (backend_.registry().find(resource))
-                              return backend_.release(id, owner, resource);
+                                  return requests_.release(id, owner, held->resource);
+                          if (state_.registry().find(resource))
+                              return requests_.release(id, owner, resource);
                           // Nobody here holds it: what would be released is an
                           // orphan whose owner is unknown, which only an
                           // administrator decides (org.vmlease.manage).
@@ -253,7 +253,7 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
                                             [this, id, owner, resource](std::optional<ApiError> error) {
                                                 if (error)
                                                     return answer_error(id, *error);
-                                                dispatch(id, [&] { backend_.release(id, owner, resource); });
+                                                dispatch(id, [&] { requests_.release(id, owner, resource); });
                                             });
                       });
                   });
@@ -310,7 +310,7 @@ void ManagerObject::RegisterMachine(sdbus::Result<sdbus::ObjectPath> &&result, s
                                                                "disks " + quoted(rules[j].path) + " and " +
                                                                    quoted(rules[i].path) + " are the same disk"});
                           }
-                          backend_.reserve(id, owner, canonical, grace);
+                          requests_.reserve(id, owner, canonical, grace);
                       });
                   });
     });
@@ -320,7 +320,7 @@ void ManagerObject::ReleaseMachine(sdbus::Result<> &&result, std::string owner) 
     guarded(result, "ReleaseMachine", [&] {
         check_owner(owner);
         RequestId id = remember(std::move(result));
-        authorize(id, "ReleaseMachine", {{"owner", owner}}, [this, id, owner] { backend_.release_owner(id, owner); });
+        authorize(id, "ReleaseMachine", {{"owner", owner}}, [this, id, owner] { requests_.release_owner(id, owner); });
     });
 }
 
@@ -330,7 +330,7 @@ void ManagerObject::ResumeMachine(sdbus::Result<> &&result, std::string owner,
         check_owner(owner);
         reject_options(options, "ResumeMachine");
         RequestId id = remember(std::move(result));
-        authorize(id, "ResumeMachine", {{"owner", owner}}, [this, id, owner] { backend_.resume(id, owner); });
+        authorize(id, "ResumeMachine", {{"owner", owner}}, [this, id, owner] { requests_.resume(id, owner); });
     });
 }
 
@@ -340,7 +340,7 @@ ManagerObject::ListLeases() {
     if (list_cache_)
         return *list_cache_;
     auto &out = list_cache_.emplace();
-    for (const auto &[resource, lease] : backend_.registry().leases()) {
+    for (const auto &[resource, lease] : state_.registry().leases()) {
         sdbus::ObjectPath path(lease_object_path(resource));
         if (lease.owners.empty())
             out.emplace_back(lease.disk, resource, std::string(), to_string(lease.mode), to_string(lease.state), path);
@@ -353,7 +353,7 @@ ManagerObject::ListLeases() {
 std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath, bool>>
 ManagerObject::ListMachines() {
     std::vector<sdbus::Struct<std::string, std::string, uint32_t, uint32_t, sdbus::ObjectPath, bool>> out;
-    for (const auto &[name, m] : backend_.tracker().machines()) {
+    for (const auto &[name, m] : state_.tracker().machines()) {
         uint32_t held = 0;
         for (const auto &d : m.disks)
             held += d.state == MachineDisk::State::Held;
@@ -368,14 +368,14 @@ void ManagerObject::release_from_machine_object(sdbus::Result<> &&result, const 
     guarded(result, "Release", [&] {
         RequestId id = remember(std::move(result));
         authorize(
-            id, "Release", {{"owner", name}}, [this, id, name] { backend_.release_owner(id, name); },
+            id, "Release", {{"owner", name}}, [this, id, name] { requests_.release_owner(id, name); },
             "org.vmlease.Machine", &message);
     });
 }
 
 void ManagerObject::sync_machine_objects(const MachineChange &change) {
     auto it = machine_objects_.find(change.machine);
-    const Machine *m = backend_.tracker().find(change.machine);
+    const Machine *m = state_.tracker().find(change.machine);
     if (change.kind == MachineChange::Kind::Removed || !m) {
         if (it != machine_objects_.end())
             machine_objects_.erase(it);
@@ -409,7 +409,7 @@ void ManagerObject::InspectDisk(InspectResult &&result, std::string disk) {
         inspections_per_caller_[from]++;
         authorize(id, "InspectDisk", {{"disk", path}}, [this, id, path, from] {
             resolve_disks(id, from, false, {path}, false,
-                          [this, id](const auto &disks) { backend_.inspect(id, lease_resource_name(disks[0].value)); });
+                          [this, id](const auto &disks) { requests_.inspect(id, lease_resource_name(disks[0].value)); });
         });
     });
 }
@@ -448,72 +448,18 @@ void ManagerObject::done_inspecting(RequestId id) {
     inspecting_.erase(it);
 }
 
-void ManagerObject::answer_inspect(RequestId id, const std::string &resource, int rv,
-                                   const std::vector<LeaseOwner> &owners, uint64_t version) {
-    done_inspecting(id);
-    auto it = pending_.find(id);
-    if (it == pending_.end())
-        return;
-    auto *result = std::get_if<InspectResult>(&it->second);
-    std::string file = lease_file_path(backend_.sanlock_settings(), resource);
-    if (result && rv == -ENOENT) {
-        result->returnError(to_dbus({ErrorKind::NoSuchLease, "no lease file " + file + " exists for that disk"}));
-    } else if (result && rv < 0) {
-        result->returnError(
-            to_dbus({ErrorKind::SanlockFailure, "cannot read the owners of " + file + ": " + sanlock_strerror(rv)}));
-    } else if (result) {
-        std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>> out;
-        for (const auto &o : owners) {
-            bool here = o.host_id == backend_.sanlock_settings().host_id;
-            // sanlock rates other hosts by watching their delta leases, not
-            // itself: while our lockspace is joined, this host is live.
-            std::string state = o.host_state;
-            if (here && state == "unknown" && backend_.registry().lockspace_state() == LockspaceState::Joined)
-                state = "live";
-            out.emplace_back(o.host_id, o.generation, state, here ? "this host" : "other host");
-        }
-        result->returnResults(resource, file, out, version);
-    }
-    pending_.erase(it);
-}
-
 void ManagerObject::CleanupLeases(sdbus::Result<std::vector<std::string>> &&result, bool dry_run) {
     guarded(result, "CleanupLeases", [&] {
         RequestId id = remember(std::move(result));
         authorize(id, "CleanupLeases", {{"dry_run", dry_run ? "true" : "false"}},
-                  [this, id, dry_run] { backend_.clean_up(id, dry_run); });
-    });
-}
-
-// Honest about partial success: if any file could not be handled the call
-// fails, and the error says what was removed all the same.
-void ManagerObject::answer_cleanup(RequestId id, const CleanupResult &result) {
-    if (!result.errors.empty()) {
-        std::string message = "could not clean up " + std::to_string(result.errors.size()) + " lease file(s): ";
-        for (size_t i = 0; i < result.errors.size() && i < 5; i++)
-            message += (i ? "; " : "") + result.errors[i];
-        message += "; removed " + std::to_string(result.removed.size()) + " other(s)";
-        return answer_error(id, {ErrorKind::Failed, message});
-    }
-    dispatch(id, [&] {
-        auto it = pending_.find(id);
-        if (auto *r = it == pending_.end() ? nullptr : std::get_if<sdbus::Result<std::vector<std::string>>>(&it->second))
-            r->returnResults(result.removed);
-        pending_.erase(id);
+                  [this, id, dry_run] { requests_.clean_up(id, dry_run); });
     });
 }
 
 void ManagerObject::Reload(sdbus::Result<> &&result) {
     guarded(result, "Reload", [&] {
         RequestId id = remember(std::move(result));
-        authorize(id, "Reload", {}, [this, id] {
-            if (auto err = backend_.reload())
-                return answer_error(id, *err);
-            auto it = pending_.find(id);
-            if (auto *r = it == pending_.end() ? nullptr : std::get_if<sdbus::Result<>>(&it->second))
-                r->returnResults();
-            pending_.erase(id);
-        });
+        authorize(id, "Reload", {}, [this, id] { requests_.reload(id); });
     });
 }
 
@@ -530,7 +476,7 @@ void ManagerObject::sync_lease_objects(const LeaseChange &change) {
     if (it == lease_objects_.end())
         lease_objects_.emplace(lease.resource, std::make_unique<LeaseObject>(
                                                    connection_, lease,
-                                                   lease_file_path(backend_.sanlock_settings(), lease.resource)));
+                                                   lease_file_path(state_.sanlock_settings(), lease.resource)));
     else
         it->second->update(lease);
 }
@@ -567,6 +513,7 @@ void ManagerObject::publish(const Step &step) {
     for (const auto &change : step.machine_changes)
         emit_safely("machine object change", [&] { sync_machine_objects(change); });
     for (const auto &reply : step.replies) {
+        done_inspecting(reply.request);
         auto it = pending_.find(reply.request);
         if (it == pending_.end())
             continue;
@@ -580,6 +527,14 @@ void ManagerObject::publish(const Step &step) {
                                                                                  : machine_object_path(reply.machine)));
                 } else if constexpr (std::is_same_v<R, sdbus::Result<>>) {
                     result.returnResults();
+                } else if constexpr (std::is_same_v<R, InspectResult>) {
+                    std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>> holders;
+                    const Inspection &in = reply.inspection.value();
+                    for (const auto &h : in.holders)
+                        holders.emplace_back(h.host_id, h.generation, h.state, h.this_host ? "this host" : "other host");
+                    result.returnResults(reply.resource, in.lease_file, holders, in.version);
+                } else if constexpr (std::is_same_v<R, sdbus::Result<std::vector<std::string>>>) {
+                    result.returnResults(reply.removed);
                 }
             },
             it->second); });
@@ -604,7 +559,7 @@ void ManagerObject::publish(const Step &step) {
         emit_safely("MachineResumed", [&] { emitMachineResumed(r.machine, r.reason); });
     for (const auto &f : step.lock_failures)
         emit_safely("LockFailure",
-                    [&] { emitLockFailure(f.owner, backend_.sanlock_settings().lockspace, f.action); });
+                    [&] { emitLockFailure(f.owner, state_.sanlock_settings().lockspace, f.action); });
     emit_safely("PropertiesChanged", [&] { emit_property_changes(step.lockspace_state_changed); });
 }
 

@@ -37,10 +37,12 @@ using names::kManagerPath;
 inline constexpr size_t kMaxInspectionsPerCaller = 4;
 inline constexpr size_t kMaxInspections = 32;
 
-// What the D-Bus layer needs from the rest of the daemon.
-class ManagerBackend {
+// What the D-Bus layer asks of the daemon, once a call is parsed and its
+// caller authorized. Every request is answered by a Reply with its id in a
+// Step the daemon publishes (ManagerObject::publish), never directly.
+class Requests {
 public:
-    virtual ~ManagerBackend() = default;
+    virtual ~Requests() = default;
     virtual void acquire(RequestId id, const std::string &owner, const std::string &disk, const std::string &resource,
                          LeaseMode mode, const std::vector<std::string> &aliases) = 0;
     virtual void release(RequestId id, const std::string &owner, const std::string &resource) = 0;
@@ -50,10 +52,14 @@ public:
                          uint32_t grace_seconds) = 0;
     virtual void inspect(RequestId id, const std::string &resource) = 0;
     virtual void clean_up(RequestId id, bool dry_run) = 0;
+    virtual void reload(RequestId id) = 0;
+};
+
+// What the D-Bus layer reads to answer properties and listings.
+class StateView {
+public:
+    virtual ~StateView() = default;
     virtual std::vector<std::string> warnings() const = 0;
-    virtual DiskResolver &disk_resolver() = 0;
-    // Returns an error to answer, or nullopt when the new configuration is in force.
-    virtual std::optional<ApiError> reload() = 0;
     virtual const LeaseRegistry &registry() const = 0;
     virtual const MachineTracker &tracker() const = 0;
     virtual const SanlockSettings &sanlock_settings() const = 0;
@@ -62,14 +68,12 @@ public:
 class ManagerObject final : public sdbus::AdaptorInterfaces<org::vmlease::Manager_adaptor, sdbus::ObjectManager_adaptor,
                                                             sdbus::Properties_adaptor> {
 public:
-    ManagerObject(sdbus::IConnection &connection, SignalGate &gate, ManagerBackend &backend, std::string version);
+    ManagerObject(sdbus::IConnection &connection, SignalGate &gate, Requests &requests, const StateView &state,
+                  DiskResolver &resolver, std::string version);
     ~ManagerObject();
 
     // Turn a registry Step's replies and changes into D-Bus traffic.
     void publish(const Step &step);
-    void answer_inspect(RequestId id, const std::string &resource, int rv, const std::vector<LeaseOwner> &owners,
-                        uint64_t version);
-    void answer_cleanup(RequestId id, const CleanupResult &result);
     // DeviceAdded / DeviceRemoved.
     void device_changed(const DeviceEvent &event);
 
@@ -99,13 +103,13 @@ private:
     void Reload(sdbus::Result<> &&result) override;
 
     std::string Version() override { return version_; }
-    uint32_t HostId() override { return backend_.sanlock_settings().host_id; }
-    std::string Lockspace() override { return backend_.sanlock_settings().lockspace; }
-    std::string LeaseDirectory() override { return backend_.sanlock_settings().lease_dir; }
-    std::string LockspaceState() override { return to_string(backend_.registry().lockspace_state()); }
-    uint32_t LeaseCount() override { return static_cast<uint32_t>(backend_.registry().leases().size()); }
-    std::vector<std::string> Warnings() override { return backend_.warnings(); }
-    uint32_t MachineCount() override { return static_cast<uint32_t>(backend_.tracker().machines().size()); }
+    uint32_t HostId() override { return state_.sanlock_settings().host_id; }
+    std::string Lockspace() override { return state_.sanlock_settings().lockspace; }
+    std::string LeaseDirectory() override { return state_.sanlock_settings().lease_dir; }
+    std::string LockspaceState() override { return to_string(state_.registry().lockspace_state()); }
+    uint32_t LeaseCount() override { return static_cast<uint32_t>(state_.registry().leases().size()); }
+    std::vector<std::string> Warnings() override { return state_.warnings(); }
+    uint32_t MachineCount() override { return static_cast<uint32_t>(state_.tracker().machines().size()); }
 
     using InspectResult = sdbus::Result<std::string, std::string,
                                         std::vector<sdbus::Struct<uint64_t, uint64_t, std::string, std::string>>, uint64_t>;
@@ -136,7 +140,9 @@ private:
     void emit_property_changes(bool lockspace_changed);
 
     sdbus::IConnection &connection_;
-    ManagerBackend &backend_;
+    Requests &requests_;
+    const StateView &state_;
+    DiskResolver &resolver_;
     PolkitAuthorizer authorizer_;
     std::string version_;
     RequestId next_request_ = 1;

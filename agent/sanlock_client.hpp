@@ -3,6 +3,8 @@
 // on effector worker threads, never on the event loop.
 #pragma once
 
+#include "core/step.hpp"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -135,13 +137,6 @@ int keep_lockspace_for_orphans(const SanlockSettings &s);
 // Whether process `pid` (a registered sanlock client, e.g. a VM under
 // libvirt's sanlock plugin) holds `resource` in our lockspace.
 bool process_holds(const SanlockSettings &s, uint32_t pid, const std::string &resource);
-
-struct LeaseOwner {
-    uint64_t host_id = 0;
-    uint64_t generation = 0;
-    uint64_t timestamp = 0;
-    std::string host_state;  // live|dead|fail|unknown|free
-};
 
 // Read a lease's owners straight from its file on the shared storage, and
 // how sanlock on this host sees each owner's host.

@@ -258,13 +258,14 @@ void SanlockEffector::retire_holder(pid_t holder, std::function<void(pid_t)> don
     });
 }
 
-void SanlockEffector::inspect(const std::string &resource,
-                              std::function<void(int, std::vector<LeaseOwner>, uint64_t)> done) {
+void SanlockEffector::inspect(const std::string &resource, std::function<void(InspectOutcome)> done) {
     inspector_.submit([s = settings_, post = post_, resource, done = std::move(done)]() mutable {
-        std::vector<LeaseOwner> owners;
-        uint64_t version = 0;
-        int rv = read_lease_owners(s, resource, owners, &version);
-        post([done = std::move(done), rv, owners = std::move(owners), version] { done(rv, owners, version); });
+        InspectOutcome out;
+        out.lease_file = lease_file_path(s, resource);
+        out.rv = read_lease_owners(s, resource, out.owners, &out.version);
+        if (out.rv < 0)
+            out.detail = sanlock_strerror(out.rv);
+        post([done = std::move(done), out = std::move(out)] { done(out); });
     });
 }
 

@@ -51,8 +51,7 @@ public:
     void ensure_holder(std::function<void(HolderOutcome)> done);
     // After the releases already queued, every connection registers anew.
     void reconnect_all();
-    void inspect(const std::string &resource,
-                 std::function<void(int rv, std::vector<LeaseOwner>, uint64_t version)> done);
+    void inspect(const std::string &resource, std::function<void(InspectOutcome)> done);
     void clean_up(std::set<std::string> held_here, uint32_t min_age_seconds, bool dry_run,
                   std::function<void(CleanupResult)> done);
 

@@ -646,6 +646,48 @@ std::vector<SavedLease> LeaseRegistry::saved_leases() const {
     return out;
 }
 
+Step LeaseRegistry::inspected(RequestId id, const std::string &resource, const InspectOutcome &out) const {
+    Step step;
+    if (out.rv == -ENOENT) {
+        step.replies.push_back(
+            {id, ApiError{ErrorKind::NoSuchLease, "no lease file " + out.lease_file + " exists for that disk"}, resource});
+        return step;
+    }
+    if (out.rv < 0) {
+        step.replies.push_back({id,
+                                ApiError{ErrorKind::SanlockFailure,
+                                         "cannot read the owners of " + out.lease_file + ": " + out.detail},
+                                resource});
+        return step;
+    }
+    Inspection inspection{out.lease_file, {}, out.version};
+    for (const auto &o : out.owners) {
+        bool here = o.host_id == host_id_;
+        std::string state = o.host_state;
+        if (here && state == "unknown" && lockspace_state_ == LockspaceState::Joined)
+            state = "live";
+        inspection.holders.push_back({o.host_id, o.generation, state, here});
+    }
+    step.replies.push_back({id, std::nullopt, resource});
+    step.replies.back().inspection = std::move(inspection);
+    return step;
+}
+
+Step LeaseRegistry::cleaned_up(RequestId id, const CleanupResult &result) {
+    Step step;
+    if (!result.errors.empty()) {
+        std::string message = "could not clean up " + std::to_string(result.errors.size()) + " lease file(s): ";
+        for (size_t i = 0; i < result.errors.size() && i < 5; i++)
+            message += (i ? "; " : "") + result.errors[i];
+        message += "; removed " + std::to_string(result.removed.size()) + " other(s)";
+        step.replies.push_back({id, ApiError{ErrorKind::Failed, message}, ""});
+        return step;
+    }
+    step.replies.push_back({id, std::nullopt, ""});
+    step.replies.back().removed = result.removed;
+    return step;
+}
+
 Step LeaseRegistry::set_lockspace_state(LockspaceState state) {
     Step step;
     if (state == lockspace_state_)

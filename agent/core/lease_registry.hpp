@@ -67,6 +67,14 @@ public:
 
     Step set_lockspace_state(LockspaceState state);
 
+    // InspectDisk's and CleanupLeases' outcomes become their replies.
+    // sanlock rates other hosts by watching their delta leases, not itself:
+    // while the lockspace is joined, this host counts as live.
+    Step inspected(RequestId id, const std::string &resource, const InspectOutcome &outcome) const;
+    // Honest about partial success: if any file could not be handled the
+    // call fails, and the error says what was removed all the same.
+    static Step cleaned_up(RequestId id, const CleanupResult &result);
+
     // After a restart: an orphan sanlock still holds for this host that no
     // owner wants any more is given back. Nothing is announced (nobody was
     // told it was held); an acquire for it meanwhile waits for the release.

@@ -1217,6 +1217,23 @@ Step MachineTracker::restore_after_failure(const SavedState &saved, const std::s
     return finish(std::move(step));
 }
 
+std::set<std::string> MachineTracker::resources_in_use() const {
+    std::set<std::string> held;
+    for (const auto &[resource, lease] : leases_.leases()) {
+        held.insert(resource);
+        for (const auto &alias : alias_resources(lease))
+            held.insert(alias);
+    }
+    for (const auto &[name, m] : machines_)
+        for (const auto &d : m.disks)
+            if (!d.resource.empty()) {
+                held.insert(d.resource);
+                for (const auto &alias : d.aliases)
+                    held.insert(lease_resource_name(alias));
+            }
+    return held;
+}
+
 SavedState MachineTracker::snapshot(const std::map<std::string, uint64_t> &reserved_until, uint64_t now) const {
     SavedState state;
     state.leases = leases_.saved_leases();

@@ -219,6 +219,12 @@ public:
     // What to remember for restore(): every lease sanlock may hold for us
     // and who its owners are. `reserved_until`: CLOCK_REALTIME seconds at
     // which each waiting reservation expires; `now` for those not yet timed.
+    // Every lease CleanupLeases must leave alone: the leases held here with
+    // their aliases, and each machine's disks whether held now or not (a
+    // disk lost in a lock failure is taken back at its version: its lease
+    // file is kept, or taking it anew, versions from 0, would hide whether
+    // another host took it meanwhile).
+    std::set<std::string> resources_in_use() const;
     SavedState snapshot(const std::map<std::string, uint64_t> &reserved_until, uint64_t now) const;
     // A block device appeared (udev): disks rules name that were waiting for
     // a device are named again, and taken if they now resolve.

@@ -82,12 +82,27 @@ ReleaseEffect release_effect(const Lease &lease, bool orphan = false);
 using SanlockEffect = std::variant<AcquireEffect, ReleaseEffect>;
 
 // --- replies to callers ---------------------------------------------------
+// InspectDisk's answer: the lease file's holders, as this host rates them.
+struct Inspection {
+    struct Holder {
+        uint64_t host_id = 0;
+        uint64_t generation = 0;
+        std::string state;  // live|dead|fail|unknown|free
+        bool this_host = false;
+    };
+    std::string lease_file;
+    std::vector<Holder> holders;
+    uint64_t version = 0;
+};
+
 struct Reply {
     RequestId request;
     std::optional<ApiError> error;  // nullopt: success
     std::string resource;           // the lease the reply is about (AcquireDisk returns its object)
     std::vector<uint64_t> holders = {};  // LeaseHeld: the host ids holding it
     std::string machine = {};            // RegisterMachine: the machine the reply is about
+    std::optional<Inspection> inspection = {};  // InspectDisk
+    std::vector<std::string> removed = {};      // CleanupLeases: the lease files removed
 };
 
 // Requests the core makes on its own behalf (for machines) carry ids with
@@ -207,6 +222,31 @@ struct Step {
     void append(Step &&other);
     // Nothing to do and nothing to tell.
     bool empty() const;
+};
+
+// A lease's holder as sanlock reads it from the lease file, with how
+// sanlock on this host rates that holder's host.
+struct LeaseOwner {
+    uint64_t host_id = 0;
+    uint64_t generation = 0;
+    uint64_t timestamp = 0;
+    std::string host_state;  // live|dead|fail|unknown|free
+};
+
+// What reading a lease file for InspectDisk gave.
+struct InspectOutcome {
+    int rv = 0;              // 0, -ENOENT (no lease file) or another failure
+    std::string detail;      // a failure in words
+    std::string lease_file;  // the file read
+    std::vector<LeaseOwner> owners;
+    uint64_t version = 0;
+};
+
+// What CleanupLeases did (or, in a dry run, would do).
+struct CleanupResult {
+    std::vector<std::string> removed;  // lease file paths (dry run: would be removed)
+    std::vector<std::string> skipped;  // "path: why", for the journal
+    std::vector<std::string> errors;   // "path: what went wrong"
 };
 
 // What sanlock said about an acquire or release.
