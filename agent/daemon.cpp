@@ -305,24 +305,7 @@ void Daemon::acquire(RequestId id, const std::string &owner, const std::string &
 }
 
 void Daemon::release(RequestId id, const std::string &owner, const std::string &resource) {
-    // Not reconciled yet (or machined could not be asked): the state file
-    // says whose it is, and it goes back to that owner, not to a caller.
-    if (!registry_.find(resource) && to_restore_)
-        for (const auto &l : to_restore_->leases)
-            if (l.resource == resource) {
-                std::string owners = join_owners(l.owners);
-                Step step;
-                step.replies.push_back({id,
-                                        ApiError{ErrorKind::LeaseHeld,
-                                                 "disk " + l.disk + " is held on this host for " +
-                                                     (owners.empty() ? std::string("nobody known") : owners) +
-                                                     " from before vmleased restarted; it is given back to them once "
-                                                     "systemd-machined has been asked"},
-                                        resource,
-                                        {settings_.host_id}});
-                return apply(std::move(step));
-            }
-    apply(tracker_.release_disk(id, owner, resource));
+    apply(tracker_.release_disk(id, owner, resource, to_restore_ ? &*to_restore_ : nullptr));
 }
 
 void Daemon::reserve(RequestId id, const std::string &owner, const std::vector<DiskRule> &disks,
@@ -708,13 +691,8 @@ void Daemon::machines_listed(bool ok, const std::vector<std::string> &names) {
     if (ok) {
         tracker_.forget_saved(names);  // pins and pauses of machines that ended while we were away
         // Reconcile: machines that ended while machined (or we) looked away.
-        std::vector<std::string> gone;
-        for (const auto &[name, m] : tracker_.machines())
-            if (!m.reserved && std::find(names.begin(), names.end(), name) == names.end())
-                gone.push_back(name);
-        std::string ended;
-        for (const auto &name : gone)
-            ended += (ended.empty() ? "" : ", ") + name;
+        std::vector<std::string> gone = tracker_.not_listed(names);
+        std::string ended = join_owners(gone);
         log_info("systemd-machined listed " + std::to_string(names.size()) + " machine(s)" +
                  (ended.empty() ? "" : "; ended meanwhile: " + ended));
         for (const auto &name : gone)
@@ -741,11 +719,7 @@ void Daemon::device_changed(const DeviceEvent &event) {
         apply(tracker_.device_appeared());
         return;
     }
-    // Held under its identity, or (taken before an upgrade) under its by-path name.
-    std::string resource = lease_resource_name(event.identity.empty() ? event.name : event.identity);
-    const Lease *lease = registry_.find(resource);
-    if (!lease && (lease = registry_.find(lease_resource_name(event.name))))
-        resource = lease->resource;
+    const Lease *lease = registry_.find_device(event.name, event.identity);
     if (!lease) {
         log_message(LOG_DEBUG, "block device " + event.name + " went away", {{"DISK", event.name}},
                     message_id::kDeviceRemoved);
@@ -753,12 +727,10 @@ void Daemon::device_changed(const DeviceEvent &event) {
     }
     // The lease lives in the shared lease directory, not on the device: it
     // stays held, so no other host can take the disk when the LUN comes back.
-    std::string owners;
-    for (const auto &o : lease->owners)
-        owners += (owners.empty() ? "" : ",") + o;
+    std::string owners = join_owners(lease->owners, ",");
     log_message(LOG_WARNING,
                 "block device " + event.name + " went away while leased by " + owners + "; the lease stays held",
-                {{"DISK", event.name}, {"RESOURCE", resource}, {"OWNER", owners}}, message_id::kDeviceRemoved);
+                {{"DISK", event.name}, {"RESOURCE", lease->resource}, {"OWNER", owners}}, message_id::kDeviceRemoved);
 }
 
 void Daemon::scan_machine(const std::string &name) {
@@ -904,10 +876,9 @@ void Daemon::join_finished(SanlockEffector::JoinOutcome out) {
     join_failures_++;
     last_join_error_ = detail.empty() ? sanlock_strerror(rv) : detail;
     // Logged once per distinct error, not once per retry.
-    static std::string last_logged;
-    if (last_logged != last_join_error_) {
+    if (logged_join_error_ != last_join_error_) {
         log_error(last_join_error_, {{"LOCKSPACE", settings_.lockspace}});
-        last_logged = last_join_error_;
+        logged_join_error_ = last_join_error_;
     }
     apply(registry_.set_lockspace_state(LockspaceState::Failed));
     schedule_rejoin();
@@ -917,7 +888,7 @@ void Daemon::schedule_rejoin() {
     int enabled = SD_EVENT_OFF;
     if (sd_event_source_get_enabled(rejoin_timer_, &enabled) >= 0 && enabled != SD_EVENT_OFF)
         return;  // already scheduled
-    uint64_t delay = std::min<uint64_t>(30, 1ull << std::min(join_failures_, 5u)) * 1000000;
+    uint64_t delay = uint64_t(rejoin_delay_seconds(join_failures_)) * 1000000;
     sd_event_source_set_time_relative(rejoin_timer_, delay);
     sd_event_source_set_enabled(rejoin_timer_, SD_EVENT_ONESHOT);
 }

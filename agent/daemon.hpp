@@ -170,6 +170,7 @@ private:
     unsigned join_failures_ = 0;
     uint64_t last_lock_failure_log_ = 0;
     std::string last_join_error_;
+    std::string logged_join_error_;  // the last one the journal has
     std::vector<std::string> warnings_;
     bool holder_running_ = false;
     pid_t holder_pid_ = 0;

@@ -646,6 +646,12 @@ std::vector<SavedLease> LeaseRegistry::saved_leases() const {
     return out;
 }
 
+const Lease *LeaseRegistry::find_device(const std::string &name, const std::string &identity) const {
+    if (const Lease *lease = find(lease_resource_name(identity.empty() ? name : identity)))
+        return lease;
+    return find(lease_resource_name(name));
+}
+
 Step LeaseRegistry::inspected(RequestId id, const std::string &resource, const InspectOutcome &out) const {
     Step step;
     if (out.rv == -ENOENT) {

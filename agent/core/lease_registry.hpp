@@ -10,6 +10,7 @@
 #include "saved_state.hpp"
 #include "step.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -27,6 +28,12 @@ const char *to_string(LockspaceState s);
 inline constexpr size_t kMaxLeases = 20000;
 // Aliases taken with one lease: sanlock takes at most 8 resources per call.
 inline constexpr size_t kMaxAliases = 4;
+
+// How long to wait before joining the lockspace again after `failures`
+// failed joins in a row: 1, 2, 4 ... 30 seconds.
+inline unsigned rejoin_delay_seconds(unsigned failures) {
+    return failures >= 5 ? 30u : std::min(30u, 1u << failures);
+}
 
 class LeaseRegistry {
 public:
@@ -93,6 +100,10 @@ public:
     // Everyone holding at least one lease, sorted.
     std::set<std::string> owners() const;
     const Lease *find(const std::string &resource) const;
+    // The lease of a block device by its name (/dev/disk/by-path/...) and
+    // identity (empty if it has none): held under its identity, or, taken
+    // before an upgrade, under its name. Null if none is held here.
+    const Lease *find_device(const std::string &name, const std::string &identity) const;
     // The version this host last took `resource` at (any acquire that
     // succeeded, given back at once or not); 0 if none since the start.
     LeaseVersion last_taken(const std::string &resource) const;

@@ -2,6 +2,7 @@
 
 #include "disk_path.hpp"
 #include "lock_failure_effect.hpp"
+#include "owner_name.hpp"
 
 #include <fnmatch.h>
 
@@ -884,6 +885,14 @@ void MachineTracker::load_saved(const SavedState &saved) {
         saved_paused_[p.owner] = p;
 }
 
+std::vector<std::string> MachineTracker::not_listed(const std::vector<std::string> &listed) const {
+    std::vector<std::string> gone;
+    for (const auto &[name, m] : machines_)
+        if (!m.reserved && std::find(listed.begin(), listed.end(), name) == listed.end())
+            gone.push_back(name);
+    return gone;
+}
+
 void MachineTracker::forget_saved(const std::vector<std::string> &listed) {
     auto gone = [&](const std::string &owner) {
         return std::find(listed.begin(), listed.end(), owner) == listed.end();
@@ -1012,8 +1021,24 @@ Step MachineTracker::release_leases(RequestId id, const std::string &owner) {
     return finish(std::move(step));
 }
 
-Step MachineTracker::release_disk(RequestId id, const std::string &owner, const std::string &resource) {
+Step MachineTracker::release_disk(RequestId id, const std::string &owner, const std::string &resource,
+                                  const SavedState *not_reconciled) {
     bool known = leases_.find(resource) != nullptr;
+    if (!known && not_reconciled)
+        for (const auto &l : not_reconciled->leases)
+            if (l.resource == resource) {
+                std::string owners = join_owners(l.owners);
+                Step step;
+                step.replies.push_back({id,
+                                        ApiError{ErrorKind::LeaseHeld,
+                                                 "disk " + l.disk + " is held on this host for " +
+                                                     (owners.empty() ? std::string("nobody known") : owners) +
+                                                     " from before vmleased restarted; it is given back to them once "
+                                                     "systemd-machined has been asked"},
+                                        resource,
+                                        {leases_.host_id()}});
+                return step;
+            }
     Step step = leases_.release(id, owner, resource);
     auto it = machines_.find(owner);
     if (it == machines_.end() || !known)

@@ -158,6 +158,9 @@ public:
 
     Step machine_appeared(const MachineInfo &info);
     Step machine_gone(std::string name);  // by value: it erases the machine the name may belong to
+    // The running machines (not reservations) machined's listing does not
+    // name: they ended while machined, or this agent, looked away.
+    std::vector<std::string> not_listed(const std::vector<std::string> &listed) const;
     // What a scan found open in the machine's processes right now.
     Step files_discovered(const std::string &name, const std::vector<OpenFile> &files,
                           const ResolvedPatterns &resolved = {});
@@ -168,8 +171,12 @@ public:
     // keeps running, its disks marked released.
     Step release_leases(RequestId id, const std::string &owner);
     // ReleaseDisk: one lease; if it is a machine's disk, it stays released
-    // (no retry) until the machine ends.
-    Step release_disk(RequestId id, const std::string &owner, const std::string &resource);
+    // (no retry) until the machine ends. `not_reconciled`: what the state
+    // file says was held before a restart and is not given back to its
+    // owners yet (machined not asked): a lease it names goes back to them,
+    // never to a caller, and the call is refused.
+    Step release_disk(RequestId id, const std::string &owner, const std::string &resource,
+                      const SavedState *not_reconciled = nullptr);
     // RegisterMachine: take every disk (mode none: no lease) before the VM
     // starts, all or nothing; the reply to `id` names the machine. Bound to
     // the machine of that name when machined registers it; released after
