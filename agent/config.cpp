@@ -5,6 +5,7 @@
 // "yes", "0x10" and quoted numbers all convert) and lose the position of the
 // offending node.
 #include "config.hpp"
+#include "core/spellings.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -22,73 +23,9 @@
 
 namespace vmlease {
 
+using namespace spellings;
+
 namespace {
-
-// ---------------------------------------------------------------------------
-// Enum spellings: one table per enum serves to_string, *_from_string and the
-// "expected one of ..." error text, so the three can never disagree.
-
-template <class E>
-struct Spelling {
-    E value;
-    const char *name;
-};
-
-constexpr std::array<Spelling<LeaseMode>, 3> kLeaseModes{{
-    {LeaseMode::Exclusive, "exclusive"},
-    {LeaseMode::Shared, "shared"},
-    {LeaseMode::None, "none"},
-}};
-
-// A rule disk's `identity`: true for "path" (DiskRule::identity_is_path).
-constexpr std::array<Spelling<bool>, 2> kIdentities{{
-    {false, "auto"},
-    {true, "path"},
-}};
-
-constexpr std::array<Spelling<ConflictAction>, 3> kConflictActions{{
-    {ConflictAction::Terminate, "terminate"},
-    {ConflictAction::Warn, "warn"},
-    {ConflictAction::Pause, "pause"},
-}};
-
-constexpr std::array<Spelling<UnprotectedAction>, 3> kUnprotectedActions{{
-    {UnprotectedAction::Terminate, "terminate"},
-    {UnprotectedAction::Pause, "pause"},
-    {UnprotectedAction::Warn, "warn"},
-}};
-
-constexpr std::array<Spelling<LockFailureAction>, 5> kLockFailureActions{{
-    {LockFailureAction::Poweroff, "poweroff"},
-    {LockFailureAction::Terminate, "terminate"},
-    {LockFailureAction::Pause, "pause"},
-    {LockFailureAction::Ignore, "ignore"},
-    {LockFailureAction::Restart, "restart"},
-}};
-
-template <class E, std::size_t N>
-const char *name_of(const std::array<Spelling<E>, N> &table, E value) {
-    for (const auto &s : table)
-        if (s.value == value) return s.name;
-    return "unknown";  // only reachable for a value cast from an int
-}
-
-template <class E, std::size_t N>
-std::optional<E> value_of(const std::array<Spelling<E>, N> &table, const std::string &name) {
-    for (const auto &s : table)
-        if (name == s.name) return s.value;
-    return std::nullopt;
-}
-
-template <class E, std::size_t N>
-std::string choices_of(const std::array<Spelling<E>, N> &table) {
-    std::string out;
-    for (const auto &s : table) {
-        if (!out.empty()) out += ", ";
-        out += s.name;
-    }
-    return out;
-}
 
 // ---------------------------------------------------------------------------
 // Small text helpers.
@@ -574,24 +511,6 @@ std::vector<std::string> dropin_paths(const std::string &main_path) {
 }
 
 }  // namespace
-
-const char *to_string(LeaseMode m) { return name_of(kLeaseModes, m); }
-const char *to_string(ConflictAction a) { return name_of(kConflictActions, a); }
-const char *to_string(LockFailureAction a) { return name_of(kLockFailureActions, a); }
-
-std::optional<LeaseMode> lease_mode_from_string(const std::string &s) { return value_of(kLeaseModes, s); }
-
-const char *to_string(UnprotectedAction a) { return name_of(kUnprotectedActions, a); }
-std::optional<UnprotectedAction> unprotected_action_from_string(const std::string &s) {
-    return value_of(kUnprotectedActions, s);
-}
-std::optional<ConflictAction> conflict_action_from_string(const std::string &s) {
-    return value_of(kConflictActions, s);
-}
-
-std::optional<LockFailureAction> lock_failure_action_from_string(const std::string &s) {
-    return value_of(kLockFailureActions, s);
-}
 
 // A single document must be complete on its own, so host_id is required here.
 Config parse_config(const std::string &yaml_text, const std::string &name) {

@@ -8,7 +8,7 @@
 #include "core/owner_name.hpp"
 #include "core/sanlock_codes.hpp"
 #include "disk_discovery.hpp"
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 #include "guarded.hpp"
 #include "journal.hpp"
 #include "lockfailure_plan.hpp"

@@ -1,7 +1,7 @@
 #include "disk_discovery.hpp"
 
 #include "core/lease_registry.hpp"
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 #include "file_identity.hpp"
 #include "qemu_cmdline.hpp"
 #include "udev_disk_namer.hpp"

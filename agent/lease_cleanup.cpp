@@ -1,7 +1,7 @@
 #include "lease_cleanup.hpp"
 
 #include "core/sanlock_codes.hpp"
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 #include "lease_object.hpp"
 
 #include "core/owner_name.hpp"
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 #include "log.hpp"
 #include "vmlease_names.hpp"
 

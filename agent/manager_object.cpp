@@ -2,7 +2,7 @@
 
 #include "core/authorization_table.hpp"
 #include "core/owner_name.hpp"
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 #include "udev_disk_namer.hpp"
 #include "log.hpp"
 
@@ -232,19 +232,12 @@ void ManagerObject::ReleaseDisk(sdbus::Result<> &&result, std::string owner, std
         authorize(id, "ReleaseDisk", {{"owner", owner}, {"disk", path}},
                   [this, id, owner, path, interactive, from = caller()] {
                       resolve_disks(id, from, true, {path}, false, [this, id, owner, from, interactive, path](const auto &disks) {
-                          std::string resource = lease_resource_name(disks[0].value);
-                          // Held under its identity, or under another of its
-                          // names: an alias, or the path as written (a lease
-                          // taken under it before the identity rule).
                           std::vector<std::string> names{disks[0].value};
                           names.insert(names.end(), disks[0].aliases.begin(), disks[0].aliases.end());
                           names.push_back(path);
-                          for (const auto &name : names)
-                              if (const Lease *held = state_.registry().find(lease_resource_name(name));
-                                  held && std::find(held->owners.begin(), held->owners.end(), owner) != held->owners.end())
-                                  return requests_.release(id, owner, held->resource);
-                          if (state_.registry().find(resource))
-                              return requests_.release(id, owner, resource);
+                          if (auto held = state_.registry().lease_to_release(owner, names))
+                              return requests_.release(id, owner, *held);
+                          std::string resource = lease_resource_name(disks[0].value);
                           // Nobody here holds it: what would be released is an
                           // orphan whose owner is unknown, which only an
                           // administrator decides (org.vmlease.manage).

@@ -1,6 +1,6 @@
 #include "udev_disk_namer.hpp"
 
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 #include "file_identity.hpp"
 
 #include <libudev.h>

@@ -646,6 +646,16 @@ std::vector<SavedLease> LeaseRegistry::saved_leases() const {
     return out;
 }
 
+std::optional<std::string> LeaseRegistry::lease_to_release(const std::string &owner,
+                                                           const std::vector<std::string> &names) const {
+    for (const auto &name : names)
+        if (const Lease *held = find(lease_resource_name(name)); held && has_owner(*held, owner))
+            return held->resource;
+    if (!names.empty() && find(lease_resource_name(names.front())))
+        return lease_resource_name(names.front());
+    return std::nullopt;
+}
+
 const Lease *LeaseRegistry::find_device(const std::string &name, const std::string &identity) const {
     if (const Lease *lease = find(lease_resource_name(identity.empty() ? name : identity)))
         return lease;

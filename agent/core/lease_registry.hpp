@@ -6,7 +6,7 @@
 #pragma once
 
 #include "api_error.hpp"
-#include "config.hpp"
+#include "config_model.hpp"
 #include "saved_state.hpp"
 #include "step.hpp"
 
@@ -103,6 +103,13 @@ public:
     // The lease of a block device by its name (/dev/disk/by-path/...) and
     // identity (empty if it has none): held under its identity, or, taken
     // before an upgrade, under its name. Null if none is held here.
+    // ReleaseDisk's lease among a disk's `names` (its identity, its
+    // aliases, the path as the caller wrote it: a lease taken under it
+    // before the identity rule): the first one `owner` holds here, else the
+    // identity's if anyone here holds it (the release is then refused for
+    // the right reason), else none: an orphan at most, whose release only
+    // an administrator decides.
+    std::optional<std::string> lease_to_release(const std::string &owner, const std::vector<std::string> &names) const;
     const Lease *find_device(const std::string &name, const std::string &identity) const;
     // The version this host last took `resource` at (any acquire that
     // succeeded, given back at once or not); 0 if none since the start.

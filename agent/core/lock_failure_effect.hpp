@@ -4,7 +4,7 @@
 // the two can never treat an action differently.
 #pragma once
 
-#include "config.hpp"
+#include "config_model.hpp"
 
 namespace vmlease {
 

@@ -7,7 +7,7 @@
 // lease_reply(). Like the registry, no I/O and no system library.
 #pragma once
 
-#include "config.hpp"
+#include "config_model.hpp"
 #include "disk_namer.hpp"
 #include "lease_registry.hpp"
 #include "saved_state.hpp"

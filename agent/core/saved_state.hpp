@@ -7,7 +7,7 @@
 // $RUNTIME_DIRECTORY; MachineTracker::restore() turns it back into leases.
 #pragma once
 
-#include "config.hpp"
+#include "config_model.hpp"
 #include "step.hpp"
 
 #include <cstdint>

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "api_error.hpp"
-#include "config.hpp"
+#include "config_model.hpp"
 
 #include <cstdint>
 #include <map>

@@ -21,7 +21,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 
 extern char **environ;
 

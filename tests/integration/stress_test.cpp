@@ -16,7 +16,7 @@
 // Machines also start and end while their host's agent is down.
 // The seed is fixed (VMLEASE_STRESS_SEED overrides it), the run time bounded
 // (VMLEASE_STRESS_SECONDS, default 60).
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 #include "host.hpp"
 
 extern "C" {

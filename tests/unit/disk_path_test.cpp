@@ -1,4 +1,4 @@
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // with requests and sanlock outcomes and check the Steps it returns.
 #include "lease_registry.hpp"
 
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // outcomes supplied by the test.
 #include "machine_tracker.hpp"
 
-#include "disk_path.hpp"
+#include "core/disk_path.hpp"
 
 #include <gtest/gtest.h>
 

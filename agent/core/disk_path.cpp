@@ -1,6 +1,6 @@
 #include "disk_path.hpp"
 
-#include "core/disk_namer.hpp"
+#include "disk_namer.hpp"
 
 #include <openssl/evp.h>
 
