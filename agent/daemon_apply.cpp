@@ -3,6 +3,7 @@
 // sanlock and machine effects, the journal and the bus told, timers armed.
 #include "daemon.hpp"
 #include "daemon_internal.hpp"
+#include "step_order.hpp"
 
 #include "atomic_file.hpp"
 #include "core/lock_failure_effect.hpp"
@@ -49,72 +50,74 @@ void Daemon::apply(Step step) {
         followup.append(tracker_.retry_failed());
         save_state_soon();
     }
-    // Before anyone hears of a new lease: the helper's fallback covers it.
-    // Before sanlock is asked for one: a crash cannot leave it unattributed.
-    bool acquiring = std::any_of(step.sanlock_effects.begin(), step.sanlock_effects.end(),
-                                 [](const SanlockEffect &e) { return std::holds_alternative<AcquireEffect>(e); });
-    if (!step.lease_changes.empty() || !step.machine_changes.empty() || acquiring)
-        write_lockfailure_plan();
+    // The order is step_order.cpp's, and with it the promises it keeps.
     std::string unsaved;
-    if (acquiring || !step.lock_failures.empty() || !step.stale.empty())
-        // Also before a lock failure's releases and a stale verdict: the
-        // versions a paused machine's leases must be taken back at, and
-        // that it must never be resumed, survive a crash right after.
-        unsaved = save_state();
-    else if (!step.lease_changes.empty() || !step.machine_changes.empty())
-        save_state_soon();
-    // sanlock first: its calls are the slow part and run on other threads.
-    for (const auto &effect : step.sanlock_effects) {
-        const auto *a = std::get_if<AcquireEffect>(&effect);
-        if (a && !unsaved.empty()) {
-            // A lease the state file does not name would be unattributable
-            // after a crash (and adoptable by nobody): take none.
-            SanlockOutcome out;
-            out.io_errno = EIO;
-            out.detail = unsaved + "; nothing was taken";
-            followup.append(registry_.acquire_done(a->resource, out));
-            continue;
+    for (Stage stage : stages_for(step)) {
+        switch (stage) {
+        case Stage::WritePlan: write_lockfailure_plan(); break;
+        case Stage::SaveState: unsaved = save_state(); break;
+        case Stage::SaveStateSoon: save_state_soon(); break;
+        case Stage::Sanlock:
+            for (const auto &effect : step.sanlock_effects) {
+                const auto *a = std::get_if<AcquireEffect>(&effect);
+                if (a && !unsaved.empty()) {
+                    // A lease the state file does not name would be unattributable
+                    // after a crash (and adoptable by nobody): take none.
+                    SanlockOutcome out;
+                    out.io_errno = EIO;
+                    out.detail = unsaved + "; nothing was taken";
+                    followup.append(registry_.acquire_done(a->resource, out));
+                    continue;
+                }
+                carry_out(effect);
+            }
+            break;
+        case Stage::Journal: journal::record(step, tracker_, registry_, settings_.lockspace); break;
+        case Stage::Publish:
+            if (manager_)
+                manager_->publish(step);
+            break;
+        case Stage::NotifyStatus: notify_status(); break;
+        case Stage::Timers:
+            if (!step.grace_timers.empty()) {
+                for (const auto &g : step.grace_timers)
+                    grace_deadlines_[g.machine] = now_usec() + uint64_t(g.seconds) * 1000000;
+                arm_grace_timer();
+            }
+            for (const auto &r : step.retry_timers)
+                after(uint64_t(r.delay_ms) * 1000, [this, r] { apply(tracker_.retry(r.machine, r.disk, r.token)); });
+            for (const auto &p : step.protection_timers)
+                after(uint64_t(p.seconds) * 1000000, [this, p] { apply(tracker_.grace_over(p.machine, p.epoch)); });
+            break;
+        case Stage::RetireHolder: retire_holder_if_done(); break;
+        case Stage::MachineEffects:
+            for (const auto &action : step.machine_effects) {
+                auto f = std::find_if(step.lock_failures.begin(), step.lock_failures.end(),
+                                      [&](const LockFailureChange &c) { return c.owner == action.machine; });
+                const LockFailureChange *failure = f == step.lock_failures.end() ? nullptr : &*f;
+                if (failure && acted_by_helper_.count(action.machine)) {
+                    // Once per failure: the helper did it while this agent could not.
+                    log_notice("lock failure: " + action.machine + ": " + failure->action +
+                                   " was already carried out by vmlease-lockfailure",
+                               {{"OWNER", action.machine}, {"ACTION", failure->action}});
+                    continue;
+                }
+                if (failure) {
+                    failure_actions_pending_++;
+                    acted_by_helper_.insert(action.machine);  // issued: never again in this failure
+                }
+                carry_out(action, failure);
+            }
+            break;
+        case Stage::LockFailuresDone:
+            // Actions with no machine effect are complete already.
+            for (const auto &f : step.lock_failures)
+                if (std::none_of(step.machine_effects.begin(), step.machine_effects.end(),
+                                 [&](const MachineEffect &e) { return e.machine == f.owner; }))
+                    journal::lock_failure_released(f, settings_.lockspace);
+            break;
         }
-        carry_out(effect);
     }
-
-    journal::record(step, tracker_, registry_, settings_.lockspace);
-    if (manager_)
-        manager_->publish(step);
-    if (step.lockspace_state_changed)
-        notify_status();
-    if (!step.grace_timers.empty()) {
-        for (const auto &g : step.grace_timers)
-            grace_deadlines_[g.machine] = now_usec() + uint64_t(g.seconds) * 1000000;
-        arm_grace_timer();
-    }
-    for (const auto &r : step.retry_timers)
-        after(uint64_t(r.delay_ms) * 1000, [this, r] { apply(tracker_.retry(r.machine, r.disk, r.token)); });
-    for (const auto &p : step.protection_timers)
-        after(uint64_t(p.seconds) * 1000000, [this, p] { apply(tracker_.grace_over(p.machine, p.epoch)); });
-    retire_holder_if_done();
-    for (const auto &action : step.machine_effects) {
-        auto f = std::find_if(step.lock_failures.begin(), step.lock_failures.end(),
-                              [&](const LockFailureChange &c) { return c.owner == action.machine; });
-        const LockFailureChange *failure = f == step.lock_failures.end() ? nullptr : &*f;
-        if (failure && acted_by_helper_.count(action.machine)) {
-            // Once per failure: the helper did it while this agent could not.
-            log_notice("lock failure: " + action.machine + ": " + failure->action +
-                           " was already carried out by vmlease-lockfailure",
-                       {{"OWNER", action.machine}, {"ACTION", failure->action}});
-            continue;
-        }
-        if (failure) {
-            failure_actions_pending_++;
-            acted_by_helper_.insert(action.machine);  // issued: never again in this failure
-        }
-        carry_out(action, failure);
-    }
-    // Actions with no machine effect are complete already.
-    for (const auto &f : step.lock_failures)
-        if (std::none_of(step.machine_effects.begin(), step.machine_effects.end(),
-                         [&](const MachineEffect &e) { return e.machine == f.owner; }))
-            journal::lock_failure_released(f, settings_.lockspace);
     if (!followup.empty())
         apply(std::move(followup));
 }

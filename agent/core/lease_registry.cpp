@@ -162,7 +162,7 @@ Step LeaseRegistry::acquire(RequestId id, const std::string &owner, const std::s
         }
         return fail(ErrorKind::LeaseHeld, held_error(lease, disk).message);
     case LeaseState::Acquiring: {
-        Pending &pending = pending_[resource];
+        SanlockCall &pending = pending_[resource];
         bool compatible = lease.mode == mode && std::all_of(pending.acquirers.begin(), pending.acquirers.end(),
                                                             [&](const Waiter &w) {
                                                                 return w.owner == owner || mode == LeaseMode::Shared;
@@ -230,7 +230,7 @@ Step LeaseRegistry::start_acquire(const Waiter &waiter, const std::string &disk,
     lease.state = LeaseState::Acquiring;
     leases_[resource] = lease;
     index_aliases(lease);
-    Pending &pending = pending_[resource];
+    SanlockCall &pending = pending_[resource];
     pending.acquirers.push_back(waiter);
     pending.adopting = waiter.may_adopt;
     step.sanlock_effects.push_back(acquire_effect(lease, owner_pid, waiter.may_adopt, waiter.pins));
@@ -255,7 +255,7 @@ Step LeaseRegistry::acquire_done(const std::string &resource, const SanlockOutco
     if (it == leases_.end() || it->second.state != LeaseState::Acquiring)
         return step;  // nothing waits for it (cannot happen: only acquire() starts an acquire)
     Lease &lease = it->second;
-    Pending &pending = pending_[resource];
+    SanlockCall &pending = pending_[resource];
     auto waiters = std::move(pending.acquirers);
     pending.acquirers.clear();
     if (outcome.rv == 0 && outcome.io_errno == 0)
@@ -515,7 +515,7 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
     if (it == leases_.end() || it->second.state != LeaseState::Releasing)
         return step;
     Lease &lease = it->second;
-    Pending pending = std::move(pending_[resource]);
+    SanlockCall pending = std::move(pending_[resource]);
     pending_.erase(resource);
     if (lease.owners.empty()) {
         Lease orphan = std::move(lease);
@@ -558,7 +558,7 @@ Step LeaseRegistry::release_done(const std::string &resource, const SanlockOutco
 // An orphan of this host given back (after a restart, or on an
 // administrator's ReleaseDisk). Nobody was told it was held, so nothing is
 // announced; `outcome.rv` is how many orphans sanlock released.
-Step LeaseRegistry::orphan_released(Lease lease, Pending pending, const SanlockOutcome &outcome) {
+Step LeaseRegistry::orphan_released(Lease lease, SanlockCall pending, const SanlockOutcome &outcome) {
     Step step;
     std::optional<ApiError> error;
     if (outcome.rv < 0)

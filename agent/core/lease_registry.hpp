@@ -136,7 +136,8 @@ private:
         size_t remaining = 0;
         std::optional<ApiError> first_error;
     };
-    struct Pending {
+    // The sanlock call in progress for a resource, and who waits on it.
+    struct SanlockCall {
         // The acquire with sanlock may take over an orphan of this host.
         bool adopting = false;
         std::vector<Waiter> acquirers;     // replied when the acquire completes
@@ -151,7 +152,7 @@ private:
     void index_aliases(const Lease &lease);
     // `owner` holds it, or waits for it.
     bool wanted_by(const Lease &lease, const std::string &owner) const;
-    Step orphan_released(Lease lease, Pending pending, const SanlockOutcome &outcome);
+    Step orphan_released(Lease lease, SanlockCall pending, const SanlockOutcome &outcome);
     Step remove_owner(RequestId id, const std::string &owner, Lease &lease);
     bool cancel_waiting(Step &step, const std::string &owner, const std::string &resource);
     void grant(Step &step, Lease &lease, const std::vector<Waiter> &waiters);
@@ -161,7 +162,7 @@ private:
     uint32_t host_id_;
     LockspaceState lockspace_state_ = LockspaceState::Absent;
     std::map<std::string, Lease> leases_;  // by resource; ordered so listings are stable
-    std::map<std::string, Pending> pending_;
+    std::map<std::string, SanlockCall> pending_;
     std::map<RequestId, MultiRelease> multi_;
     std::map<std::string, std::map<std::string, LeaseMode>> claims_;  // resource -> owner -> mode
     bool redirecting_ = false;  // acquire() is following a name to the lease holding it as an alias

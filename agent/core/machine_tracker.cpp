@@ -537,7 +537,7 @@ Step MachineTracker::lease_reply(const Reply &reply) {
     auto req = requests_.find(reply.request);
     if (req == requests_.end())
         return finish(std::move(step));
-    Pending pending = req->second;
+    OwnRequest pending = req->second;
     requests_.erase(req);
     if (pending.rollback_of) {
         auto rb = rollbacks_.find(pending.rollback_of);

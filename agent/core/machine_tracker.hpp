@@ -290,7 +290,8 @@ private:
     uint64_t now() const { return now_ ? now_() : 0; }
     uint64_t next_token_ = 1;
     std::map<std::string, Machine> machines_;
-    struct Pending {
+    // A request this tracker made to the registry for a machine (kInternalRequest ids).
+    struct OwnRequest {
         std::string machine;
         std::string disk;       // empty: a release whose reply nobody needs
         RequestId rollback_of = 0;  // a release undoing the reservation answered to this request
@@ -302,7 +303,7 @@ private:
         size_t remaining = 0;
     };
     std::map<RequestId, Rollback> rollbacks_;  // by the RegisterMachine request
-    std::map<RequestId, Pending> requests_;
+    std::map<RequestId, OwnRequest> requests_;
     // A RegisterMachine waiting for all its acquires.
     struct Reservation {
         RequestId reply_to;
