@@ -1,5 +1,7 @@
 #include "saved_state.hpp"
 
+#include "owner_name.hpp"
+
 #include "disk_path.hpp"
 
 #include <sstream>
@@ -82,9 +84,7 @@ std::string format_saved_state(const SavedState &state) {
         out += "\n";
     }
     for (const auto &l : state.leases) {
-        std::string owners;
-        for (const auto &o : l.owners)
-            owners += (owners.empty() ? "" : ",") + o;
+        std::string owners = join_owners(l.owners, ",");
         out += "lease " + l.resource + " " + to_string(l.mode) + " " + (owners.empty() ? "-" : owners) + " " +
                escape(l.disk) + "\n";
         for (const auto &a : l.aliases)
