@@ -6,42 +6,21 @@
 #include "daemon.hpp"
 #include "daemon_internal.hpp"
 
-#include "atomic_file.hpp"
 #include "bus_event_source.hpp"
-#include "core/lock_failure_effect.hpp"
-#include "core/owner_name.hpp"
-#include "core/sanlock_codes.hpp"
-#include "disk_discovery.hpp"
-#include "core/disk_path.hpp"
-#include "udev_disk_namer.hpp"
-#include "guarded.hpp"
 #include "journal.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
-#include "open_file_scanner.hpp"
 #include "sanlock_watchdog.hpp"
 #include "signal_origin.hpp"
 #include "version.hpp"
 
-#include <grp.h>
-#include <malloc.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
-#include <algorithm>
-#include <fstream>
 #include <cerrno>
-#include <cstring>
-#include <ctime>
-#include <map>
-#include <set>
-#include <stdexcept>
-#include <thread>
+#include <cstdlib>
+#include <string>
 
 namespace vmlease {
 namespace {

@@ -218,6 +218,10 @@ class Host:
     def sh(self, script, **kw):
         return self.run(['/bin/sh', '-ec', script], **kw)
 
+    def journal_cursor(self):
+        """The journal's cursor now: `journalctl --after-cursor` shows what comes next."""
+        return self.run(['journalctl', '-n', '0', '--show-cursor', '-q']).stdout.strip().split('cursor: ')[-1]
+
     def wait_for(self, what, probe, timeout=60, interval=0.2):
         """Calls probe() until it returns something true; returns it, or raises
         naming `what` and the last value."""
