@@ -197,11 +197,7 @@ void Daemon::after(uint64_t usec, std::function<void()> fn) {
     int r = sd_event_add_time_relative(
         event_, &source, CLOCK_MONOTONIC, usec, 0,
         [](sd_event_source *s, uint64_t, void *userdata) -> int {
-            try {
-                (*static_cast<Fn *>(userdata))();
-            } catch (const std::exception &e) {
-                log_error(std::string("a timer's work failed: ") + e.what());
-            }
+            run_guarded("a timer's work", [&] { (*static_cast<Fn *>(userdata))(); });
             // One shot: the loop's reference, the only one, goes; the
             // source and the function with it.
             sd_event_source_set_floating(s, 0);

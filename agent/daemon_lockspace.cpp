@@ -228,14 +228,14 @@ void Daemon::holder_started(const HolderOutcome &h) {
 
 int Daemon::on_holder_exit(sd_event_source *, int, uint32_t, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    try {
+    run_guarded("handling vmlease-holder's exit", [&] {
         sd_event_source_disable_unref(self->holder_watch_);
         self->holder_watch_ = nullptr;
         pid_t pid = self->holder_pid_;
         self->holder_running_ = false;
         self->holder_pid_ = 0;
         if (self->registry_.lockspace_state() != LockspaceState::Joined || self->after_failure_)
-            return 0;  // retired, or killed by sanlock in a failure: a new one comes with the next join
+            return;  // retired, or killed by sanlock in a failure: a new one comes with the next join
         // One that dies as soon as it starts is not started again and again.
         self->holder_quick_exits_ = now_usec() - self->holder_since_ < 5000000 ? self->holder_quick_exits_ + 1 : 0;
         if (self->holder_quick_exits_ >= 3) {
@@ -243,7 +243,7 @@ int Daemon::on_holder_exit(sd_event_source *, int, uint32_t, void *userdata) {
                                     "again when the lockspace is next joined (vmleased reload or restart)";
             log_message(LOG_CRIT, self->holder_problem_, {{"LOCKSPACE", self->settings_.lockspace}},
                         message_id::kLockFailure);
-            return 0;
+            return;
         }
         log_message(LOG_CRIT,
                     "vmlease-holder (pid " + std::to_string(pid) +
@@ -256,9 +256,7 @@ int Daemon::on_holder_exit(sd_event_source *, int, uint32_t, void *userdata) {
             self->holder_started(h);
             self->retire_holder_if_done();
         });
-    } catch (const std::exception &e) {
-        log_error(std::string("handling vmlease-holder's exit failed: ") + e.what());
-    }
+    });
     return 0;
 }
 
@@ -295,7 +293,7 @@ void Daemon::retire_holder_if_done() {
 
 int Daemon::on_stop_check_timer(sd_event_source *, uint64_t, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    try {
+    run_guarded("checking stopped machines", [&] {
         for (auto it = self->stopping_.begin(); it != self->stopping_.end();) {
             const Machine *m = self->tracker_.find(*it);
             if (!m || !self->registry_.owners().count(*it)) {
@@ -312,9 +310,7 @@ int Daemon::on_stop_check_timer(sd_event_source *, uint64_t, void *userdata) {
                         {{"OWNER", *it}, {"ACTION", to_string(m->on_lockfailure)}}, message_id::kLockFailureAction);
             ++it;
         }
-    } catch (const std::exception &e) {
-        log_error(std::string("checking stopped machines failed: ") + e.what());
-    }
+    });
     return 0;
 }
 

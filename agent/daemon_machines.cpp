@@ -47,7 +47,7 @@ void Daemon::arm_grace_timer() {
 
 int Daemon::on_grace_timer(sd_event_source *, uint64_t usec, void *userdata) {
     auto *self = static_cast<Daemon *>(userdata);
-    try {
+    run_guarded("expiring reservations", [&] {
         std::vector<std::string> expired;
         for (const auto &[name, deadline] : self->grace_deadlines_)
             if (deadline <= usec)
@@ -61,9 +61,7 @@ int Daemon::on_grace_timer(sd_event_source *, uint64_t usec, void *userdata) {
             self->apply(self->tracker_.reservation_expired(name));
         }
         self->arm_grace_timer();
-    } catch (const std::exception &e) {
-        log_error(std::string("expiring reservations failed: ") + e.what());
-    }
+    });
     return 0;
 }
 
