@@ -244,10 +244,11 @@ void Daemon::write_lockfailure_plan() {
 void Daemon::carry_out(const SanlockEffect &effect) {
     if (const auto *a = std::get_if<AcquireEffect>(&effect)) {
         effector_->acquire(*a, [this, resource = a->resource](SanlockOutcome out) {
-            // Logged where it is handled: the journal entry of the conflict or
-            // unprotected machine it becomes, or the caller's error reply.
+            // Also for the acquires nothing else journals: an owner's lease
+            // taken back after a restart, a restored reservation, an
+            // AcquireDisk whose caller alone hears the error.
             if (out.rv < 0)
-                log_debug("sanlock acquire of " + resource + " failed: " + out.detail, {{"RESOURCE", resource}});
+                log_warning("sanlock acquire of " + resource + " failed: " + out.detail, {{"RESOURCE", resource}});
             apply(registry_.acquire_done(resource, out));
             // sanlock lists the lockspace but is killing its clients (it
             // failed while this agent was not running, or before the
