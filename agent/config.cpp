@@ -392,9 +392,9 @@ void copy_member(Config &to, const Config &from) {
 
 // The single list of top-level keys: it drives parsing, the unknown-key
 // message and drop-in merging, so adding a key is a one-line change.
-const std::array<TopKey, 17> &top_keys() {
+const std::array<TopKey, 18> &top_keys() {
     using P = DocumentParser;
-    static const std::array<TopKey, 17> table{{
+    static const std::array<TopKey, 18> table{{
         {"host_id", [](P &p, const Value &v, Config &c) { c.host_id = p.integer(v, 1, 2000); },
          &copy_member<&Config::host_id>},
         {"lease_dir", [](P &p, const Value &v, Config &c) { c.lease_dir = normalise_absolute(p.absolute_path(v)); },
@@ -403,6 +403,8 @@ const std::array<TopKey, 17> &top_keys() {
          &copy_member<&Config::lockspace>},
         {"io_timeout", [](P &p, const Value &v, Config &c) { c.io_timeout = p.integer(v, 1, 300); },
          &copy_member<&Config::io_timeout>},
+        {"lease_max_hosts", [](P &p, const Value &v, Config &c) { c.lease_max_hosts = p.integer(v, 1, 2000); },
+         &copy_member<&Config::lease_max_hosts>},
         {"auto_disk_leases", [](P &p, const Value &v, Config &c) { c.auto_disk_leases = p.boolean(v); },
          &copy_member<&Config::auto_disk_leases>},
         {"on_conflict", [](P &p, const Value &v, Config &c) { c.on_conflict = p.enumeration(v, kConflictActions); },
@@ -510,6 +512,15 @@ std::vector<std::string> dropin_paths(const std::string &main_path) {
     throw_at(name, YAML::Mark(), "host_id is required");
 }
 
+// Checked on the merged result: a drop-in may set either key.
+void check_host_slots(const Config &config, const std::string &name) {
+    if (config.lease_max_hosts != 0 && config.host_id > config.lease_max_hosts)
+        throw_at(name, YAML::Mark(),
+                 "host_id " + std::to_string(config.host_id) + " is above lease_max_hosts " +
+                     std::to_string(config.lease_max_hosts) + ": this host could never take a lease in a file "
+                     "vmlease formats with " + std::to_string(config.lease_max_hosts) + " host slots");
+}
+
 }  // namespace
 
 // A single document must be complete on its own, so host_id is required here.
@@ -518,6 +529,7 @@ Config parse_config(const std::string &yaml_text, const std::string &name) {
     bool has_host_id = false;
     apply(config, parse_layer(yaml_text, name), has_host_id);
     if (!has_host_id) missing_host_id(name);
+    check_host_slots(config, name);
     config.sources.push_back(name);
     return config;
 }
@@ -534,6 +546,7 @@ Config load_config(const std::string &path) {
         config.sources.push_back(dropin);
     }
     if (!has_host_id) missing_host_id(path);
+    check_host_slots(config, path);
     return config;
 }
 

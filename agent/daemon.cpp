@@ -10,7 +10,7 @@
 #include "journal.hpp"
 #include "lockfailure_plan.hpp"
 #include "log.hpp"
-#include "sanlock_watchdog.hpp"
+#include "sanlock_options.hpp"
 #include "signal_origin.hpp"
 #include "version.hpp"
 
@@ -19,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -53,6 +54,8 @@ std::vector<std::string> Daemon::warnings() const {
     if (n)
         w.push_back(std::to_string(n) + " machine(s) not protected by a lease: " + unprotected +
                     " (vmleasectl status says why)");
+    if (effector_ && effector_->acquires_waiting_for_workers() > 0)
+        w.push_back(sanlock_workers_advice(effector_->acquires_waiting_for_workers(), effector_->sanlock_workers()));
     return w;
 }
 
@@ -118,7 +121,16 @@ int Daemon::run() {
     // connect -> serve -> start joining -> own the name -> READY
     bus_ = sdbus::createSystemBusConnection();
     bus_source_ = std::make_unique<BusEventSource>(event_, *bus_);
-    effector_ = std::make_unique<SanlockEffector>(settings_, completions_, options_.sanlock_connections);
+    const unsigned workers = sanlock_worker_threads(sanlock_run_dir_);
+    const unsigned connections =
+        options_.sanlock_connections ? options_.sanlock_connections : std::clamp(2 * workers, 4u, 64u);
+    effector_ = std::make_unique<SanlockEffector>(settings_, completions_, connections, workers);
+    log_info("sanlock has " + std::to_string(workers) + " worker threads (max_worker_threads): up to " +
+             std::to_string(workers) + " leases are taken at once, over " + std::to_string(connections) +
+             " connections" +
+             (workers < 32 ? "; starting many machines at once is faster with max_worker_threads = 32 in "
+                             "/etc/sanlock/sanlock.conf"
+                           : ""));
     signals_ = std::make_unique<SignalGate>(*bus_);
     resolver_ = std::make_unique<DiskResolver>(event_, completions_);
     manager_ = std::make_unique<ManagerObject>(*bus_, *signals_, *this, *this, *resolver_, VMLEASE_VERSION);
@@ -242,6 +254,7 @@ std::optional<ApiError> Daemon::reload_config() {
         {"lease_dir", next.lease_dir != config_.lease_dir},
         {"lockspace", next.lockspace != config_.lockspace},
         {"io_timeout", next.io_timeout != config_.io_timeout},
+        {"lease_max_hosts", next.lease_max_hosts != config_.lease_max_hosts},
         {"lease_file_user/lease_file_group",
          next_settings.lease_uid != settings_.lease_uid || next_settings.lease_gid != settings_.lease_gid},
         {"lockfailure_helper", next_settings.killpath != settings_.killpath},

@@ -27,7 +27,9 @@ namespace vmlease {
 
 struct DaemonOptions {
     std::string config_path = "/etc/vmlease/vmlease.yaml";
-    unsigned sanlock_connections = 4;
+    // Registered sanlock connections; 0: twice sanlock's worker threads
+    // (at least 4, at most 64), so that its workers never wait for us.
+    unsigned sanlock_connections = 0;
 };
 
 // The runtime directory: $RUNTIME_DIRECTORY as systemd sets it, else /run/vmlease.
@@ -171,6 +173,7 @@ private:
     uint64_t last_lock_failure_log_ = 0;
     std::string last_join_error_;
     std::string logged_join_error_;  // the last one the journal has
+    bool workers_advice_logged_ = false;  // sanlock's worker threads limited us, and the journal said so
     std::vector<std::string> warnings_;
     bool holder_running_ = false;
     pid_t holder_pid_ = 0;

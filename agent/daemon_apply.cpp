@@ -3,6 +3,7 @@
 // sanlock and machine effects, the journal and the bus told, timers armed.
 #include "daemon.hpp"
 #include "daemon_internal.hpp"
+#include "sanlock_options.hpp"
 #include "step_order.hpp"
 
 #include "atomic_file.hpp"
@@ -256,6 +257,11 @@ void Daemon::carry_out(const SanlockEffect &effect) {
             if (out.io_errno == 0 && (out.rv == -ENOSPC || out.rv == sanlock_rv::kAcquireLockspace))
                 lock_failure("sanlock refused a lease (" + sanlock_strerror(out.rv) + ")");
         });
+        // Once per run in the journal; in Warnings (vmleasectl status) from then on.
+        if (!workers_advice_logged_ && effector_->acquires_waiting_for_workers() > 0) {
+            workers_advice_logged_ = true;
+            log_notice(sanlock_workers_advice(effector_->acquires_waiting_for_workers(), effector_->sanlock_workers()));
+        }
     } else if (const auto *r = std::get_if<ReleaseEffect>(&effect)) {
         effector_->release(*r, [this, resource = r->resource](SanlockOutcome out) {
             if (out.rv < 0 && out.rv != -ENOENT)

@@ -207,7 +207,11 @@ FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resou
     return create_formatted(s, lease_file_path(s, resource), [&](const std::string &tmp) {
         OneDiskResource r;
         fill_resource(r, s, resource, tmp);
-        return sanlock_write_resource(r.get(), 0, 0, 0);
+        // sanlock 3.8 formats with its `max_hosts` argument as the number
+        // of host slots (client.c sends it as the header's data, which
+        // cmd_write_resource reads as num_hosts; its num_hosts argument is
+        // ignored): 0 gives the most the alignment allows, 2000.
+        return sanlock_write_resource(r.get(), static_cast<int>(s.lease_num_hosts), 0, 0);
     });
 }
 

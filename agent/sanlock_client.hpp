@@ -19,6 +19,7 @@ struct SanlockSettings {
     std::string lockspace;
     uint32_t host_id = 0;
     uint32_t io_timeout = 10;
+    uint32_t lease_num_hosts = 0;  // host slots in a new lease file; 0: sanlock's default (2000)
     uid_t lease_uid = 0;
     gid_t lease_gid = 0;
     std::string killpath;       // vmlease-lockfailure

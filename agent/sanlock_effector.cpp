@@ -74,8 +74,9 @@ void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::v
 
 }  // namespace
 
-SanlockEffector::SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections)
-    : settings_(std::move(settings)), post_(completions.poster()) {
+SanlockEffector::SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections,
+                                 unsigned sanlock_workers)
+    : settings_(std::move(settings)), post_(completions.poster()), sanlock_workers_(sanlock_workers) {
     for (unsigned i = 0; i < std::max(1u, connections); i++)
         lanes_.push_back({std::make_shared<SanlockConnection>(settings_), std::make_unique<Worker>()});
 }
@@ -91,6 +92,13 @@ size_t SanlockEffector::pick_lane() const {
 }
 
 void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
+    if (sanlock_workers_ && acquires_in_flight_ >= sanlock_workers_)
+        waited_for_workers_++;
+    acquires_in_flight_++;
+    done = [this, done = std::move(done)](SanlockOutcome out) {
+        acquires_in_flight_--;
+        done(std::move(out));
+    };
     size_t lane = pick_lane();
     lane_of_[effect.resource] = lane;
     lanes_[lane].worker->submit([s = settings_, conn = lanes_[lane].connection, post = post_, effect,

@@ -22,7 +22,11 @@ namespace vmlease {
 
 class SanlockEffector {
 public:
-    SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections);
+    // `connections`: registered sanlock connections, one acquire in flight
+    // on each; `sanlock_workers`: the sanlock daemon's worker threads, how
+    // many acquires it carries out at once (sanlock_options.hpp).
+    SanlockEffector(SanlockSettings settings, CompletionQueue &completions, unsigned connections,
+                    unsigned sanlock_workers = 0);
     ~SanlockEffector();
 
     using Done = std::function<void(SanlockOutcome)>;
@@ -55,6 +59,12 @@ public:
     void clean_up(std::set<std::string> held_here, uint32_t min_age_seconds, bool dry_run,
                   std::function<void(CleanupResult)> done);
 
+    unsigned connections() const { return static_cast<unsigned>(lanes_.size()); }
+    unsigned sanlock_workers() const { return sanlock_workers_; }
+    // Acquires that were asked for while sanlock's workers were all busy with
+    // ours: starting many machines at once would go faster with more.
+    uint64_t acquires_waiting_for_workers() const { return waited_for_workers_; }
+
 
 private:
     struct Lane {
@@ -69,6 +79,9 @@ private:
     Worker admin_;
     Worker inspector_;
     std::unordered_map<std::string, size_t> lane_of_;  // resource -> lane holding it (loop thread only)
+    unsigned sanlock_workers_;
+    size_t acquires_in_flight_ = 0;   // loop thread only
+    uint64_t waited_for_workers_ = 0;  // loop thread only
 };
 
 }  // namespace vmlease

@@ -42,6 +42,7 @@ SanlockSettings sanlock_settings_for(const Config &config) {
     s.lockspace = config.lockspace;
     s.host_id = config.host_id;
     s.io_timeout = config.io_timeout;
+    s.lease_num_hosts = config.lease_max_hosts;
     const std::string where = config.sources.empty() ? std::string("configuration") : config.sources.front();
     // Left unset, lease files belong to whom the running sanlock daemon runs
     // as, so that it can open them: it chowns its socket to that user and

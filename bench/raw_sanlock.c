@@ -15,9 +15,18 @@
  *   vmlease-bench-raw cycles DIR LOCKSPACE HOST_ID N
  *       One lease file, one registered connection; N acquire/release
  *       cycles. Prints "acquire_us" and "release_us" lines with N values.
+ *   vmlease-bench-raw replay DIR N THREADS READ_BYTES
+ *       The I/O floor, without sanlock: N 1 MiB files are made in DIR (not
+ *       timed), then THREADS threads replay, for each file in turn, what one
+ *       sanlock acquire of a free lease does to it: 3 reads of READ_BYTES
+ *       (the leader and the two ballot phases over every host slot:
+ *       1 MiB for 2000 slots) and 3 writes of 512 bytes (its dblock twice,
+ *       the leader), all O_DIRECT|O_SYNC. Prints "total_ms T".
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -183,8 +192,70 @@ static int cmd_cycles(const char *dir, const char *ls, int n)
 	return 0;
 }
 
+struct replay {
+	const char *dir;
+	int n;
+	size_t read_bytes;
+	atomic_int next;
+	atomic_int fails;
+};
+
+static void *replay_thread(void *arg)
+{
+	struct replay *rp = arg;
+	void *buf = NULL;
+	if (posix_memalign(&buf, 4096, rp->read_bytes) != 0)
+		abort();
+	memset(buf, 0, rp->read_bytes);
+	char path[4096];
+	for (int i; (i = atomic_fetch_add(&rp->next, 1)) < rp->n;) {
+		snprintf(path, sizeof(path), "%s/replay-%05d", rp->dir, i);
+		int fd = open(path, O_RDWR | O_DIRECT | O_SYNC | O_CLOEXEC);
+		if (fd < 0) {
+			atomic_fetch_add(&rp->fails, 1);
+			continue;
+		}
+		for (int k = 0; k < 3; k++) {
+			if (pread(fd, buf, rp->read_bytes, 0) != (ssize_t)rp->read_bytes)
+				atomic_fetch_add(&rp->fails, 1);
+			if (pwrite(fd, buf, 512, 512 * (k + 1)) != 512)
+				atomic_fetch_add(&rp->fails, 1);
+		}
+		close(fd);
+	}
+	free(buf);
+	return NULL;
+}
+
+static int cmd_replay(const char *dir, int n, int threads, size_t read_bytes)
+{
+	char path[4096];
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/replay-%05d", dir, i);
+		int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, LEASE_SIZE) < 0 || fsync(fd) < 0) {
+			fprintf(stderr, "create %s: %s\n", path, strerror(errno));
+			return 1;
+		}
+		close(fd);
+	}
+	struct replay rp = {.dir = dir, .n = n, .read_bytes = read_bytes};
+	pthread_t *t = calloc(threads, sizeof(*t));
+	double t0 = now_us();
+	for (int i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, replay_thread, &rp);
+	for (int i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	double total = now_us() - t0;
+	free(t);
+	printf("total_ms %.3f\nfails %d\n", total / 1e3, atomic_load(&rp.fails));
+	return atomic_load(&rp.fails) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 6 && !strcmp(argv[1], "replay"))
+		return cmd_replay(argv[2], atoi(argv[3]), atoi(argv[4]), (size_t)atol(argv[5]));
 	if (argc >= 7 && !strcmp(argv[1], "serial"))
 		return cmd_serial(argv[2], argv[3], atoi(argv[5]), atoi(argv[6]));
 	if (argc >= 6 && !strcmp(argv[1], "cycles"))

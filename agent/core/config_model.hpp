@@ -59,6 +59,11 @@ struct Config {
     std::string lease_dir = "/var/lib/vmlease/leases";
     std::string lockspace = "__LIBVIRT__DISKS__";
     uint32_t io_timeout = 10;  // seconds, 1..300
+    // Host slots in a lease file vmlease creates (1..2000); 0: sanlock's
+    // 2000, as libvirt's plugin formats. Fewer slots make each acquire read
+    // less (a ballot reads one 512-byte block per slot), but a host whose
+    // host_id is above a file's slot count can never take that lease.
+    uint32_t lease_max_hosts = 0;
     bool auto_disk_leases = true;
     ConflictAction on_conflict = ConflictAction::Terminate;
     LockFailureAction on_lockfailure = LockFailureAction::Poweroff;

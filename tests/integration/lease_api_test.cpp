@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <regex>
 #include <thread>
 
 using namespace vmtest;
@@ -454,6 +456,83 @@ TEST(VmleasedLockFailure, SanlocksSigtermIsALockFailureNotAStop) {
     h.client->AcquireDisk("vm1", kDisk, "exclusive", kNoOptions);
     EXPECT_EQ(leases_of(h), (Leases{{kDisk, "vm1", "held"}}));
     rem.stop(1s);
+}
+
+// More acquires at once than sanlock has worker threads: the agent says so
+// (Warnings, and once in the journal), with what to set. The worker count is
+// sanlock's (-t, or max_worker_threads in sanlock.conf; 8 by default), as
+// the agent read it at start. The next test restarts the agent, which
+// clears the warning.
+TEST_F(LeaseApi, AcquiresBeyondSanlocksWorkerThreadsAreReportedWithWhatToSet) {
+    std::smatch m;
+    const std::string whole_log = host->dir + "/agent/vmleased.log";  // log() is its tail
+    const std::string start_log = read_file(whole_log);
+    ASSERT_TRUE(std::regex_search(start_log, m, std::regex(R"(sanlock has (\d+) worker threads)"))) << start_log;
+    const unsigned workers = static_cast<unsigned>(std::stoul(m[1]));
+    auto advice = [&] {
+        for (const auto &w : client().Warnings())
+            if (w.find("worker threads") != std::string::npos)
+                return w;
+        return std::string();
+    };
+    EXPECT_EQ(advice(), "") << "nothing waited yet";
+    // One reservation asks for every disk at once.
+    std::vector<sdbus::Struct<std::string, std::string>> disks;
+    for (unsigned i = 0; i < workers + 4; i++)
+        disks.push_back({"/srv/many-" + std::to_string(i) + ".img", "exclusive"});
+    client().RegisterMachine("many", disks, kNoOptions);
+    const std::string said = advice();
+    EXPECT_NE(said.find("waited for one of sanlock's " + std::to_string(workers) + " worker threads"),
+              std::string::npos)
+        << said;
+    EXPECT_NE(said.find("max_worker_threads = "), std::string::npos) << said;
+    EXPECT_NE(said.find("/etc/sanlock/sanlock.conf"), std::string::npos) << said;
+    const std::string log = read_file(whole_log);
+    const std::string logged = "worker threads: starting many machines at once is faster with more";
+    EXPECT_NE(log.find(logged), std::string::npos) << host->agent->log();
+    EXPECT_EQ(log.find(logged), log.rfind(logged)) << "logged once";
+    client().ReleaseMachine("many");
+}
+
+// Lease files vmlease creates have lease_max_hosts host slots (sanlock's
+// 2000 unset, as libvirt formats); a file that exists keeps its own: none is
+// formatted again. The slots are the leader record's num_hosts (sanlock's
+// leader.h: magic, version, flags, sector_size, then num_hosts at byte 16).
+TEST_F(LeaseApi, NewLeaseFilesHaveLeaseMaxHostsSlotsAndExistingOnesKeepTheirs) {
+    auto slots = [&](const std::string &disk) {
+        const std::string file = std::get<1>(client().InspectDisk(disk));
+        std::ifstream in(file, std::ios::binary);
+        uint64_t num_hosts = 0;
+        in.seekg(16);
+        in.read(reinterpret_cast<char *>(&num_hosts), sizeof num_hosts);
+        EXPECT_TRUE(in.good()) << file;
+        return num_hosts;
+    };
+    const std::string wide = "/srv/slots-default.img", narrow = "/srv/slots-64.img";
+    client().AcquireDisk("slots", wide, "exclusive", kNoOptions);
+    EXPECT_EQ(slots(wide), 2000u);
+    client().ReleaseDisk("slots", wide);
+
+    const std::string path = host->agent->config_path();
+    const std::string good = read_file(path);
+    write_file(path, good + "lease_max_hosts: 64\n");
+    std::string message;
+    EXPECT_EQ(error_of([&] { client().Reload(); }, &message), "org.vmlease.Error.ConfigInvalid");
+    EXPECT_NE(message.find("lease_max_hosts cannot change while vmleased runs"), std::string::npos) << message;
+    host->agent->stop();
+    host->agent->start();
+    ASSERT_TRUE(client().wait_property("LockspaceState", "joined")) << host->agent->log();
+    client().AcquireDisk("slots", narrow, "exclusive", kNoOptions);
+    EXPECT_EQ(slots(narrow), 64u) << host->agent->log();
+    client().AcquireDisk("slots", wide, "exclusive", kNoOptions);
+    EXPECT_EQ(slots(wide), 2000u) << "an existing lease file was formatted again";
+    client().ReleaseDisk("slots", wide);
+    client().ReleaseDisk("slots", narrow);
+
+    write_file(path, good);
+    host->agent->stop();
+    host->agent->start();
+    ASSERT_TRUE(client().wait_property("LockspaceState", "joined")) << host->agent->log();
 }
 
 }  // namespace

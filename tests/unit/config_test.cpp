@@ -167,6 +167,18 @@ TEST(ConfigParse, BoundsAreInclusive) {
     EXPECT_EQ(parse_config("host_id: !!int 5", "t").host_id, 5u);
 }
 
+TEST(ConfigParse, LeaseMaxHostsBoundsTheSlotsOfNewLeaseFiles) {
+    EXPECT_EQ(parse_config("host_id: 1", "t").lease_max_hosts, 0u) << "unset: sanlock's default";
+    EXPECT_EQ(parse_config("host_id: 1\nlease_max_hosts: 1", "t").lease_max_hosts, 1u);
+    EXPECT_EQ(parse_config("host_id: 64\nlease_max_hosts: 64", "t").lease_max_hosts, 64u);
+    EXPECT_EQ(parse_config("host_id: 1\nlease_max_hosts: 2000", "t").lease_max_hosts, 2000u);
+    EXPECT_NE(error_of("host_id: 1\nlease_max_hosts: 0").find("lease_max_hosts"), std::string::npos);
+    EXPECT_NE(error_of("host_id: 1\nlease_max_hosts: 2001").find("lease_max_hosts"), std::string::npos);
+    // This host could never take a lease in a file with fewer slots than its id.
+    std::string e = error_of("host_id: 65\nlease_max_hosts: 64");
+    EXPECT_NE(e.find("host_id 65 is above lease_max_hosts 64"), std::string::npos) << e;
+}
+
 TEST(ConfigParse, CoreSchemaBooleans) {
     for (const char *yes : {"true", "True", "TRUE"})
         EXPECT_TRUE(parse_config(std::string("host_id: 1\nauto_disk_leases: ") + yes, "t").auto_disk_leases);
@@ -323,7 +335,7 @@ TEST(ConfigErrors, StringsAreScalars) {
 TEST(ConfigErrors, UnknownTopLevelKey) {
     EXPECT_EQ(error_of("host_id: 1\nhostid: 2\n"),
               "t.yaml:2:1: hostid: unknown key (expected one of host_id, lease_dir, lockspace, io_timeout, "
-              "auto_disk_leases, on_conflict, on_lockfailure, on_unprotected, unprotected_grace, "
+              "lease_max_hosts, auto_disk_leases, on_conflict, on_lockfailure, on_unprotected, unprotected_grace, "
               "resume_after_lockfailure, lease_file_user, lease_file_group, "
               "lockfailure_helper, lease_holder, discovery, machines, cleanup_min_age)");
 }
