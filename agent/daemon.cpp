@@ -121,7 +121,8 @@ int Daemon::run() {
     // connect -> serve -> start joining -> own the name -> READY
     bus_ = sdbus::createSystemBusConnection();
     bus_source_ = std::make_unique<BusEventSource>(event_, *bus_);
-    const unsigned workers = sanlock_worker_threads(sanlock_run_dir_);
+    const SanlockOptions sanlock_options = read_sanlock_options(sanlock_run_dir_);
+    const unsigned workers = sanlock_options.worker_threads;
     const unsigned connections =
         options_.sanlock_connections ? options_.sanlock_connections : std::clamp(2 * workers, 4u, 64u);
     effector_ = std::make_unique<SanlockEffector>(settings_, completions_, connections, workers);
@@ -156,7 +157,7 @@ int Daemon::run() {
     }
     load_saved_state();
     write_lockfailure_plan();
-    if (auto warning = sanlock_watchdog_warning(sanlock_run_dir_)) {
+    if (auto warning = sanlock_watchdog_warning(sanlock_options)) {
         warnings_.push_back(*warning);
         log_message(LOG_WARNING, *warning, {}, message_id::kWatchdogMissing);
     }

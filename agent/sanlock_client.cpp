@@ -5,6 +5,7 @@
 extern "C" {
 #include <sanlock.h>
 #include <sanlock_admin.h>
+#include <sanlock_direct.h>
 #include <sanlock_resource.h>
 #include <sanlock_rv.h>
 }
@@ -58,6 +59,7 @@ sanlk_lockspace make_lockspace(const SanlockSettings &s, const std::string &path
     ls.host_id_disk.offset = 0;
     return ls;
 }
+
 
 bool exists_with_size(const std::string &path) {
     struct stat st {};
@@ -171,6 +173,13 @@ std::string lease_file_path(const SanlockSettings &s, const std::string &resourc
     return s.lease_dir + "/" + resource;
 }
 
+bool lease_files_exist(const SanlockSettings &s, const std::vector<std::string> &resources) {
+    for (const auto &r : resources)
+        if (!exists_with_size(lease_file_path(s, r)))
+            return false;
+    return true;
+}
+
 FileOutcome ensure_lockspace_file(const SanlockSettings &s) {
     std::string path = s.lease_dir + "/" + s.lockspace;
     return create_formatted(s, path, [&](const std::string &tmp) {
@@ -207,11 +216,14 @@ FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resou
     return create_formatted(s, lease_file_path(s, resource), [&](const std::string &tmp) {
         OneDiskResource r;
         fill_resource(r, s, resource, tmp);
-        // sanlock 3.8 formats with its `max_hosts` argument as the number
-        // of host slots (client.c sends it as the header's data, which
-        // cmd_write_resource reads as num_hosts; its num_hosts argument is
-        // ignored): 0 gives the most the alignment allows, 2000.
-        return sanlock_write_resource(r.get(), static_cast<int>(s.lease_num_hosts), 0, 0);
+        // Written by this thread, not by the sanlock daemon, as libvirt's
+        // plugin does (sanlock_direct_init): formatting never takes one of
+        // sanlock's worker threads from an acquire. The same paxos_lease_init
+        // as the daemon's write_resource, with sanlock's AIO and timeout.
+        // num_hosts 0 gives the most the alignment allows, 2000. (The
+        // daemon's sanlock_write_resource would take it from its max_hosts
+        // argument: the two are crossed between client.c and cmd.c in 3.8.)
+        return sanlock_direct_write_resource(r.get(), 0, static_cast<int>(s.lease_num_hosts), 0);
     });
 }
 

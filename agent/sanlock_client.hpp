@@ -49,6 +49,10 @@ struct FileOutcome {
     bool ok() const { return io_errno == 0 && sanlock_rv == 0; }
 };
 
+// Whether every one of `resources` has its lease file, full size (a stat
+// each). A file made by another host's creator may not be formatted yet.
+bool lease_files_exist(const SanlockSettings &s, const std::vector<std::string> &resources);
+
 // Create and format the lockspace file if it does not exist yet. Safe against
 // a concurrent creator on another host: the file is formatted under a private,
 // unpredictable name (.vmlease-tmp.HOSTID.RANDOM, created O_EXCL) and linked

@@ -15,9 +15,6 @@
 namespace vmlease {
 namespace {
 
-
-
-
 // A lease file another host (or libvirt's plugin, which formats in place)
 // has just created may not be formatted yet; give its creator a moment.
 bool freshly_created(const std::string &path) {
@@ -59,7 +56,8 @@ void acquire_all(const SanlockSettings &s, SanlockConnection &conn, const std::v
             break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    out.detail = out.rv < 0 ? sanlock_strerror(out.rv) : "";
+    out.detail = out.rv < 0 ? sanlock_strerror(out.rv) + sanlock_open_hint(out.rv, lease_file_path(s, resources.front()))
+                            : "";
     if (out.rv != 0)
         return;
     // A pinned acquire lands exactly one past the pin (sanlock's ballot
@@ -99,13 +97,56 @@ void SanlockEffector::acquire(const AcquireEffect &effect, Done done) {
         acquires_in_flight_--;
         done(std::move(out));
     };
+    to_lane(effect, false, std::move(done));
+}
+
+size_t SanlockEffector::pick_formatter() {
+    size_t best = 0;
+    for (size_t i = 1; i < formatters_.size(); i++)
+        if (formatters_[i]->backlog() < formatters_[best]->backlog())
+            best = i;
+    // A new formatter only when every one is busy: an agent whose lease
+    // files all exist has none.
+    if (formatters_.empty() || (formatters_[best]->backlog() > 0 && formatters_.size() < lanes_.size())) {
+        formatters_.push_back(std::make_unique<Worker>());
+        best = formatters_.size() - 1;
+    }
+    return best;
+}
+
+void SanlockEffector::to_formatter(const AcquireEffect &effect, Done done) {
+    formatters_[pick_formatter()]->submit([this, s = settings_, post = post_, effect, done = std::move(done)]() mutable {
+        FileOutcome file;
+        if (file = ensure_lease_file(s, effect.resource); file.ok())
+            for (const auto &r : effect.alias_resources)
+                if (file = ensure_lease_file(s, r); !file.ok())
+                    break;
+        post([this, effect, file = std::move(file), done = std::move(done)]() mutable {
+            if (file.ok())
+                return to_lane(effect, true, std::move(done));
+            SanlockOutcome out;
+            out.io_errno = file.io_errno;
+            out.rv = file.sanlock_rv;
+            out.detail = file.detail;
+            done(std::move(out));
+        });
+    });
+}
+
+void SanlockEffector::to_lane(const AcquireEffect &effect, bool formatted, Done done) {
     size_t lane = pick_lane();
     lane_of_[effect.resource] = lane;
-    lanes_[lane].worker->submit([s = settings_, conn = lanes_[lane].connection, post = post_, effect,
+    lanes_[lane].worker->submit([this, s = settings_, conn = lanes_[lane].connection, post = post_, effect, formatted,
                                  done = std::move(done)]() mutable {
         SanlockOutcome out;
         std::vector<std::string> resources{effect.resource};
         resources.insert(resources.end(), effect.alias_resources.begin(), effect.alias_resources.end());
+        // A lease file that is missing is made on a formatter, and the
+        // acquire comes back to a lane once it is: a lane never writes a
+        // megabyte while another machine's acquire waits behind it. Once
+        // formatted, a file removed meanwhile is made here.
+        if (!formatted && !lease_files_exist(s, resources))
+            return post([this, effect, done = std::move(done)]() mutable { to_formatter(effect, std::move(done)); });
         FileOutcome file;
         for (const auto &r : resources)
             if (file = ensure_lease_file(s, r); !file.ok())

@@ -1,7 +1,8 @@
 // Carries out the registry's sanlock effects off the event loop: each
 // registered sanlock connection has its own worker thread (sanlock runs one
-// command at a time per connection), lockspace work and cleanup run on an
-// admin worker, InspectDisk (anyone may call it) on a worker of its own so
+// command at a time per connection), lease files that do not exist yet are
+// made on formatter threads before their acquire reaches a lane, lockspace
+// work and cleanup run on an admin worker, InspectDisk (anyone may call it) on a worker of its own so
 // it can never delay a join, and every result is posted back to the loop.
 #pragma once
 
@@ -72,10 +73,18 @@ private:
         std::unique_ptr<Worker> worker;
     };
     size_t pick_lane() const;
+    size_t pick_formatter();
+    // The acquire on a lane; `formatted`: its lease files were just made.
+    void to_lane(const AcquireEffect &effect, bool formatted, Done done);
+    // Its missing lease files made first, then back to a lane.
+    void to_formatter(const AcquireEffect &effect, Done done);
 
     SanlockSettings settings_;
     CompletionQueue::Poster post_;
     std::vector<Lane> lanes_;
+    // Lease files are created and formatted on these (at most one per lane,
+    // started when all are busy), off the lanes.
+    std::vector<std::unique_ptr<Worker>> formatters_;
     Worker admin_;
     Worker inspector_;
     std::unordered_map<std::string, size_t> lane_of_;  // resource -> lane holding it (loop thread only)

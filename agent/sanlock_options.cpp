@@ -18,62 +18,6 @@ std::vector<std::string> cmdline_of(const std::string &pid) {
     return args;
 }
 
-// "-w 0" / "-w0" on the command line wins over sanlock.conf's use_watchdog.
-std::optional<bool> watchdog_from_args(const std::vector<std::string> &args) {
-    std::optional<bool> on;
-    for (size_t i = 0; i < args.size(); i++) {
-        if (args[i] == "-w" && i + 1 < args.size())
-            on = args[i + 1] != "0";
-        else if (args[i].rfind("-w", 0) == 0 && args[i].size() > 2)
-            on = args[i].substr(2) != "0";
-    }
-    return on;
-}
-
-std::optional<bool> watchdog_from_conf(const std::string &conf) {
-    std::ifstream in(conf);
-    std::optional<bool> on;
-    for (std::string line; std::getline(in, line);) {
-        std::istringstream words(line);
-        std::string key, eq, value;
-        if (words >> key >> eq >> value && key == "use_watchdog" && eq == "=")
-            on = value != "0";
-    }
-    return on;
-}
-
-// `-t N` / `-tN` on the command line.
-std::optional<unsigned> workers_from_args(const std::vector<std::string> &args) {
-    std::optional<unsigned> n;
-    for (size_t i = 0; i < args.size(); i++) {
-        std::string value;
-        if (args[i] == "-t" && i + 1 < args.size())
-            value = args[i + 1];
-        else if (args[i].rfind("-t", 0) == 0 && args[i].size() > 2)
-            value = args[i].substr(2);
-        else
-            continue;
-        try {
-            n = static_cast<unsigned>(std::stoul(value));
-        } catch (const std::exception &) {
-        }
-    }
-    return n;
-}
-
-std::optional<unsigned> workers_from_conf(const std::string &conf) {
-    std::ifstream in(conf);
-    std::optional<unsigned> n;
-    for (std::string line; std::getline(in, line);) {
-        std::istringstream words(line);
-        std::string key, eq;
-        unsigned value = 0;
-        if (words >> key >> eq >> value && key == "max_worker_threads" && eq == "=")
-            n = value;
-    }
-    return n;
-}
-
 std::vector<std::string> sanlock_args(const std::string &run_dir) {
     std::ifstream pidfile(run_dir + "/sanlock.pid");
     std::string pid;
@@ -82,23 +26,61 @@ std::vector<std::string> sanlock_args(const std::string &run_dir) {
     return cmdline_of(pid);
 }
 
-}  // namespace
-
-unsigned sanlock_worker_threads(const std::string &run_dir, const std::string &conf) {
-    std::optional<unsigned> n = workers_from_args(sanlock_args(run_dir));
-    if (!n)
-        n = workers_from_conf(conf);
-    return std::max(2u, n.value_or(kSanlockDefaultWorkerThreads));
+// The last "-F VALUE" / "-FVALUE" on the command line, as sanlock reads it.
+std::optional<std::string> arg_value(const std::vector<std::string> &args, const std::string &flag) {
+    std::optional<std::string> value;
+    for (size_t i = 1; i < args.size(); i++) {
+        if (args[i] == flag && i + 1 < args.size())
+            value = args[i + 1];
+        else if (args[i].rfind(flag, 0) == 0 && args[i].size() > flag.size())
+            value = args[i].substr(flag.size());
+    }
+    return value;
 }
 
-std::optional<std::string> sanlock_watchdog_warning(const std::string &run_dir, const std::string &conf) {
-    auto args = sanlock_args(run_dir);
-    if (args.empty())
+// The last "key = value" of sanlock.conf.
+std::optional<std::string> conf_value(const std::string &conf, const std::string &key) {
+    std::ifstream in(conf);
+    std::optional<std::string> value;
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream words(line);
+        std::string k, eq, v;
+        if (words >> k >> eq >> v && k == key && eq == "=")
+            value = v;
+    }
+    return value;
+}
+
+std::optional<unsigned> number(const std::optional<std::string> &text) {
+    if (!text)
         return std::nullopt;
-    std::optional<bool> on = watchdog_from_args(args);
-    if (!on)
-        on = watchdog_from_conf(conf);
-    if (on.value_or(true))
+    try {
+        return static_cast<unsigned>(std::stoul(*text));
+    } catch (const std::exception &) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace
+
+SanlockOptions read_sanlock_options(const std::string &run_dir, const std::string &conf) {
+    SanlockOptions o;
+    const std::vector<std::string> args = sanlock_args(run_dir);
+    o.running = !args.empty();
+    // The command line wins over sanlock.conf, as it does for sanlock.
+    if (auto w = arg_value(args, "-w"))
+        o.watchdog = *w != "0";
+    else if (auto u = conf_value(conf, "use_watchdog"))
+        o.watchdog = *u != "0";
+    std::optional<unsigned> n = number(arg_value(args, "-t"));
+    if (!n)
+        n = number(conf_value(conf, "max_worker_threads"));
+    o.worker_threads = std::max(2u, n.value_or(kSanlockDefaultWorkerThreads));
+    return o;
+}
+
+std::optional<std::string> sanlock_watchdog_warning(const SanlockOptions &o) {
+    if (!o.running || o.watchdog.value_or(true))
         return std::nullopt;
     return "sanlock runs without its watchdog (-w 0 or use_watchdog = 0): a host that loses its lease storage "
            "and cannot stop its VMs in time is not reset, so another host may take their disks while they still "

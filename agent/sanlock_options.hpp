@@ -17,18 +17,26 @@
 
 namespace vmlease {
 
-// A warning for the journal and the Manager's Warnings property, or nullopt
-// when sanlock uses its watchdog (or cannot be looked at). `run_dir` is
-// sanlock's run directory (its pid file), `conf` its sanlock.conf.
-std::optional<std::string> sanlock_watchdog_warning(const std::string &run_dir,
-                                                    const std::string &conf = "/etc/sanlock/sanlock.conf");
-
-// sanlock's max_worker_threads: -t N on its command line, else
-// max_worker_threads in `conf`, else sanlock's default, 8 (at least 2, as
-// sanlock raises it).
-unsigned sanlock_worker_threads(const std::string &run_dir,
-                                const std::string &conf = "/etc/sanlock/sanlock.conf");
 inline constexpr unsigned kSanlockDefaultWorkerThreads = 8;
+
+struct SanlockOptions {
+    // Its pid file names a process whose command line could be read.
+    bool running = false;
+    // -w on its command line, else use_watchdog in sanlock.conf; unset: on.
+    std::optional<bool> watchdog;
+    // -t N on its command line, else max_worker_threads in sanlock.conf,
+    // else sanlock's default, 8 (at least 2, as sanlock raises it).
+    unsigned worker_threads = kSanlockDefaultWorkerThreads;
+};
+
+// Read once at start: `run_dir` is sanlock's run directory (its pid file),
+// `conf` its sanlock.conf.
+SanlockOptions read_sanlock_options(const std::string &run_dir,
+                                    const std::string &conf = "/etc/sanlock/sanlock.conf");
+
+// A warning for the journal and the Manager's Warnings property, or nullopt
+// when sanlock uses its watchdog (or could not be looked at).
+std::optional<std::string> sanlock_watchdog_warning(const SanlockOptions &options);
 
 // What to say when `waited` acquires had to wait for one of sanlock's
 // `workers` worker threads: what to set, and when it takes effect.

@@ -8,7 +8,7 @@
  *   vmlease-bench-raw serial DIR LOCKSPACE HOST_ID VMS DISKS
  *       For each of VMS "VMs", one after another: create DISKS lease files in
  *       DIR (named <basename of DIR>-VM-DISK; O_EXCL, 1 MiB, fsync,
- *       sanlock_write_resource), register a
+ *       sanlock_direct_init as libvirt's plugin does), register a
  *       connection, set a killpath, restrict SIGKILL and acquire the VM's
  *       DISKS leases in one sanlock_acquire call. Prints
  *       "total_ms T" and "per_lease_ms P"; then releases everything.
@@ -37,6 +37,7 @@
 
 #include <sanlock.h>
 #include <sanlock_admin.h>
+#include <sanlock_direct.h>
 #include <sanlock_resource.h>
 
 #define LEASE_SIZE (1024 * 1024)
@@ -61,7 +62,8 @@ static struct sanlk_resource *new_res(const char *dir, const char *ls, const cha
 	return r;
 }
 
-/* Create and format the lease file like the agent (and libvirt) do. */
+/* Create and format the lease file like libvirt's plugin (and the agent) do:
+ * formatted by this process (sanlock_direct_init), not the sanlock daemon. */
 static int create_lease(struct sanlk_resource *r)
 {
 	int fd = open(r->disks[0].path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0660);
@@ -74,7 +76,7 @@ static int create_lease(struct sanlk_resource *r)
 	if (rv < 0)
 		return rv;
 	r->flags = SANLK_RES_ALIGN1M | SANLK_RES_SECTOR512;
-	rv = sanlock_write_resource(r, 0, 0, 0);
+	rv = sanlock_direct_init(NULL, r, 0, 0, 0);
 	r->flags = SANLK_RES_PERSISTENT;
 	return rv;
 }

@@ -32,7 +32,7 @@ inline constexpr size_t kMaxAliases = 4;
 // How long to wait before joining the lockspace again after `failures`
 // failed joins in a row: 1, 2, 4 ... 30 seconds.
 inline unsigned rejoin_delay_seconds(unsigned failures) {
-    return failures >= 5 ? 30u : std::min(30u, 1u << failures);
+    return failures < 5 ? 1u << failures : 30u;
 }
 
 class LeaseRegistry {

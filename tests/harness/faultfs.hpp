@@ -15,7 +15,8 @@ public:
     // Heals (so nothing stays hung), then unmounts.
     ~FaultFs();
     // "ok", "eio", "hang", "hangmeta" or "hang NAME" (only the file NAME
-    // hangs); in force when this returns.
+    // hangs; "hang PREFIX*": every file whose name starts with PREFIX); in
+    // force when this returns.
     void set(const std::string &mode);
     // Requests blocked right now (the "hung=" of the control file).
     unsigned hung() const;

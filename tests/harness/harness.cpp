@@ -313,10 +313,12 @@ SanlockDaemon::SanlockDaemon(const std::string &dir)
     start();
 }
 
-void SanlockDaemon::start() {
+void SanlockDaemon::start(const std::vector<std::string> &extra_args) {
     std::string sanlock = required_env("SANLOCK");
-    child_ = Child({sanlock, "daemon", "-D", "-w", "0", "-l", "0", "-h", "0", "-L", "-1", "-S", "-1", "-U", "root",
-                    "-G", "root"},
+    std::vector<std::string> argv{sanlock, "daemon", "-D", "-w", "0", "-l", "0", "-h", "0", "-L", "-1", "-S", "-1",
+                                  "-U", "root", "-G", "root"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    child_ = Child(argv,
                    // The killpath helper sanlock runs inherits this environment:
                    // a sanitized helper must tolerate the preloaded shim.
                    {{"SANLOCK_RUN_DIR", run_dir_},

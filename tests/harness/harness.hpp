@@ -124,8 +124,9 @@ public:
     void stop();
     // SIGKILL: the daemon forgets every lease and lockspace, as after a crash.
     void crash();
-    // Start again after stop() or crash(), with the same run directory.
-    void start();
+    // Start again after stop() or crash(), with the same run directory;
+    // `extra_args` are added to the daemon's command line (e.g. -t 32).
+    void start(const std::vector<std::string> &extra_args = {});
 
 private:
     std::string dir_, run_dir_;

@@ -1,5 +1,6 @@
 // org.vmlease.Manager on one host, end to end: a real dbus-daemon, a real
 // sanlock daemon and the real vmleased binary.
+#include "faultfs.hpp"
 #include "host.hpp"
 
 #include <gtest/gtest.h>
@@ -533,6 +534,56 @@ TEST_F(LeaseApi, NewLeaseFilesHaveLeaseMaxHostsSlotsAndExistingOnesKeepTheirs) {
     host->agent->stop();
     host->agent->start();
     ASSERT_TRUE(client().wait_property("LockspaceState", "joined")) << host->agent->log();
+}
+
+// A machine whose lease file exists never waits behind other machines' lease
+// files being made. On a host whose lease directory is faultfs, the fsync of
+// every new lease file (under its private name .vmlease-tmp.2.*) hangs; as
+// many new disks are asked for as the agent has sanlock connections, then a
+// disk whose lease file exists: it is taken while the others still hang.
+// (Made on the connections' workers, each new file would hold one, and the
+// last acquire would wait for storage that never answers.)
+TEST_F(LeaseApi, ADiskWhoseLeaseFileExistsDoesNotWaitForOthersBeingFormatted) {
+    TempDir dir("vmlease-format");
+    FaultFs fs(dir / "backing", dir / "leases", dir / "faultfs.log");
+    Host h(dir.path(), fs.mountpoint(), 2);
+    ASSERT_TRUE(h.client->wait_property("LockspaceState", "joined")) << h.agent->log();
+    const std::string ready = "/srv/format-ready.img";
+    h.client->AcquireDisk("ready", ready, "exclusive", kNoOptions);
+    h.client->ReleaseDisk("ready", ready);
+    std::smatch m;
+    const std::string start_log = read_file(h.dir + "/agent/vmleased.log");
+    ASSERT_TRUE(std::regex_search(start_log, m, std::regex(R"(over (\d+) connections)"))) << start_log;
+    const unsigned connections = static_cast<unsigned>(std::stoul(m[1]));
+
+    fs.set("hang .vmlease-tmp.2.*");
+    struct Heal {  // before the host is stopped, whatever happens
+        FaultFs &fs;
+        ~Heal() { fs.set("ok"); }
+    } heal{fs};
+    const std::map<std::string, std::string> bus{{"DBUS_SYSTEM_BUS_ADDRESS", h.bus_address}};
+    auto acquire = [&](const std::string &owner, const std::string &disk) {
+        return Child({required_env("VMLEASECTL"), "--no-ask-password", "acquire", owner, disk}, bus,
+                     dir / (owner + ".log"));
+    };
+    std::vector<Child> waiting;
+    for (unsigned i = 0; i < connections; i++)
+        waiting.push_back(acquire("new-" + std::to_string(i), "/srv/format-new-" + std::to_string(i) + ".img"));
+    ASSERT_TRUE(eventually([&] { return fs.hung() >= connections; }, 20s))
+        << "hung: " << fs.hung() << "\n" << h.agent->log();
+
+    Child taken = acquire("ready", ready);
+    EXPECT_EQ(taken.wait(10s), 0) << read_file(taken.log_path()) << h.agent->log();
+    EXPECT_GE(fs.hung(), connections) << "the new files were still being made meanwhile";
+
+    fs.set("ok");
+    for (auto &c : waiting)
+        EXPECT_EQ(c.wait(30s), 0) << read_file(c.log_path());
+    EXPECT_EQ(h.client->ListLeases().size(), connections + 1);
+    h.client->ReleaseDisk("ready", ready);
+    for (unsigned i = 0; i < connections; i++)
+        h.client->ReleaseDisk("new-" + std::to_string(i), "/srv/format-new-" + std::to_string(i) + ".img");
+    h.check();
 }
 
 }  // namespace

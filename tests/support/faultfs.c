@@ -45,7 +45,9 @@
  *   echo hang NAME > MNT/.faultfs  as hang, but only for the file NAME (the
  *                              last component of its path): other files'
  *                              I/O passes through (e.g. one lease file hangs
- *                              while the lockspace is renewed)
+ *                              while the lockspace is renewed); NAME ending
+ *                              in '*' is a prefix (every file whose name
+ *                              starts with the rest)
  *   echo ok   > MNT/.faultfs   pass through; releases hung requests
  *   cat MNT/.faultfs           "mode=hang hung=3 hung_total=17 eio_total=0
  *                               io_total=412\n" (hung = blocked right now)
@@ -162,6 +164,9 @@ static int hangs(enum mode m, int meta, const char *path)
 {
 	if (m == MODE_HANG && !meta && only_name[0]) {
 		const char *base = path ? strrchr(path, '/') : NULL;
+		size_t n = strlen(only_name);
+		if (base && only_name[n - 1] == '*')
+			return !strncmp(base + 1, only_name, n - 1);
 		return base && !strcmp(base + 1, only_name);
 	}
 	return m == MODE_HANG_META || (m == MODE_HANG && !meta);
