@@ -117,8 +117,10 @@ public:
 private:
     int ensure_registered();
     void reset();
-    // The lver of each of `resources`, held on this connection.
-    int held_versions(const std::vector<std::string> &resources, std::map<std::string, uint64_t> &versions);
+    // The lver of each of `resources`, held on this connection (in `shared`
+    // mode or else exclusive).
+    int held_versions(const std::vector<std::string> &resources, bool shared,
+                      std::map<std::string, uint64_t> &versions);
     int release_with(const std::vector<std::string> &resources, uint32_t flags);
 
     SanlockSettings settings_;
