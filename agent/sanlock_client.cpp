@@ -88,7 +88,8 @@ int create_temporary(const SanlockSettings &s, std::string &path) {
     return -EEXIST;
 }
 
-// Create `final_path` formatted by `format(tmp_path)`: the file is created
+// Create `final_path` formatted by `format(tmp_path, fd)` (`fd`: the file,
+// open for writing, as created): the file is created
 // with O_EXCL under a private name, sized, chowned, formatted and then
 // hard-linked to its final name. link() fails with EEXIST if another host won
 // the race, in which case its (complete) file is the one everybody uses.
@@ -111,19 +112,23 @@ FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_
         out.io_errno = errno;
         out.detail = "cannot prepare " + tmp + ": " + strerror(out.io_errno);
     }
-    close(fd);
     if (out.ok()) {
-        out.sanlock_rv = format(tmp);
+        out.sanlock_rv = format(tmp, fd);
         if (out.sanlock_rv < 0)
             out.detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(out.sanlock_rv) +
                          sanlock_open_hint(out.sanlock_rv, tmp);
         else
             out.sanlock_rv = 0;
     }
-    if (out.ok() && link(tmp.c_str(), final_path.c_str()) < 0 && errno != EEXIST) {
+    // The file this thread created is linked, not whatever has its name
+    // now (a link put there would become the lease file).
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
+    if (out.ok() && linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
+        errno != EEXIST) {
         out.io_errno = errno;
         out.detail = "cannot link " + tmp + " to " + final_path + ": " + strerror(out.io_errno);
     }
+    close(fd);
     unlink(tmp.c_str());
     return out;
 }
@@ -182,7 +187,7 @@ bool lease_files_exist(const SanlockSettings &s, const std::vector<std::string> 
 
 FileOutcome ensure_lockspace_file(const SanlockSettings &s) {
     std::string path = s.lease_dir + "/" + s.lockspace;
-    return create_formatted(s, path, [&](const std::string &tmp) {
+    return create_formatted(s, path, [&](const std::string &tmp, int) {
         sanlk_lockspace ls = make_lockspace(s, tmp);
         ls.host_id = 0;
         return sanlock_write_lockspace(&ls, 0, 0, s.io_timeout);
@@ -213,9 +218,13 @@ int join_lockspace(const SanlockSettings &s, bool after_failure) {
 }
 
 FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resource) {
-    return create_formatted(s, lease_file_path(s, resource), [&](const std::string &tmp) {
+    return create_formatted(s, lease_file_path(s, resource), [&](const std::string &, int fd) {
+        // Through the file this thread created (O_EXCL, O_NOFOLLOW) and
+        // still has open, not its name: whoever may write the lease
+        // directory could otherwise swap the name for a link to any file,
+        // which vmleased, as root, would then format.
         OneDiskResource r;
-        fill_resource(r, s, resource, tmp);
+        fill_resource(r, s, resource, "/proc/self/fd/" + std::to_string(fd));
         // Written by this thread, not by the sanlock daemon, as libvirt's
         // plugin does (sanlock_direct_init): formatting never takes one of
         // sanlock's worker threads from an acquire. The same paxos_lease_init

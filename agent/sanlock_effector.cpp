@@ -106,8 +106,11 @@ size_t SanlockEffector::pick_formatter() {
         if (formatters_[i]->backlog() < formatters_[best]->backlog())
             best = i;
     // A new formatter only when every one is busy: an agent whose lease
-    // files all exist has none.
-    if (formatters_.empty() || (formatters_[best]->backlog() > 0 && formatters_.size() < lanes_.size())) {
+    // files all exist has none. At most one per lane, and at most 16: more
+    // threads writing new files do not make more files (each is a megabyte
+    // written and an fsync of the lease directory's file system).
+    if (formatters_.empty() ||
+        (formatters_[best]->backlog() > 0 && formatters_.size() < std::min<size_t>(lanes_.size(), kMaxFormatters))) {
         formatters_.push_back(std::make_unique<Worker>());
         best = formatters_.size() - 1;
     }

@@ -82,8 +82,9 @@ private:
     SanlockSettings settings_;
     CompletionQueue::Poster post_;
     std::vector<Lane> lanes_;
-    // Lease files are created and formatted on these (at most one per lane,
-    // started when all are busy), off the lanes.
+    // Lease files are created and formatted on these (started when all are
+    // busy, at most one per lane and kMaxFormatters), off the lanes.
+    static constexpr size_t kMaxFormatters = 16;
     std::vector<std::unique_ptr<Worker>> formatters_;
     Worker admin_;
     Worker inspector_;
