@@ -88,13 +88,23 @@ int create_temporary(const SanlockSettings &s, std::string &path) {
     return -EEXIST;
 }
 
-// Create `final_path` formatted by `format(tmp_path, fd)` (`fd`: the file,
-// open for writing, as created): the file is created
-// with O_EXCL under a private name, sized, chowned, formatted and then
-// hard-linked to its final name. link() fails with EEXIST if another host won
-// the race, in which case its (complete) file is the one everybody uses.
+// Who writes a new file's sanlock format: vmleased itself, through the
+// descriptor of the file it created (lease files), or the sanlock daemon,
+// which opens it by its name as the user it runs as (the lockspace file: a
+// file sanlock may not open is found out there, before any lease).
+enum class FormattedBy { ThisProcess, SanlockDaemon };
+
+// Create `final_path` formatted by `format(path)`: the file is created with
+// O_EXCL under a private name, sized, chowned, formatted and then hard-linked
+// to its final name. link() fails with EEXIST if another host won the race,
+// in which case its (complete) file is the one everybody uses. Formatted by
+// this process, `path` is /proc/self/fd/N and the file linked is the one
+// created, whatever has its private name by then: whoever may write the
+// lease directory could otherwise swap the name for a link to any file,
+// which vmleased, as root, would format (or link into place).
 template <typename Format>
-FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_path, Format format) {
+FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_path, FormattedBy by,
+                             Format format) {
     FileOutcome out;
     if (exists_with_size(final_path))
         return out;
@@ -112,18 +122,19 @@ FileOutcome create_formatted(const SanlockSettings &s, const std::string &final_
         out.io_errno = errno;
         out.detail = "cannot prepare " + tmp + ": " + strerror(out.io_errno);
     }
+    const bool here = by == FormattedBy::ThisProcess;
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
     if (out.ok()) {
-        out.sanlock_rv = format(tmp, fd);
+        out.sanlock_rv = format(here ? self : tmp);
         if (out.sanlock_rv < 0)
-            out.detail = "sanlock could not format " + tmp + ": " + sanlock_strerror(out.sanlock_rv) +
-                         sanlock_open_hint(out.sanlock_rv, tmp);
+            out.detail = (here ? "cannot format " : "sanlock could not format ") + tmp + ": " +
+                         sanlock_strerror(out.sanlock_rv) + (here ? "" : sanlock_open_hint(out.sanlock_rv, tmp));
         else
             out.sanlock_rv = 0;
     }
-    // The file this thread created is linked, not whatever has its name
-    // now (a link put there would become the lease file).
-    const std::string self = "/proc/self/fd/" + std::to_string(fd);
-    if (out.ok() && linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
+    if (out.ok() &&
+        (here ? linkat(AT_FDCWD, self.c_str(), AT_FDCWD, final_path.c_str(), AT_SYMLINK_FOLLOW)
+              : link(tmp.c_str(), final_path.c_str())) < 0 &&
         errno != EEXIST) {
         out.io_errno = errno;
         out.detail = "cannot link " + tmp + " to " + final_path + ": " + strerror(out.io_errno);
@@ -187,7 +198,7 @@ bool lease_files_exist(const SanlockSettings &s, const std::vector<std::string> 
 
 FileOutcome ensure_lockspace_file(const SanlockSettings &s) {
     std::string path = s.lease_dir + "/" + s.lockspace;
-    return create_formatted(s, path, [&](const std::string &tmp, int) {
+    return create_formatted(s, path, FormattedBy::SanlockDaemon, [&](const std::string &tmp) {
         sanlk_lockspace ls = make_lockspace(s, tmp);
         ls.host_id = 0;
         return sanlock_write_lockspace(&ls, 0, 0, s.io_timeout);
@@ -218,21 +229,18 @@ int join_lockspace(const SanlockSettings &s, bool after_failure) {
 }
 
 FileOutcome ensure_lease_file(const SanlockSettings &s, const std::string &resource) {
-    return create_formatted(s, lease_file_path(s, resource), [&](const std::string &, int fd) {
-        // Through the file this thread created (O_EXCL, O_NOFOLLOW) and
-        // still has open, not its name: whoever may write the lease
-        // directory could otherwise swap the name for a link to any file,
-        // which vmleased, as root, would then format.
+    return create_formatted(s, lease_file_path(s, resource), FormattedBy::ThisProcess, [&](const std::string &fd_path) {
         OneDiskResource r;
-        fill_resource(r, s, resource, "/proc/self/fd/" + std::to_string(fd));
+        fill_resource(r, s, resource, fd_path);
         // Written by this thread, not by the sanlock daemon, as libvirt's
-        // plugin does (sanlock_direct_init): formatting never takes one of
-        // sanlock's worker threads from an acquire. The same paxos_lease_init
-        // as the daemon's write_resource, with sanlock's AIO and timeout.
-        // num_hosts 0 gives the most the alignment allows, 2000. (The
-        // daemon's sanlock_write_resource would take it from its max_hosts
-        // argument: the two are crossed between client.c and cmd.c in 3.8.)
-        return sanlock_direct_write_resource(r.get(), 0, static_cast<int>(s.lease_num_hosts), 0);
+        // plugin does: formatting never takes one of sanlock's worker
+        // threads from an acquire. The same paxos_lease_init as the daemon's
+        // write_resource, with synchronous I/O as libvirt asks for (no AIO
+        // timeout of the library's own to depend on). num_hosts 0 gives the
+        // most the alignment allows, 2000. (The daemon's
+        // sanlock_write_resource would take it from its max_hosts argument:
+        // the two are crossed between client.c and cmd.c in 3.8.)
+        return sanlock_direct_init(nullptr, r.get(), 0, static_cast<int>(s.lease_num_hosts), 0);
     });
 }
 

@@ -118,7 +118,16 @@ size_t SanlockEffector::pick_formatter() {
 }
 
 void SanlockEffector::to_formatter(const AcquireEffect &effect, Done done) {
-    formatters_[pick_formatter()]->submit([this, s = settings_, post = post_, effect, done = std::move(done)]() mutable {
+    size_t formatter;
+    try {
+        formatter = pick_formatter();
+    } catch (const std::exception &e) {  // no thread could be started (TasksMax, memory)
+        SanlockOutcome out;
+        out.io_errno = EAGAIN;
+        out.detail = std::string("cannot start a thread to make the lease file: ") + e.what();
+        return done(std::move(out));
+    }
+    formatters_[formatter]->submit([this, s = settings_, post = post_, effect, done = std::move(done)]() mutable {
         FileOutcome file;
         if (file = ensure_lease_file(s, effect.resource); file.ok())
             for (const auto &r : effect.alias_resources)
@@ -147,17 +156,12 @@ void SanlockEffector::to_lane(const AcquireEffect &effect, bool formatted, Done 
         // A lease file that is missing is made on a formatter, and the
         // acquire comes back to a lane once it is: a lane never writes a
         // megabyte while another machine's acquire waits behind it. Once
-        // formatted, a file removed meanwhile is made here.
+        // made, the files are not looked at again: one removed (or left
+        // short by another host's creator) meanwhile fails in sanlock, and
+        // the acquire is retried as any failed one.
         if (!formatted && !lease_files_exist(s, resources))
             return post([this, effect, done = std::move(done)]() mutable { to_formatter(effect, std::move(done)); });
-        FileOutcome file;
-        for (const auto &r : resources)
-            if (file = ensure_lease_file(s, r); !file.ok())
-                break;
-        out.io_errno = file.io_errno;
-        out.rv = file.sanlock_rv;
-        out.detail = file.detail;
-        if (file.ok()) {
+        {
             bool shared = effect.mode == LeaseMode::Shared;
             // Aliases the VM's own sanlock client holds are left out before
             // asking: a call that fails on one of them would make sanlock

@@ -38,14 +38,18 @@ std::optional<std::string> arg_value(const std::vector<std::string> &args, const
     return value;
 }
 
-// The last "key = value" of sanlock.conf.
+// The last "key = value" of sanlock.conf (spaces around '=' or not, as
+// sanlock reads it; '#' starts a comment line).
 std::optional<std::string> conf_value(const std::string &conf, const std::string &key) {
     std::ifstream in(conf);
     std::optional<std::string> value;
     for (std::string line; std::getline(in, line);) {
-        std::istringstream words(line);
-        std::string k, eq, v;
-        if (words >> k >> eq >> v && k == key && eq == "=")
+        size_t eq = line.find('=');
+        std::istringstream before(line.substr(0, eq == std::string::npos ? 0 : eq));
+        std::string k, rest, v;
+        if (eq == std::string::npos || !(before >> k) || k[0] == '#' || before >> rest || k != key)
+            continue;
+        if (std::istringstream(line.substr(eq + 1)) >> v)
             value = v;
     }
     return value;
