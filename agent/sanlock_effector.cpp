@@ -111,8 +111,13 @@ size_t SanlockEffector::pick_formatter() {
     // written and an fsync of the lease directory's file system).
     if (formatters_.empty() ||
         (formatters_[best]->backlog() > 0 && formatters_.size() < std::min<size_t>(lanes_.size(), kMaxFormatters))) {
-        formatters_.push_back(std::make_unique<Worker>());
-        best = formatters_.size() - 1;
+        try {
+            formatters_.push_back(std::make_unique<Worker>());
+            best = formatters_.size() - 1;
+        } catch (const std::exception &) {
+            if (formatters_.empty())
+                throw;  // none to wait for
+        }
     }
     return best;
 }
