@@ -60,7 +60,6 @@ sanlk_lockspace make_lockspace(const SanlockSettings &s, const std::string &path
     return ls;
 }
 
-
 bool exists_with_size(const std::string &path) {
     struct stat st {};
     return stat(path.c_str(), &st) == 0 && st.st_size >= kLeaseFileSize;

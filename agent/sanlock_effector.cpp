@@ -166,48 +166,46 @@ void SanlockEffector::to_lane(const AcquireEffect &effect, bool formatted, Done 
         // the acquire is retried as any failed one.
         if (!formatted && !lease_files_exist(s, resources))
             return post([this, effect, done = std::move(done)]() mutable { to_formatter(effect, std::move(done)); });
-        {
-            bool shared = effect.mode == LeaseMode::Shared;
-            // Aliases the VM's own sanlock client holds are left out before
-            // asking: a call that fails on one of them would make sanlock
-            // give back, on disk, an orphan it had just adopted in the same call.
-            if (effect.owner_pid > 0)
-                for (const auto &r : effect.alias_resources)
-                    if (process_holds(s, effect.owner_pid, r)) {
-                        out.owner_held_aliases.push_back(r);
-                        resources.erase(std::find(resources.begin(), resources.end(), r));
-                    }
-            acquire_all(s, *conn, resources, shared, effect.adopt_orphan, effect.pins, out);
-            // -EEXIST: another sanlock client on this host holds one of them.
-            // If that is the machine's own leader (libvirt's plugin), the VM
-            // is protected already under that name: under its identity, it
-            // is not ours at all; under an alias, the rest is taken without it.
-            if (out.rv == -EEXIST && effect.owner_pid > 0) {
-                std::vector<std::string> rest, held;
-                for (const auto &r : resources)
-                    (process_holds(s, effect.owner_pid, r) ? held : rest).push_back(r);
-                if (!held.empty() && held.front() == effect.resource) {
-                    out.held_by_owner_process = true;
-                    out.owner_held_aliases.clear();
-                } else if (!held.empty()) {
-                    // It took one meanwhile: the rest without it.
-                    out.owner_held_aliases.insert(out.owner_held_aliases.end(), held.begin(), held.end());
-                    acquire_all(s, *conn, rest, shared, effect.adopt_orphan, effect.pins, out);
+        bool shared = effect.mode == LeaseMode::Shared;
+        // Aliases the VM's own sanlock client holds are left out before
+        // asking: a call that fails on one of them would make sanlock
+        // give back, on disk, an orphan it had just adopted in the same call.
+        if (effect.owner_pid > 0)
+            for (const auto &r : effect.alias_resources)
+                if (process_holds(s, effect.owner_pid, r)) {
+                    out.owner_held_aliases.push_back(r);
+                    resources.erase(std::find(resources.begin(), resources.end(), r));
                 }
+        acquire_all(s, *conn, resources, shared, effect.adopt_orphan, effect.pins, out);
+        // -EEXIST: another sanlock client on this host holds one of them.
+        // If that is the machine's own leader (libvirt's plugin), the VM
+        // is protected already under that name: under its identity, it
+        // is not ours at all; under an alias, the rest is taken without it.
+        if (out.rv == -EEXIST && effect.owner_pid > 0) {
+            std::vector<std::string> rest, held;
+            for (const auto &r : resources)
+                (process_holds(s, effect.owner_pid, r) ? held : rest).push_back(r);
+            if (!held.empty() && held.front() == effect.resource) {
+                out.held_by_owner_process = true;
+                out.owner_held_aliases.clear();
+            } else if (!held.empty()) {
+                // It took one meanwhile: the rest without it.
+                out.owner_held_aliases.insert(out.owner_held_aliases.end(), held.begin(), held.end());
+                acquire_all(s, *conn, rest, shared, effect.adopt_orphan, effect.pins, out);
             }
+        }
 
-            if (sanlock_rv::held_by_other_host(out.rv) || out.rv == sanlock_rv::kAcquireLver) {
-                // Whichever of its names another host holds (libvirt's
-                // plugin takes the literal path's).
-                for (const auto &r : resources) {
-                    std::vector<LeaseOwner> owners;
-                    if (read_lease_owners(s, r, owners) == 0)
-                        for (const auto &o : owners)
-                            if (o.host_id != s.host_id)
-                                out.holder_host_ids.push_back(o.host_id);
-                    if (!out.holder_host_ids.empty())
-                        break;
-                }
+        if (sanlock_rv::held_by_other_host(out.rv) || out.rv == sanlock_rv::kAcquireLver) {
+            // Whichever of its names another host holds (libvirt's
+            // plugin takes the literal path's).
+            for (const auto &r : resources) {
+                std::vector<LeaseOwner> owners;
+                if (read_lease_owners(s, r, owners) == 0)
+                    for (const auto &o : owners)
+                        if (o.host_id != s.host_id)
+                            out.holder_host_ids.push_back(o.host_id);
+                if (!out.holder_host_ids.empty())
+                    break;
             }
         }
         post([done = std::move(done), out = std::move(out)] { done(out); });

@@ -2,8 +2,9 @@
 // registered sanlock connection has its own worker thread (sanlock runs one
 // command at a time per connection), lease files that do not exist yet are
 // made on formatter threads before their acquire reaches a lane, lockspace
-// work and cleanup run on an admin worker, InspectDisk (anyone may call it) on a worker of its own so
-// it can never delay a join, and every result is posted back to the loop.
+// work and cleanup run on an admin worker, InspectDisk (anyone may call it)
+// on a worker of its own so it can never delay a join, and every result is
+// posted back to the loop.
 #pragma once
 
 #include "completion_queue.hpp"

@@ -597,13 +597,8 @@ void machined_host_figures() {
         std::string out = run_raw({"serial", raw_dir, ls, "1", std::to_string(kVms), std::to_string(kVmDisks)}, h.sanlock);
         double raw_ms = raw_value(out, "total_ms");
         const size_t want = kVms * kVmDisks;
-        // What the agent said at its last start (agent->log() is its tail).
         auto connections = [&] {
-            std::string log = read_file(h.dir + "/agent/vmleased.log");
-            std::regex said(R"(over (\d+) connections)");
-            unsigned n = 0;
-            for (auto it = std::sregex_iterator(log.begin(), log.end(), said); it != std::sregex_iterator(); ++it)
-                n = static_cast<unsigned>(std::stoul((*it)[1]));
+            unsigned n = h.agent->sanlock_connections();
             if (n == 0)
                 throw std::runtime_error("the agent did not say how many sanlock connections it uses");
             return n;

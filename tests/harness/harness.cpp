@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -560,6 +561,17 @@ Agent::~Agent() {
 }
 
 std::string Agent::log() const { return tail_of(dir_ + "/vmleased.log"); }
+
+std::string Agent::whole_log() const { return read_file(dir_ + "/vmleased.log"); }
+
+unsigned Agent::sanlock_connections() const {
+    const std::string log = whole_log();
+    const std::regex said(R"(over (\d+) connections)");
+    unsigned n = 0;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), said); it != std::sregex_iterator(); ++it)
+        n = static_cast<unsigned>(std::stoul((*it)[1]));
+    return n;
+}
 
 // --- other bus services -------------------------------------------------------
 

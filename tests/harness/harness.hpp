@@ -188,7 +188,12 @@ public:
     // use stop() and crash() to end a run.
     Child &child() { return child_; }
     const std::string &config_path() const { return config_path_; }
+    // The end of its log, for failure messages; the whole of it.
     std::string log() const;
+    std::string whole_log() const;
+    // The sanlock connections it said at its last start it uses ("over N
+    // connections"), or 0 if it did not say.
+    unsigned sanlock_connections() const;
 
 private:
     void run_ended(int status);
